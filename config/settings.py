@@ -1,0 +1,240 @@
+"""Typed settings, one section per component. Read once at startup; each component receives
+only its own section.
+
+Environment variable names are ``<PREFIX><FIELD>`` in upper case (``RISK_MAX_POSITION_QTY``),
+plus the names traders already have: ``DISCORD_TOKEN``, ``APCA_API_KEY_ID``,
+``APCA_API_SECRET_KEY``, ``ALPACA_API_KEY``, ``ALPACA_SECRET_KEY``.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    """Accept ``"1,2,3"`` (what people type in a .env) as well as real lists."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+IdList = Annotated[list[int], NoDecode]
+SymbolList = Annotated[list[str], NoDecode]
+
+
+def _section_config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        hide_input_in_errors=True,
+        validate_default=True,
+    )
+
+
+class DiscordSettings(BaseSettings):
+    model_config = _section_config("DISCORD_")
+
+    token: SecretStr | None = None
+    command_prefix: str = "!"
+    guild_id: int | None = None
+    command_channel_ids: IdList = Field(default_factory=list)
+    control_user_ids: IdList = Field(default_factory=list)
+    control_role_ids: IdList = Field(default_factory=list)
+    read_user_ids: IdList = Field(default_factory=list)
+    read_role_ids: IdList = Field(default_factory=list)
+    confirm_timeout_s: float = Field(default=30.0, gt=0)
+    dedupe_window_s: float = Field(default=5.0, ge=0)
+
+    _split = field_validator(
+        "command_channel_ids",
+        "control_user_ids",
+        "control_role_ids",
+        "read_user_ids",
+        "read_role_ids",
+        mode="before",
+    )(_split_csv)
+
+
+class ChannelSettings(BaseSettings):
+    model_config = _section_config("CHANNEL_")
+
+    heartbeat_id: int | None = None
+    system_alerts_id: int | None = None
+    trades_id: int | None = None
+    reports_id: int | None = None
+    critical_mention_role_id: int | None = None
+    critical_mention_user_id: int | None = None
+
+
+class AlpacaSettings(BaseSettings):
+    model_config = _section_config("ALPACA_")
+
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("APCA_API_KEY_ID", "ALPACA_API_KEY")
+    )
+    secret_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("APCA_API_SECRET_KEY", "ALPACA_SECRET_KEY")
+    )
+    trading_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("ALPACA_TRADING_URL", "APCA_API_BASE_URL")
+    )
+    """Override for the REST base URL (paper and live defaults come from the mode)."""
+    trade_stream_url: str | None = None
+    """Override for the trade-updates WebSocket; derived from the trading URL when unset."""
+    data_url: str | None = None
+    """Override for the historical market-data REST base URL."""
+    data_stream_url: str | None = None
+    """Override for the market-data WebSocket; default from ``data_feed``."""
+    data_feed: Literal["iex", "sip"] = "iex"
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    max_requests_per_minute: int = Field(default=190, gt=0, le=200)
+    breaker_failures: int = Field(default=5, gt=0)
+    breaker_reset_s: float = Field(default=15.0, gt=0)
+    outage_halt_s: float = Field(default=60.0, gt=0)
+
+
+class RiskSettings(BaseSettings):
+    model_config = _section_config("RISK_")
+
+    allowed_symbols: SymbolList = Field(default_factory=list)
+    """Symbols the engine may trade; empty means the strategy's symbols."""
+    max_position_qty: Decimal = Field(default=Decimal(1000), gt=0)
+    max_position_notional: Decimal = Field(default=Decimal(50_000), gt=0)
+    max_gross_exposure: Decimal = Field(default=Decimal(200_000), gt=0)
+    max_order_notional: Decimal = Field(default=Decimal(25_000), gt=0)
+    max_price_deviation_pct: Decimal = Field(default=Decimal(5), gt=0)
+    daily_loss_limit: Decimal = Field(default=Decimal(2_000), gt=0)
+    max_orders_per_day: int = Field(default=200, gt=0)
+    pdt_guard: bool = True
+    require_market_open: bool = True
+
+    _split = field_validator("allowed_symbols", mode="before")(_split_csv)
+
+    @field_validator("allowed_symbols")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [s.upper() for s in value]
+
+
+class StrategySettings(BaseSettings):
+    model_config = _section_config("STRATEGY_")
+
+    name: Literal["golden_cross"] = "golden_cross"
+    symbols: SymbolList = Field(default_factory=lambda: ["AAPL", "MSFT", "SPY"])
+    fast: int = Field(default=10, gt=0)
+    slow: int = Field(default=30, gt=1)
+    order_qty: Decimal = Field(default=Decimal(10), gt=0)
+    long_only: bool = True
+
+    _split = field_validator("symbols", mode="before")(_split_csv)
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one symbol is required")
+        return [s.upper() for s in value]
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> StrategySettings:
+        if self.fast >= self.slow:
+            raise ValueError("STRATEGY_FAST must be smaller than STRATEGY_SLOW")
+        return self
+
+
+class ScheduleSettings(BaseSettings):
+    model_config = _section_config("SCHEDULE_")
+
+    timezone: str = "America/New_York"
+    heartbeat_minutes: float = Field(default=5.0, gt=0)
+    reconcile_minutes: float = Field(default=15.0, gt=0)
+    preclose_flatten_time: time | None = None
+    """Exchange-local time to flatten before the close (for example ``15:55``); unset = off."""
+    eod_report_delay_minutes: int = Field(default=5, ge=0)
+    stale_data_seconds: float = Field(default=120.0, gt=0)
+    engine_stale_seconds: float = Field(default=60.0, gt=0)
+    misfire_grace_seconds: int = Field(default=300, gt=0)
+
+
+class StorageSettings(BaseSettings):
+    model_config = _section_config("STORAGE_")
+
+    data_dir: Path = Path("data")
+    db_name: str = "trader.sqlite"
+    write_behind_ms: int = Field(default=200, gt=0)
+    equity_snapshot_seconds: float = Field(default=60.0, gt=0)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / self.db_name
+
+
+class SimSettings(BaseSettings):
+    model_config = _section_config("SIM_")
+
+    starting_cash: Decimal = Field(default=Decimal(100_000), gt=0)
+    slippage_bps: Decimal = Field(default=Decimal(2), ge=0)
+    commission_per_share: Decimal = Field(default=Decimal("0.005"), ge=0)
+    commission_min: Decimal = Field(default=Decimal(1), ge=0)
+    max_fill_qty: Decimal = Field(default=Decimal(0), ge=0)
+    """Largest quantity one execution fills; 0 fills each order in one execution."""
+    latency_ms: float = Field(default=0.0, ge=0)
+    replay_speed: str = "60"
+    """``max`` (as fast as possible), ``realtime``, or a multiplier such as ``60``."""
+    replay_csv: Path | None = None
+    """A CSV of minute bars to replay instead of the bundled sample."""
+
+    @field_validator("replay_speed")
+    @classmethod
+    def _speed(cls, value: str) -> str:
+        text = value.strip().lower()
+        if text in ("max", "realtime"):
+            return text
+        try:
+            multiplier = float(text)
+        except ValueError:
+            raise ValueError("must be 'max', 'realtime' or a positive number") from None
+        if not multiplier > 0:
+            raise ValueError("must be 'max', 'realtime' or a positive number")
+        return text
+
+    @property
+    def replay_multiplier(self) -> float:
+        """0 means as fast as possible."""
+        if self.replay_speed == "max":
+            return 0.0
+        if self.replay_speed == "realtime":
+            return 1.0
+        return float(self.replay_speed)
+
+
+class EngineSettings(BaseSettings):
+    model_config = _section_config("ENGINE_")
+
+    flatten_deadline_s: float = Field(default=25.0, gt=0)
+    history_bars: int = Field(default=500, gt=10)
+    loop_lag_interval_s: float = Field(default=0.25, gt=0)
+
+
+class LogSettings(BaseSettings):
+    model_config = _section_config("LOG_")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "text"] = "auto"
+    """``auto``: readable text in console mode, JSON lines otherwise."""
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+TradingMode = Literal["sim", "paper", "live"]

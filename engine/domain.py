@@ -1,0 +1,211 @@
+"""Domain value types shared by every part of the engine.
+
+Money and quantities are ``Decimal``; every datetime is timezone-aware UTC. Conversions from
+the outside world (floats, strings, naive datetimes) happen once, at the edge, through
+``to_decimal`` and ``ensure_utc``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+ZERO = Decimal(0)
+CENT = Decimal("0.01")
+
+
+def to_decimal(value: object, *, field: str = "value") -> Decimal:
+    """Convert a broker/CSV/settings value to a finite Decimal.
+
+    Floats go through ``str`` so ``0.1`` becomes ``Decimal("0.1")``, not its binary expansion.
+    """
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, bool):
+        raise ValueError(f"{field}: expected a number, got a boolean")
+    elif isinstance(value, int | float | str):
+        try:
+            result = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError(f"{field}: {value!r} is not a number") from None
+    else:
+        raise ValueError(f"{field}: expected a number, got {type(value).__name__}")
+    if not result.is_finite():
+        raise ValueError(f"{field}: {value!r} is not a finite number")
+    return result
+
+
+def ensure_utc(value: datetime, *, field: str = "timestamp") -> datetime:
+    """Return ``value`` in UTC; refuse naive datetimes rather than guess their zone."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{field}: naive datetime {value.isoformat()} (a time zone is required)")
+    return value.astimezone(UTC)
+
+
+def parse_utc(text: str, *, field: str = "timestamp") -> datetime:
+    """Parse an ISO-8601 timestamp (``Z`` accepted) into aware UTC."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        raise ValueError(f"{field}: {text!r} is not an ISO-8601 timestamp") from None
+    return ensure_utc(parsed, field=field)
+
+
+def money(value: Decimal) -> Decimal:
+    """Round to the cent for display and cent-level comparisons."""
+    return value.quantize(CENT)
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class TimeInForce(StrEnum):
+    DAY = "day"
+    GTC = "gtc"
+    IOC = "ioc"
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCEL_PENDING = "cancel_pending"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def is_open(self) -> bool:
+        return self not in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+
+
+class TradingState(StrEnum):
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One OHLCV bar; ``ts`` is the bar's start (minute bars start on the minute)."""
+
+    symbol: str
+    ts: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One trade print."""
+
+    symbol: str
+    ts: datetime
+    price: Decimal
+    size: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """What the engine asks a broker to do. ``qty`` is always positive; ``side`` gives direction."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    strategy: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution. ``execution_id`` is unique per execution at the broker."""
+
+    execution_id: str
+    client_order_id: str
+    broker_order_id: str
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    ts: datetime
+    commission: Decimal = ZERO
+
+    @property
+    def signed_qty(self) -> Decimal:
+        return self.qty * self.side.sign
+
+    @property
+    def notional(self) -> Decimal:
+        return self.qty * self.price
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A position as the broker reports it; ``qty`` is signed (negative = short)."""
+
+    symbol: str
+    qty: Decimal
+    avg_entry_price: Decimal
+    current_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    equity: Decimal
+    cash: Decimal
+    buying_power: Decimal
+    last_equity: Decimal
+    """Equity at the previous close: the day's starting equity unless we recorded one."""
+    daytrade_count: int = 0
+    pattern_day_trader: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MarketClock:
+    ts: datetime
+    is_open: bool
+    next_open: datetime
+    next_close: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TradingSession:
+    """One trading day: open and close as aware UTC datetimes."""
+
+    day: date
+    open: datetime
+    close: datetime
+    early_close: bool = False
