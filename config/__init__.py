@@ -1,0 +1,38 @@
+"""Typed, validated settings: ``load_settings()`` once at startup, then hand each component
+its own section."""
+
+from config.settings import (
+    AlpacaSettings,
+    ChannelSettings,
+    DiscordSettings,
+    EngineSettings,
+    LogSettings,
+    RiskSettings,
+    ScheduleSettings,
+    Settings,
+    SettingsError,
+    SimSettings,
+    StorageSettings,
+    StrategySettings,
+    TradingMode,
+    env_var_names,
+    load_settings,
+)
+
+__all__ = [
+    "AlpacaSettings",
+    "ChannelSettings",
+    "DiscordSettings",
+    "EngineSettings",
+    "LogSettings",
+    "RiskSettings",
+    "ScheduleSettings",
+    "Settings",
+    "SettingsError",
+    "SimSettings",
+    "StorageSettings",
+    "StrategySettings",
+    "TradingMode",
+    "env_var_names",
+    "load_settings",
+]

@@ -44,7 +44,7 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.EXPIRED: frozenset(),
 }
 
-_ID_SAFE = re.compile(r"[^A-Za-z0-9.]+")
+_ID_SAFE = re.compile(r"[^A-Za-z0-9._]+")
 
 
 def make_client_order_id(strategy: str, symbol: str, signal_time: datetime, tag: str = "") -> str:
@@ -168,3 +168,27 @@ class Order:
             self.status = S.PARTIALLY_FILLED
         self.updated_at = ensure_utc(fill.ts)
         return True
+
+    def sync_terminal(
+        self,
+        status: OrderStatus,
+        filled_qty: Decimal,
+        avg_fill_price: Decimal | None,
+        ts: datetime,
+        reason: str = "",
+    ) -> None:
+        """Reconciliation only: the broker says this order is finished, and the broker is the
+        truth. Used after missed fills were recovered, when the order's own executions could
+        not all be matched (for example a crash between a fill and its order record)."""
+        if not status.is_terminal:
+            raise InvalidTransition(f"sync_terminal needs a terminal state, not {status.value}")
+        if self.status.is_terminal:
+            raise InvalidTransition(
+                f"order {self.client_order_id}: already {self.status.value}"
+            )
+        self.status = status
+        self.filled_qty = filled_qty
+        self.avg_fill_price = avg_fill_price
+        self.updated_at = ensure_utc(ts)
+        if reason:
+            self.reason = reason

@@ -1,0 +1,21 @@
+"""The exchange simulator: a synchronous core shared by the sim broker, the fake Alpaca
+server and backtests."""
+
+from engine.sim.exchange import CloseOutcome, SimExchange
+from engine.sim.models import (
+    CommissionModel,
+    ExecutionRecord,
+    OrderRecord,
+    SlippageModel,
+    TradeUpdateRecord,
+)
+
+__all__ = [
+    "CloseOutcome",
+    "CommissionModel",
+    "ExecutionRecord",
+    "OrderRecord",
+    "SimExchange",
+    "SlippageModel",
+    "TradeUpdateRecord",
+]

@@ -1,0 +1,166 @@
+"""The console transport: the trader's commands from stdin, alerts to stdout.
+
+It calls the same command service Discord does. Reads piped stdin, so it can be scripted;
+returns 0 on ``!quit`` or at the end of input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+from bot import text
+from bot.alerts import attach_console_alerts
+from engine.app import EngineApp
+from engine.errors import DomainError
+from engine.flatten import FlattenProgress
+
+log = logging.getLogger(__name__)
+
+ACTOR = "console"
+
+HELP = """Commands:
+  !status              state, equity, P&L, health
+  !positions           open positions
+  !orders              open orders
+  !pnl                 realized / unrealized / day P&L
+  !halt [reason]       HALT: cancel orders and close every position
+  !halt keep [reason]  HALT but keep positions
+  !resume [override]   back to ACTIVE (override lifts a loss-limit halt)
+  !flatten [now]       close every position (the console never asks to confirm)
+  !help                this list
+  !quit                stop the engine and exit"""
+
+
+class Console:
+    def __init__(self, app: EngineApp, out: TextIO) -> None:
+        self._app = app
+        self._out = out
+        self._commands: dict[str, Callable[[list[str]], Awaitable[bool]]] = {
+            "status": self._status,
+            "positions": self._positions,
+            "orders": self._orders,
+            "pnl": self._pnl,
+            "halt": self._halt,
+            "resume": self._resume,
+            "flatten": self._flatten,
+            "help": self._help,
+            "quit": self._quit,
+            "exit": self._quit,
+        }
+
+    def print(self, line: str) -> None:
+        self._out.write(line + "\n")
+        self._out.flush()
+
+    async def handle(self, line: str) -> bool:
+        """Run one input line; False means stop."""
+        words = line.strip().split()
+        if not words:
+            return True
+        name = words[0].lstrip("!").lower()
+        handler = self._commands.get(name)
+        if handler is None or not words[0].startswith("!"):
+            self.print(f"Unknown command {words[0]!r}. Type !help for the list.")
+            return True
+        try:
+            return await handler(words[1:])
+        except DomainError as exc:
+            self.print(f"✋ {exc}")
+        except Exception:
+            log.exception("console command %r failed", line.strip())
+            self.print("Something went wrong; the details are in the log.")
+        return True
+
+    async def _status(self, args: list[str]) -> bool:
+        self._no_args("status", args)
+        self.print(text.render_status(await self._app.commands.status(ACTOR)))
+        return True
+
+    async def _positions(self, args: list[str]) -> bool:
+        self._no_args("positions", args)
+        self.print(text.render_positions(await self._app.commands.positions(ACTOR)))
+        return True
+
+    async def _orders(self, args: list[str]) -> bool:
+        self._no_args("orders", args)
+        self.print(text.render_orders(await self._app.commands.orders(ACTOR)))
+        return True
+
+    async def _pnl(self, args: list[str]) -> bool:
+        self._no_args("pnl", args)
+        self.print(text.render_pnl(await self._app.commands.pnl(ACTOR)))
+        return True
+
+    async def _halt(self, args: list[str]) -> bool:
+        keep = bool(args) and args[0].lower() == "keep"
+        reason = " ".join(args[1:] if keep else args)
+        result = await self._app.commands.halt(ACTOR, reason, keep_positions=keep)
+        self.print(text.render_halt(result))
+        return True
+
+    async def _resume(self, args: list[str]) -> bool:
+        if args and args != ["override"]:
+            raise DomainError("Usage: !resume [override]")
+        report = await self._app.commands.resume(ACTOR, override=bool(args))
+        self.print(text.render_resume(report))
+        return True
+
+    async def _flatten(self, args: list[str]) -> bool:
+        if args and args != ["now"]:
+            raise DomainError("Usage: !flatten [now]")
+
+        async def progress(p: FlattenProgress) -> None:
+            if p.phase != "done":
+                self.print(text.render_flatten_progress(p))
+
+        report = await self._app.commands.flatten(ACTOR, progress)
+        self.print(text.render_flatten(report))
+        return True
+
+    async def _help(self, args: list[str]) -> bool:
+        self.print(HELP)
+        return True
+
+    async def _quit(self, args: list[str]) -> bool:
+        return False
+
+    @staticmethod
+    def _no_args(name: str, args: list[str]) -> None:
+        if args:
+            raise DomainError(f"!{name} takes no arguments.")
+
+
+async def run_console(
+    app: EngineApp, stdin: TextIO | None = None, out: TextIO | None = None
+) -> int:
+    """Start the engine, serve commands until ``!quit`` or end of input, then stop cleanly."""
+    stdin = stdin or sys.stdin
+    out = out or sys.stdout
+    console = Console(app, out)
+    detach = attach_console_alerts(app, console.print)
+    try:
+        await app.start()
+        console.print(
+            f"Trading console ({app.settings.mode}); type !help for commands, !quit to exit."
+        )
+        interactive = stdin.isatty()
+        while True:
+            if interactive:
+                out.write("> ")
+                out.flush()
+            line = await asyncio.to_thread(stdin.readline)
+            if not line:
+                break
+            if not await console.handle(line):
+                break
+    finally:
+        try:
+            await app.stop()
+        finally:
+            await detach()
+    console.print("Stopped.")
+    return 0

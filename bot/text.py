@@ -1,0 +1,184 @@
+"""Plain-text rendering of command results: short lines that read on a phone.
+
+The console prints these as they are; Discord embeds reuse the same sentences.
+"""
+
+from __future__ import annotations
+
+from bot import fmt
+from engine.commands import (
+    FlattenPreview,
+    OrderView,
+    PnLReport,
+    PositionView,
+    ResumePreview,
+    ResumeReport,
+    StatusReport,
+)
+from engine.engine import HaltResult
+from engine.flatten import FlattenProgress, FlattenReport
+
+STATE_ICON = {"ACTIVE": "🟢", "REDUCING": "🟡", "HALTED": "🔴"}
+
+
+def state_line(r: StatusReport) -> str:
+    icon = STATE_ICON.get(r.state.value, "")
+    line = f"{icon} {r.state.value} (by {r.state_actor}, {fmt.et_datetime(r.state_since)})"
+    if r.state_reason:
+        line += f"\nReason: {r.state_reason}"
+    if r.loss_limit_locked:
+        line += "\nLoss-limit halt: `resume override` needed today"
+    return line.strip()
+
+
+def feed_line(r: StatusReport) -> str:
+    f = r.feed
+    if f.finished:
+        state = "replay finished"
+    elif f.connected:
+        state = f"live, last {fmt.duration(f.last_message_age_s)} ago"
+    else:
+        state = "DOWN" + (f" ({f.detail})" if f.detail else "")
+    extras = []
+    if f.malformed:
+        extras.append(f"{f.malformed} malformed")
+    if f.reconnects:
+        extras.append(f"{f.reconnects} reconnects")
+    return state + (f" ({', '.join(extras)})" if extras else "")
+
+
+def broker_line(r: StatusReport) -> str:
+    b = r.broker
+    if b.ok:
+        return f"{b.name} ok, {fmt.millis(b.round_trip_ms)}"
+    return f"{b.name} FAILING x{b.consecutive_failures}: {b.last_error}"
+
+
+def render_status(r: StatusReport) -> str:
+    lines = [
+        state_line(r),
+        f"Mode {r.mode} · market {'open' if r.market_open else 'closed'}",
+        f"Equity {fmt.money(r.equity)} · day {fmt.signed_money(r.day_pnl)}"
+        f" ({fmt.pct(r.day_pnl_pct)})",
+        f"Exposure gross {fmt.money(r.gross_exposure)} · net {fmt.money(r.net_exposure)}",
+        f"{r.positions} positions · {r.open_orders} open orders",
+        f"Feed: {feed_line(r)}",
+        f"Broker: {broker_line(r)}",
+        f"Up {fmt.duration(r.uptime_s)} · heartbeat {fmt.et_time(r.last_heartbeat)}"
+        f" · lag p99 {fmt.millis(r.loop_lag_p99_ms)} · dropped {r.dropped_updates}",
+    ]
+    if r.flatten_running:
+        lines.insert(1, "⏳ flatten running")
+    return "\n".join(lines)
+
+
+def position_line(p: PositionView) -> str:
+    return (
+        f"{p.symbol} {fmt.signed_qty(p.qty)} @ {fmt.price(p.avg_price)}"
+        f" → {fmt.price(p.last_price)} · {fmt.signed_money(p.unrealized_pnl)}"
+        f" ({fmt.pct(p.unrealized_pct)})"
+    )
+
+
+def render_positions(positions: list[PositionView]) -> str:
+    if not positions:
+        return "No open positions."
+    return "\n".join(position_line(p) for p in positions)
+
+
+def order_line(o: OrderView) -> str:
+    kind = "mkt" if o.limit_price is None else f"lmt {fmt.price(o.limit_price)}"
+    filled = f" ({fmt.qty(o.filled_qty)} filled)" if o.filled_qty else ""
+    return (
+        f"{o.symbol} {o.side.value} {fmt.qty(o.qty)} {kind}{filled} · "
+        f"{o.status.value} · {fmt.duration(o.age_s)} old"
+    )
+
+
+def render_orders(orders: list[OrderView]) -> str:
+    if not orders:
+        return "No open orders."
+    return "\n".join(order_line(o) for o in orders)
+
+
+def render_pnl(r: PnLReport) -> str:
+    s = r.summary
+    lines = [
+        f"Day {fmt.signed_money(s.day_pnl)} · equity {fmt.money(s.equity)}",
+        f"Realized today {fmt.signed_money(s.day_realized)} · "
+        f"unrealized {fmt.signed_money(s.unrealized)}",
+        f"Fees today {fmt.money(s.day_commissions)}",
+    ]
+    for row in s.by_symbol:
+        lines.append(
+            f"{row.symbol}: {fmt.signed_qty(row.qty)}"
+            f" · unreal {fmt.signed_money(row.unrealized_pnl)}"
+            f" · real today {fmt.signed_money(row.day_realized_pnl)}"
+        )
+    return "\n".join(lines)
+
+
+def render_flatten_progress(p: FlattenProgress) -> str:
+    if p.total == 0:
+        return "Flatten: no positions; cancelling open orders…"
+    verb = {"closing": "Closing", "confirming": "Confirming", "retrying": "Retrying"}.get(
+        p.phase, "Flatten"
+    )
+    return f"{verb} {p.total} positions: {p.done} of {p.total} done ({p.elapsed_s:.1f} s)"
+
+
+def render_flatten(r: FlattenReport) -> str:
+    prefix = "(joined the flatten already running) " if r.joined else ""
+    if r.flat:
+        return f"{prefix}✅ Flat in {r.elapsed_s:.1f} s ({len(r.outcomes)} positions closed)."
+    lines = [f"{prefix}⚠️ Not flat after {r.elapsed_s:.1f} s."]
+    if not r.market_open:
+        when = fmt.et_datetime(r.next_open) if r.next_open else "the next open"
+        lines = [f"{prefix}⏸️ Market closed: close orders queued, they fill at {when}."]
+    for o in r.leftovers:
+        detail = f": {o.detail}" if o.detail else ""
+        lines.append(f"{o.symbol} {fmt.signed_qty(o.qty_left)} {o.status}{detail}")
+    if r.open_orders_left > 0:
+        lines.append(f"{r.open_orders_left} open orders remain")
+    lines.extend(r.notes)
+    return "\n".join(lines)
+
+
+def render_halt(r: HaltResult) -> str:
+    lines = [f"🔴 HALTED by {r.record.actor}: {r.record.reason}"]
+    lines.append(f"{r.cancelled_orders} open orders cancelled.")
+    if r.flatten is None:
+        lines.append("Positions kept.")
+    else:
+        lines.append(render_flatten(r.flatten))
+    return "\n".join(lines)
+
+
+def render_resume(r: ResumeReport) -> str:
+    return f"🟢 {r.previous.value} → {r.record.state.value} by {r.record.actor}."
+
+
+def render_flatten_preview(p: FlattenPreview) -> str:
+    if p.flatten_running:
+        return "A flatten is already running; confirming joins it."
+    market = "open" if p.market_open else "CLOSED (orders queue for the open)"
+    lines = [
+        f"Flatten will close {len(p.positions)} positions (~{fmt.money(p.gross_notional)})"
+        f" and cancel {p.open_orders} open orders.",
+        f"Market {market}.",
+    ]
+    lines.extend(position_line(pos) for pos in p.positions[:10])
+    if len(p.positions) > 10:
+        lines.append(f"…and {len(p.positions) - 10} more")
+    return "\n".join(lines)
+
+
+def render_resume_preview(p: ResumePreview) -> str:
+    lines = [
+        f"Resume trading from {p.record.state.value} (set by {p.record.actor}: {p.record.reason}).",
+        f"{p.positions} positions · {p.open_orders} open orders · "
+        f"market {'open' if p.market_open else 'closed'}.",
+    ]
+    if p.loss_limit_locked:
+        lines.append("This is a loss-limit halt: only `resume override` lifts it today.")
+    return "\n".join(lines)

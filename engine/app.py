@@ -1,0 +1,124 @@
+"""Composition root: settings in, a wired engine and command service out.
+
+Each component receives only its own settings section. The transports (console, Discord)
+take an ``EngineApp`` and own its lifetime: ``await app.start()`` ... ``await app.stop()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from config import Settings
+from engine.broker.port import Broker
+from engine.broker.sim import SimBroker
+from engine.bus import EventBus
+from engine.clock import Clock, ReplayClock, SystemClock
+from engine.commands import CommandService
+from engine.engine import TradingEngine
+from engine.feed.base import MarketDataFeed, PriceListener
+from engine.feed.csv_bars import load_bars_csv
+from engine.feed.replay import SAMPLE_BARS_PATH, ReplayFeed
+from engine.store.journal import Journal
+from engine.strategy import build_strategy
+
+log = logging.getLogger(__name__)
+
+SIM_STATE_FILE = "sim_account.json"
+
+
+@dataclass
+class EngineApp:
+    settings: Settings
+    clock: Clock
+    bus: EventBus
+    journal: Journal
+    broker: Broker
+    feed: MarketDataFeed
+    engine: TradingEngine
+    commands: CommandService
+
+    async def start(self) -> None:
+        await self.engine.start()
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+
+
+async def build_app(settings: Settings, *, bus: EventBus | None = None) -> EngineApp:
+    bus = bus or EventBus()
+    settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    clock: Clock
+    broker: Broker
+    feed: MarketDataFeed
+    extra_sinks: list[PriceListener] = []
+    if settings.mode == "sim":
+        clock, sim_broker, feed = _build_sim(settings)
+        broker = sim_broker
+        extra_sinks.append(sim_broker)
+    else:
+        clock, broker, feed = _build_alpaca(settings)
+
+    # Knowledge time is when we learned something: always the wall clock, even in a replay.
+    journal = await Journal.open(
+        settings.storage.db_path,
+        SystemClock(),
+        flush_interval=settings.storage.write_behind_ms / 1000,
+    )
+    try:
+        engine = TradingEngine(
+            mode=settings.mode,
+            broker=broker,
+            feed=feed,
+            strategy=build_strategy(settings.strategy),
+            journal=journal,
+            bus=bus,
+            clock=clock,
+            risk=settings.risk,
+            settings=settings.engine,
+            storage=settings.storage,
+            symbols=list(settings.strategy.symbols),
+            allowed_symbols=settings.allowed_symbols,
+            extra_sinks=extra_sinks,
+        )
+    except Exception:
+        await journal.close()
+        raise
+    return EngineApp(
+        settings=settings,
+        clock=clock,
+        bus=bus,
+        journal=journal,
+        broker=broker,
+        feed=feed,
+        engine=engine,
+        commands=CommandService(engine),
+    )
+
+
+def _build_sim(settings: Settings) -> tuple[ReplayClock, SimBroker, ReplayFeed]:
+    """The simulator and a replay of minute bars. A restarted simulator resumes the replay
+    where its market left off, so the 'broker' and the market stay consistent."""
+    sim = settings.sim
+    path = sim.replay_csv or SAMPLE_BARS_PATH
+    bars = load_bars_csv(path)
+    symbols = set(settings.strategy.symbols)
+    probe = ReplayFeed(bars, clock=None, speed=0, symbols=symbols)
+    clock = ReplayClock(probe.replay_from)
+    broker = SimBroker.create(settings.storage.data_dir / SIM_STATE_FILE, sim, clock)
+    resume_at = max(probe.replay_from, broker.exchange.last_ts)
+    clock.set(resume_at)
+    feed = ReplayFeed(
+        bars,
+        clock=clock,
+        speed=sim.replay_multiplier,
+        replay_from=resume_at,
+        symbols=symbols,
+    )
+    if resume_at > probe.replay_from:
+        log.info("simulator resumes the replay at %s", resume_at.isoformat())
+    return clock, broker, feed
+
+
+def _build_alpaca(settings: Settings) -> tuple[Clock, Broker, MarketDataFeed]:
+    raise NotImplementedError("paper and live modes need the Alpaca adapter")

@@ -1,0 +1,327 @@
+"""Flatten the whole book: fast, certain, and honest about what is left.
+
+One broker call cancels every open order and closes every position; the trade-update stream
+then tells us, fill by fill, when our book is flat; one positions/orders check confirms it
+with the broker; only then are leftovers retried symbol by symbol until a deadline. A second
+flatten while one runs joins it instead of starting another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from engine.broker.port import Broker
+from engine.clock import Clock
+from engine.domain import ZERO, OrderRequest, Side, TradingState
+from engine.errors import BrokerError
+from engine.execution import ExecutionManager
+from engine.market_hours import MarketHours
+from engine.orders import make_client_order_id
+from engine.portfolio import Portfolio
+from engine.risk import TradingStateController
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES_PER_SYMBOL = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FlattenProgress:
+    phase: str
+    """``closing``, ``confirming``, ``retrying`` or ``done``."""
+    total: int
+    done: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolOutcome:
+    symbol: str
+    qty_before: Decimal
+    status: str
+    """``closed``, ``queued`` (market closed: fills at the open), ``failed`` or ``open``."""
+    qty_left: Decimal = ZERO
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FlattenReport:
+    actor: str
+    started_at: datetime
+    flat: bool
+    elapsed_s: float
+    outcomes: list[SymbolOutcome]
+    open_orders_left: int
+    market_open: bool
+    next_open: datetime | None = None
+    joined: bool = False
+    """True when this caller joined a flatten that was already running."""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def leftovers(self) -> list[SymbolOutcome]:
+        return [o for o in self.outcomes if o.status != "closed"]
+
+
+ProgressCallback = Callable[[FlattenProgress], Awaitable[None]]
+
+
+class Flattener:
+    def __init__(
+        self,
+        *,
+        broker: Broker,
+        execution: ExecutionManager,
+        portfolio: Portfolio,
+        state: TradingStateController,
+        market: MarketHours,
+        clock: Clock,
+        deadline_s: float,
+        confirm_interval_s: float = 1.0,
+    ) -> None:
+        self._broker = broker
+        self._execution = execution
+        self._portfolio = portfolio
+        self._state = state
+        self._market = market
+        self._clock = clock
+        self._deadline_s = deadline_s
+        self._confirm_interval_s = confirm_interval_s
+        self._task: asyncio.Task[FlattenReport] | None = None
+        self._listeners: list[ProgressCallback] = []
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def flatten(self, actor: str, progress: ProgressCallback | None = None) -> FlattenReport:
+        if progress is not None:
+            self._listeners.append(progress)
+        try:
+            if self.running:
+                assert self._task is not None
+                report = await asyncio.shield(self._task)
+                return _joined(report)
+            self._task = asyncio.get_running_loop().create_task(self._run(actor))
+            return await asyncio.shield(self._task)
+        finally:
+            if progress is not None and progress in self._listeners:
+                self._listeners.remove(progress)
+
+    async def _emit(self, phase: str, total: int, done: int, started: float) -> None:
+        event = FlattenProgress(phase, total, done, self._clock.monotonic() - started)
+        for listener in list(self._listeners):
+            try:
+                await listener(event)
+            except Exception:
+                log.exception("flatten progress listener failed")
+
+    async def _run(self, actor: str) -> FlattenReport:
+        started = self._clock.monotonic()
+        started_at = self._clock.now()
+        deadline = started + self._deadline_s
+        before = {p.symbol: p.qty for p in self._portfolio.positions()}
+        total = len(before)
+        notes: list[str] = []
+        set_reducing = self._state.state is TradingState.ACTIVE
+        if set_reducing:
+            await self._state.reduce(actor, "flatten in progress", cause="flatten")
+        try:
+            market_open = self._market.is_open(self._clock.now())
+            await self._emit("closing", total, 0, started)
+            refused: dict[str, str] = {}
+            try:
+                for result in await self._broker.close_all_positions(cancel_orders=True):
+                    if result.order is not None:
+                        self._execution.track_broker_order(result.order, strategy="flatten")
+                    if not result.ok:
+                        refused[result.symbol] = result.message or f"status {result.status}"
+            except BrokerError as exc:
+                notes.append(f"close-all failed: {exc}; retrying symbol by symbol")
+                log.warning("close-all failed: %s", exc)
+            if not market_open:
+                return await self._queued_report(actor, started_at, started, before, notes)
+
+            await self._wait_local_flat(before, deadline, started, total)
+            await self._emit("confirming", total, self._done(before), started)
+            outcomes, open_left = await self._confirm_and_retry(
+                before, refused, deadline, started, total
+            )
+            elapsed = self._clock.monotonic() - started
+            flat = all(o.status == "closed" for o in outcomes) and open_left == 0
+            await self._emit("done", total, sum(o.status == "closed" for o in outcomes), started)
+            return FlattenReport(
+                actor=actor,
+                started_at=started_at,
+                flat=flat,
+                elapsed_s=elapsed,
+                outcomes=outcomes,
+                open_orders_left=open_left,
+                market_open=True,
+                notes=notes,
+            )
+        finally:
+            if set_reducing:
+                # Only undo our own REDUCING: a trader's reduce or halt during the flatten stays.
+                await self._state.resume(actor, "flatten finished", if_cause="flatten")
+
+    def _done(self, before: dict[str, Decimal]) -> int:
+        return sum(1 for symbol in before if self._portfolio.qty(symbol) == ZERO)
+
+    async def _wait_local_flat(
+        self, before: dict[str, Decimal], deadline: float, started: float, total: int
+    ) -> None:
+        """Watch fills arrive on the trade-update stream until our own book is flat."""
+        done = self._done(before)
+        while done < total and self._clock.monotonic() < deadline:
+            await self._execution.wait_for_change(
+                min(self._confirm_interval_s, max(0.0, deadline - self._clock.monotonic()))
+            )
+            now_done = self._done(before)
+            if now_done != done:
+                done = now_done
+                await self._emit("closing", total, done, started)
+            elif now_done < total:
+                return  # the stream went quiet: ask the broker instead of waiting blind
+
+    async def _confirm_and_retry(
+        self,
+        before: dict[str, Decimal],
+        refused: dict[str, str],
+        deadline: float,
+        started: float,
+        total: int,
+    ) -> tuple[list[SymbolOutcome], int]:
+        attempts: dict[str, int] = {}
+        errors: dict[str, str] = dict(refused)
+        while True:
+            try:
+                positions = {p.symbol: p.qty for p in await self._broker.get_positions()}
+                open_orders = await self._broker.get_open_orders()
+            except BrokerError as exc:
+                errors["*"] = str(exc)
+                if self._clock.monotonic() >= deadline:
+                    return _outcomes(before, None, errors), -1
+                await asyncio.sleep(min(0.5, max(0.0, deadline - self._clock.monotonic())))
+                continue
+            leftover = {s: q for s, q in positions.items() if q != ZERO}
+            if not leftover and not open_orders:
+                return _outcomes(before, leftover, errors), 0
+            if self._clock.monotonic() >= deadline:
+                return _outcomes(before, leftover, errors), len(open_orders)
+            pending_symbols = {o.symbol for o in open_orders}
+            retried = False
+            for symbol, qty in leftover.items():
+                if symbol in pending_symbols or attempts.get(symbol, 0) >= MAX_RETRIES_PER_SYMBOL:
+                    continue  # a close order is still working, or we have tried enough
+                attempts[symbol] = attempts.get(symbol, 0) + 1
+                retried = True
+                await self._retry_symbol(symbol, qty, attempts[symbol], errors)
+            if retried:
+                await self._emit("retrying", total, total - len(leftover), started)
+            elif not pending_symbols:
+                return _outcomes(before, leftover, errors), 0
+            await self._execution.wait_for_change(
+                min(self._confirm_interval_s, max(0.0, deadline - self._clock.monotonic()))
+            )
+
+    async def _retry_symbol(
+        self, symbol: str, qty: Decimal, attempt: int, errors: dict[str, str]
+    ) -> None:
+        side = Side.SELL if qty > ZERO else Side.BUY
+        request = OrderRequest(
+            client_order_id=make_client_order_id(
+                "flatten", symbol, self._clock.now(), tag=f"retry{attempt}"
+            ),
+            symbol=symbol,
+            side=side,
+            qty=abs(qty),
+            strategy="flatten",
+        )
+        try:
+            result = await self._execution.submit(request, checked=False)
+        except BrokerError as exc:
+            errors[symbol] = str(exc)
+            return
+        if result.order is not None and result.order.reason and result.order.status.is_terminal:
+            errors[symbol] = result.order.reason
+
+    async def _queued_report(
+        self,
+        actor: str,
+        started_at: datetime,
+        started: float,
+        before: dict[str, Decimal],
+        notes: list[str],
+    ) -> FlattenReport:
+        next_open = self._market.next_open(self._clock.now())
+        try:
+            open_orders = await self._broker.get_open_orders()
+        except BrokerError as exc:
+            notes.append(f"could not list open orders: {exc}")
+            open_orders = []
+        queued = {o.symbol for o in open_orders}
+        outcomes = [
+            SymbolOutcome(
+                symbol,
+                qty,
+                "queued" if symbol in queued else "open",
+                qty_left=qty,
+                detail="market closed: close order queued for the open"
+                if symbol in queued
+                else "market closed: no close order accepted",
+            )
+            for symbol, qty in before.items()
+        ]
+        notes.append("market is closed: close orders fill when it opens")
+        await self._emit("done", len(before), 0, started)
+        return FlattenReport(
+            actor=actor,
+            started_at=started_at,
+            flat=not before,
+            elapsed_s=self._clock.monotonic() - started,
+            outcomes=outcomes,
+            open_orders_left=len(open_orders),
+            market_open=False,
+            next_open=next_open,
+            notes=notes,
+        )
+
+
+def _outcomes(
+    before: dict[str, Decimal], leftover: dict[str, Decimal] | None, errors: dict[str, str]
+) -> list[SymbolOutcome]:
+    symbols = sorted(set(before) | set(leftover or {}))
+    outcomes = []
+    for symbol in symbols:
+        qty_before = before.get(symbol, ZERO)
+        if leftover is None:
+            outcomes.append(
+                SymbolOutcome(symbol, qty_before, "failed", qty_before, errors.get("*", ""))
+            )
+        elif symbol in leftover:
+            detail = errors.get(symbol, "still open at the deadline")
+            outcomes.append(SymbolOutcome(symbol, qty_before, "failed", leftover[symbol], detail))
+        else:
+            outcomes.append(SymbolOutcome(symbol, qty_before, "closed"))
+    return outcomes
+
+
+def _joined(report: FlattenReport) -> FlattenReport:
+    return FlattenReport(
+        actor=report.actor,
+        started_at=report.started_at,
+        flat=report.flat,
+        elapsed_s=report.elapsed_s,
+        outcomes=report.outcomes,
+        open_orders_left=report.open_orders_left,
+        market_open=report.market_open,
+        next_open=report.next_open,
+        joined=True,
+        notes=report.notes,
+    )

@@ -1,0 +1,82 @@
+"""Every order the engine knows about, indexed for the questions the hot path asks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+from engine.broker.port import BrokerOrder
+from engine.domain import ZERO
+from engine.orders import Order
+
+
+def order_from_broker(record: BrokerOrder) -> Order:
+    """An order we learned about from the broker (placed before a crash, or by hand)."""
+    return Order(
+        client_order_id=record.client_order_id,
+        symbol=record.symbol,
+        side=record.side,
+        qty=record.qty,
+        created_at=record.submitted_at,
+        order_type=record.order_type,
+        limit_price=record.limit_price,
+        time_in_force=record.time_in_force,
+        status=record.status,
+        broker_order_id=record.broker_order_id,
+        filled_qty=record.filled_qty,
+        avg_fill_price=record.filled_avg_price,
+        updated_at=record.updated_at,
+    )
+
+
+class OrderBook:
+    def __init__(self) -> None:
+        self._orders: dict[str, Order] = {}
+        self._by_broker_id: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def __contains__(self, client_order_id: object) -> bool:
+        return client_order_id in self._orders
+
+    def add(self, order: Order) -> None:
+        self._orders[order.client_order_id] = order
+        if order.broker_order_id:
+            self._by_broker_id[order.broker_order_id] = order.client_order_id
+
+    def add_all(self, orders: Iterable[Order]) -> None:
+        for order in orders:
+            self.add(order)
+
+    def link_broker_id(self, order: Order, broker_order_id: str) -> None:
+        order.broker_order_id = broker_order_id
+        self._by_broker_id[broker_order_id] = order.client_order_id
+
+    def get(self, client_order_id: str) -> Order | None:
+        return self._orders.get(client_order_id)
+
+    def by_broker_id(self, broker_order_id: str) -> Order | None:
+        cid = self._by_broker_id.get(broker_order_id)
+        return self._orders.get(cid) if cid else None
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return [
+            o for o in self._orders.values() if o.is_open and (symbol is None or o.symbol == symbol)
+        ]
+
+    def open_qty(self, symbol: str) -> Decimal:
+        """Signed quantity still to be executed by this symbol's open orders."""
+        return sum((o.remaining_qty * o.side.sign for o in self.open_orders(symbol)), start=ZERO)
+
+    def created_since(self, since: datetime) -> list[Order]:
+        return [o for o in self._orders.values() if o.created_at >= since]
+
+    def prune(self, before: datetime) -> int:
+        """Forget closed orders created before ``before`` (they stay in the journal)."""
+        stale = [cid for cid, o in self._orders.items() if not o.is_open and o.created_at < before]
+        for cid in stale:
+            order = self._orders.pop(cid)
+            self._by_broker_id.pop(order.broker_order_id, None)
+        return len(stale)

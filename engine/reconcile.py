@@ -1,0 +1,136 @@
+"""Bring local state in line with the broker. The broker is the truth; every difference is
+corrected, recorded and published."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from engine.broker.port import Broker
+from engine.bus import EventBus
+from engine.clock import Clock
+from engine.domain import ZERO, Account, OrderStatus, money
+from engine.events import ReconcileDrift
+from engine.execution import ExecutionManager
+from engine.order_book import OrderBook
+from engine.portfolio import Portfolio
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    fills_recovered: int
+    drifts: list[ReconcileDrift] = field(default_factory=list)
+    positions: int = 0
+    open_orders: int = 0
+    account: Account | None = None
+
+    @property
+    def clean(self) -> bool:
+        return not self.drifts
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.positions} positions",
+            f"{self.open_orders} open orders",
+            f"{self.fills_recovered} missed fills recovered",
+        ]
+        parts.append("no drift" if self.clean else f"{len(self.drifts)} corrected")
+        return ", ".join(parts)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        broker: Broker,
+        execution: ExecutionManager,
+        portfolio: Portfolio,
+        orders: OrderBook,
+        bus: EventBus,
+        clock: Clock,
+    ) -> None:
+        self._broker = broker
+        self._execution = execution
+        self._portfolio = portfolio
+        self._orders = orders
+        self._bus = bus
+        self._clock = clock
+
+    async def run(self, since: datetime, *, first_run: bool = False) -> ReconcileResult:
+        """Recover missed fills since ``since``, then correct positions, cash and open orders.
+
+        ``first_run``: a brand-new journal adopts the broker's cash without calling it drift.
+        """
+        drifts: list[ReconcileDrift] = []
+        recovered = await self._execution.recover(since)
+        positions = {p.symbol: p for p in await self._broker.get_positions()}
+        for symbol in sorted(set(positions) | {p.symbol for p in self._portfolio.positions()}):
+            broker_pos = positions.get(symbol)
+            broker_qty = broker_pos.qty if broker_pos else ZERO
+            local = self._portfolio.position(symbol)
+            local_qty = local.qty if local else ZERO
+            if broker_pos is not None and broker_pos.current_price is not None:
+                self._portfolio.mark(symbol, broker_pos.current_price)
+            if broker_qty == local_qty:
+                continue
+            avg = broker_pos.avg_entry_price if broker_pos else ZERO
+            drifts.append(
+                self._drift(
+                    "position",
+                    symbol,
+                    local=f"{local_qty} @ {local.avg_price if local else ZERO}",
+                    broker=f"{broker_qty} @ {avg}",
+                )
+            )
+            self._portfolio.set_position(symbol, broker_qty, avg)
+
+        account = await self._broker.get_account()
+        if money(account.cash) != money(self._portfolio.cash):
+            if not first_run:
+                drifts.append(
+                    self._drift("cash", "cash", str(self._portfolio.cash), str(account.cash))
+                )
+            self._portfolio.set_cash(account.cash)
+
+        broker_open = await self._broker.get_open_orders()
+        open_ids = {r.client_order_id for r in broker_open}
+        for record in broker_open:
+            if record.client_order_id not in self._orders:
+                self._execution.on_unknown_order(record)
+                drifts.append(
+                    self._drift("order", record.client_order_id, "unknown", record.broker_status)
+                )
+        for order in self._orders.open_orders():
+            if order.client_order_id in open_ids or order.status is OrderStatus.PENDING:
+                continue
+            found = await self._broker.get_order_by_client_id(order.client_order_id)
+            before = order.status.value
+            if found is not None:
+                self._execution.apply_broker_record(order, found, authoritative=True)
+            if order.is_open:
+                status = found.broker_status if found else "unknown"
+                self._execution.force_close(order, f"not open at the broker ({status})")
+            drifts.append(self._drift("order", order.client_order_id, before, order.status.value))
+
+        for drift in drifts:
+            log.warning(
+                "reconcile: %s %s local=%s broker=%s",
+                drift.kind,
+                drift.key,
+                drift.local,
+                drift.broker,
+            )
+            self._bus.publish(drift)
+        return ReconcileResult(
+            fills_recovered=recovered,
+            drifts=drifts,
+            positions=len(positions),
+            open_orders=len(broker_open),
+            account=account,
+        )
+
+    def _drift(self, kind: str, key: str, local: str, broker: str) -> ReconcileDrift:
+        return ReconcileDrift(ts=self._clock.now(), kind=kind, key=key, local=local, broker=broker)

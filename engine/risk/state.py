@@ -1,0 +1,203 @@
+"""The one owner of the trading state: ACTIVE, REDUCING or HALTED.
+
+Every change is written to the journal first, then applied, then published as a
+``TradingStateChanged`` event, so what the trader is told has always been persisted and a
+restart restores exactly what was last acknowledged. A halt caused by the daily loss limit
+stays on for the rest of that trading day unless the trader explicitly overrides it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Protocol
+
+from engine.bus import EventBus
+from engine.clock import Clock, trading_day
+from engine.domain import TradingState, ensure_utc
+from engine.errors import TradingStateError
+from engine.events import TradingStateChanged
+
+
+class StatePersistence(Protocol):
+    async def record_trading_state(
+        self, state: TradingState, actor: str, reason: str, cause: str, ts: datetime
+    ) -> None: ...
+
+
+class Cause(StrEnum):
+    MANUAL = "manual"
+    LOSS_LIMIT = "loss_limit"
+    BROKER_UNREACHABLE = "broker_unreachable"
+    STALE_DATA = "stale_data"
+    ENGINE_STALE = "engine_stale"
+    REJECTS = "repeated_rejects"
+    FLATTEN = "flatten"
+    STARTUP = "startup"
+
+
+# How hard a cause is to lift. Re-entering the current state only replaces the record when the
+# new cause ranks higher: a loss-limit halt over a manual one is recorded (it adds the same-day
+# lock), while an automatic halt over a manual one is not, so that automatic recovery (which
+# resumes only its own cause, see ``if_cause``) can never lift a halt a person set. A person's
+# REDUCING outranks the flatten's own, so the flatten's clean-up does not undo it.
+_RANK: dict[str, int] = {
+    Cause.STARTUP: 0,
+    Cause.BROKER_UNREACHABLE: 1,
+    Cause.STALE_DATA: 1,
+    Cause.ENGINE_STALE: 1,
+    Cause.REJECTS: 1,
+    Cause.FLATTEN: 2,
+    Cause.MANUAL: 3,
+    Cause.LOSS_LIMIT: 4,
+}
+
+
+@dataclass(frozen=True)
+class StateRecord:
+    """One acknowledged trading state with who set it, why, and when (aware UTC)."""
+
+    state: TradingState
+    actor: str
+    reason: str
+    cause: str
+    ts: datetime
+
+    def __post_init__(self) -> None:
+        # Records restored from the journal may carry plain strings and any time zone.
+        object.__setattr__(self, "state", TradingState(self.state))
+        object.__setattr__(self, "ts", ensure_utc(self.ts, field="state ts"))
+
+    @property
+    def trading_day(self) -> date:
+        return trading_day(self.ts)
+
+
+class TradingStateController:
+    """Serializes, persists and publishes every trading-state change."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        clock: Clock,
+        store: StatePersistence,
+        initial: StateRecord | None = None,
+    ) -> None:
+        self._bus = bus
+        self._clock = clock
+        self._store = store
+        self._lock = asyncio.Lock()
+        self._record = initial or StateRecord(
+            TradingState.ACTIVE, "system", "startup", Cause.STARTUP.value, clock.now()
+        )
+
+    @property
+    def state(self) -> TradingState:
+        return self._record.state
+
+    @property
+    def record(self) -> StateRecord:
+        return self._record
+
+    @property
+    def loss_limit_locked(self) -> bool:
+        """HALTED by the daily loss limit on the current trading day."""
+        return self._is_locked(self._record, trading_day(self._clock.now()))
+
+    def allows(self, reduces_position: bool) -> bool:
+        """Whether an order may be sent in the current state (cancels are always allowed)."""
+        if self._record.state is TradingState.ACTIVE:
+            return True
+        if self._record.state is TradingState.REDUCING:
+            return reduces_position
+        return False
+
+    async def set(
+        self,
+        new: TradingState,
+        actor: str,
+        reason: str,
+        *,
+        cause: str = Cause.MANUAL,
+        override: bool = False,
+        if_cause: str | None = None,
+    ) -> StateRecord:
+        """Move to ``new`` and return the record now in force.
+
+        Re-entering the current state is a no-op (no write, no event) unless it is HALTED or
+        REDUCING and ``cause`` ranks above the current cause (a loss-limit halt over a manual
+        one). Lifting a same-day loss-limit halt raises
+        ``TradingStateError`` unless ``override``. With ``if_cause``, nothing happens unless
+        the current cause is that one: automatic recovery uses it so it only lifts its own halt.
+        If persisting fails, nothing changes and the error propagates.
+        """
+        new = TradingState(new)
+        cause = Cause(cause).value
+        if not actor:
+            raise ValueError("a trading-state change needs an actor")
+        async with self._lock:
+            current = self._record
+            if if_cause is not None and current.cause != if_cause:
+                return current
+            if new is current.state and (
+                new is TradingState.ACTIVE or _RANK[cause] <= _RANK.get(current.cause, 0)
+            ):
+                return current
+            now = ensure_utc(self._clock.now())
+            if new is not TradingState.HALTED and self._is_locked(current, trading_day(now)):
+                if not override:
+                    raise TradingStateError(_locked_message(current))
+                prefix = f"override of the loss-limit halt of {current.trading_day.isoformat()}"
+                reason = f"{prefix}: {reason}" if reason else prefix
+            record = StateRecord(new, actor, reason, cause, now)
+            await self._store.record_trading_state(new, actor, reason, cause, now)
+            self._record = record
+            self._bus.publish(
+                TradingStateChanged(
+                    ts=now, old=current.state, new=new, actor=actor, reason=reason, cause=cause
+                )
+            )
+            return record
+
+    async def halt(self, actor: str, reason: str, *, cause: str = Cause.MANUAL) -> StateRecord:
+        return await self.set(TradingState.HALTED, actor, reason, cause=cause)
+
+    async def reduce(
+        self, actor: str, reason: str, *, cause: str = Cause.MANUAL, override: bool = False
+    ) -> StateRecord:
+        return await self.set(TradingState.REDUCING, actor, reason, cause=cause, override=override)
+
+    async def resume(
+        self,
+        actor: str,
+        reason: str = "",
+        *,
+        override: bool = False,
+        if_cause: str | None = None,
+    ) -> StateRecord:
+        """Back to ACTIVE (cause ``manual``); see ``set`` for ``override`` and ``if_cause``."""
+        return await self.set(
+            TradingState.ACTIVE, actor, reason, override=override, if_cause=if_cause
+        )
+
+    @staticmethod
+    def _is_locked(record: StateRecord, today: date) -> bool:
+        # ">=" rather than "==": a record stamped ahead of our clock (clock skew across a
+        # restart) must not lift early.
+        return (
+            record.state is TradingState.HALTED
+            and record.cause == Cause.LOSS_LIMIT
+            and record.trading_day >= today
+        )
+
+
+def _locked_message(record: StateRecord) -> str:
+    day = record.trading_day.isoformat()
+    why = f" ({record.reason})" if record.reason else ""
+    return (
+        f"Trading was halted by the daily loss limit on {day}{why}. "
+        f"It stays halted for the rest of that trading day and can be lifted from the next one. "
+        f"To lift it now anyway, repeat the command with override: `resume override`."
+    )

@@ -1,0 +1,522 @@
+"""The SQLite journal: one WAL file, one aiosqlite connection, one writer at a time.
+
+Two kinds of writes:
+
+* durable (fills, trading state, audit, counters, meta): the awaited call returns only after
+  COMMIT. Rows waiting in the write-behind buffer go first, in the same transaction, so the
+  file never holds a fill without the events appended before it.
+* write-behind (events, order upserts, equity snapshots): buffered in memory and written by a
+  flusher task every ``flush_interval`` seconds, or sooner once ``batch_size`` rows wait, all
+  pending rows in one transaction. The hot path never waits on disk.
+
+Every row carries its event time and its knowledge time (``recorded_at``: the clock when the
+journal call was made). Every transaction runs under one ``asyncio.Lock`` inside a task that a
+caller's cancellation cannot cut short, so no transaction is ever left half done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import sqlite3
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from engine.clock import Clock
+from engine.domain import Fill, TradingState
+from engine.orders import Order
+from engine.store import schema
+from engine.store.records import (
+    AuditRecord,
+    EquitySnapshot,
+    EventRecord,
+    TradingStateRecord,
+    audit_from_row,
+    event_from_row,
+    fill_from_row,
+    fill_to_row,
+    order_from_row,
+    order_to_row,
+    payload_to_json,
+    snapshot_from_row,
+    snapshot_to_row,
+    state_from_row,
+    ts_to_text,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Params = tuple[object, ...]
+
+# A batch the database refuses this many times for a reason that is not the disk (a
+# constraint, a type) is written row by row and the refused rows are logged and set aside,
+# so one bad row cannot block the journal forever. Disk errors are retried without limit.
+_ISOLATE_AFTER = 3
+_MAX_BACKOFF = 5.0
+_STOP_TIMEOUT = 5.0
+_CLOSE_FLUSH_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A snapshot of the pending rows; ``*_upto`` are the last sequence numbers it holds."""
+
+    events: list[Params]
+    events_upto: int
+    orders: list[tuple[str, Params]]
+    snapshots: list[Params]
+    snapshots_upto: int
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.orders) + len(self.snapshots)
+
+    def writes(self) -> list[tuple[str, Sequence[Params]]]:
+        writes: list[tuple[str, Sequence[Params]]] = []
+        if self.events:
+            writes.append((schema.INSERT_EVENT, self.events))
+        if self.orders:
+            writes.append((schema.UPSERT_ORDER, [row for _, row in self.orders]))
+        if self.snapshots:
+            writes.append((schema.INSERT_SNAPSHOT, self.snapshots))
+        return writes
+
+
+class Journal:
+    """The engine's durable record. Create with ``await Journal.open(...)``; always ``close()``."""
+
+    def __init__(
+        self, path: Path, clock: Clock, *, flush_interval: float, batch_size: int, max_pending: int
+    ) -> None:
+        if flush_interval <= 0 or batch_size < 1 or max_pending < batch_size:
+            raise ValueError("journal: flush_interval > 0 and 1 <= batch_size <= max_pending")
+        self.path = path
+        self._clock = clock
+        self._flush_interval = flush_interval
+        self._batch_size = batch_size
+        self._max_pending = max_pending
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._seq = itertools.count(1)
+        self._events: deque[tuple[int, Params]] = deque()
+        self._orders: dict[str, Params] = {}
+        self._snapshots: deque[tuple[int, Params]] = deque()
+        self._failures = 0
+        self._stopping = False
+        self._closed = False
+        self.dropped = 0
+        """Write-behind rows given up on (buffer overflow or refused by the database)."""
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        clock: Clock,
+        *,
+        flush_interval: float = 0.2,
+        batch_size: int = 500,
+        max_pending: int = 100_000,
+    ) -> Journal:
+        """Open (creating or upgrading) the journal file and start the write-behind flusher.
+
+        Raises ``schema.SchemaError`` if the file was written by newer code.
+        """
+        journal = cls(
+            Path(path),
+            clock,
+            flush_interval=flush_interval,
+            batch_size=batch_size,
+            max_pending=max_pending,
+        )
+        try:
+            await journal._start()
+        except BaseException:
+            await journal.close()
+            raise
+        return journal
+
+    async def _start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: we issue BEGIN IMMEDIATE / COMMIT ourselves.
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        mode = await schema.configure(self._db)
+        if mode != "wal":
+            log.warning("journal %s: SQLite refused WAL mode (got %r)", self.path, mode)
+        before = await schema.migrate(self._db, self._clock.now())
+        if before != len(schema.MIGRATIONS):
+            log.info("journal %s: schema %d -> %d", self.path, before, len(schema.MIGRATIONS))
+        self._flusher = asyncio.create_task(self._run_flusher(), name="journal-flusher")
+
+    async def close(self) -> None:
+        """Write what is pending, stop the flusher and close the file. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._stop_flusher()
+            if self._db is not None:
+                await self._final_flush()
+        finally:
+            db, self._db = self._db, None
+            if db is not None:
+                # aiosqlite's worker thread is not a daemon: it must be stopped or the
+                # process never exits. close() stops it even when closing the file fails.
+                try:
+                    await db.close()
+                except sqlite3.Error:
+                    log.exception("journal %s: error closing the database", self.path)
+
+    async def _stop_flusher(self) -> None:
+        task, self._flusher = self._flusher, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        done, _ = await asyncio.wait({task}, timeout=_STOP_TIMEOUT)
+        if not done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _final_flush(self) -> None:
+        try:
+            async with asyncio.timeout(_CLOSE_FLUSH_TIMEOUT):
+                for _ in range(_ISOLATE_AFTER):
+                    if await self._locked(self._write_pending):
+                        break
+                while self._inflight:
+                    await asyncio.wait(set(self._inflight))
+        except TimeoutError:
+            log.error("journal %s: timed out writing pending rows at close", self.path)
+        if self.pending:
+            log.error("journal %s: closed with %d rows not written", self.path, self.pending)
+
+    # ----- durable writes -------------------------------------------------------------------
+
+    async def record_fill(self, fill: Fill) -> bool:
+        """Store a fill; False (and no change) when its execution_id is already stored."""
+        return await self._durable(schema.INSERT_FILL, fill_to_row(fill, self._now())) == 1
+
+    async def record_trading_state(
+        self, state: TradingState, actor: str, reason: str, cause: str, ts: datetime
+    ) -> None:
+        row = (TradingState(state).value, actor, reason, cause, ts_to_text(ts), self._now())
+        await self._durable(schema.INSERT_STATE, row)
+
+    async def record_audit(
+        self, actor: str, command: str, args: str, ok: bool, result: str, ts: datetime
+    ) -> None:
+        row = (actor, command, args, int(bool(ok)), result, ts_to_text(ts), self._now())
+        await self._durable(schema.INSERT_AUDIT, row)
+
+    async def set_counter(self, day: date, key: str, value: str) -> None:
+        await self._durable(schema.UPSERT_COUNTER, (day.isoformat(), key, value, self._now()))
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._durable(schema.UPSERT_META, (key, value, self._now()))
+
+    # ----- write-behind ---------------------------------------------------------------------
+
+    def append_event(self, kind: str, payload: Mapping[str, object], event_time: datetime) -> None:
+        """Queue an event; the payload is JSON-encoded now (Decimal/datetime/enum -> str)."""
+        self._check_open()
+        row = (kind, payload_to_json(payload), ts_to_text(event_time), self._now())
+        self._events.append((next(self._seq), row))
+        self._queued(self._events)
+
+    def save_order(self, order: Order) -> None:
+        """Queue an upsert of the order's current state (later saves replace earlier ones)."""
+        self._check_open()
+        self._orders[order.client_order_id] = order_to_row(order, self._now())
+        self._queued(None)
+
+    def save_equity_snapshot(self, snap: EquitySnapshot) -> None:
+        self._check_open()
+        self._snapshots.append((next(self._seq), snapshot_to_row(snap, self._now())))
+        self._queued(self._snapshots)
+
+    @property
+    def pending(self) -> int:
+        """Write-behind rows not yet committed."""
+        return len(self._events) + len(self._orders) + len(self._snapshots)
+
+    async def flush(self) -> None:
+        """Write every pending row now; rows that cannot be written stay pending."""
+        self._check_open()
+        await self._locked(self._write_pending)
+
+    # ----- reads ----------------------------------------------------------------------------
+
+    async def get_counter(self, day: date, key: str) -> str | None:
+        rows = await self._read(schema.SELECT_COUNTER, (day.isoformat(), key))
+        return str(rows[0]["value"]) if rows else None
+
+    async def get_meta(self, key: str) -> str | None:
+        rows = await self._read(schema.SELECT_META, (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    async def load_fills(self, since: datetime | None = None) -> list[Fill]:
+        """Fills in event-time order (ties in the order they were recorded)."""
+        since_text = ts_to_text(since) if since is not None else ""
+        rows = await self._read(schema.SELECT_FILLS_SINCE, (since_text,))
+        return [fill_from_row(row) for row in rows]
+
+    async def load_orders(
+        self, *, open_only: bool = False, since: datetime | None = None
+    ) -> list[Order]:
+        """Orders created at or after ``since`` (all if None), oldest first, with their
+        execution ids from the fills table (see ``records.order_from_row``)."""
+        where, params = schema.orders_where(open_only=open_only, since=since)
+        order_sql = schema.SELECT_ORDERS.format(where=where)
+        fills_sql = schema.SELECT_ORDER_FILLS.format(where=where)
+
+        async def work() -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
+            # Both queries under one lock hold, so the orders and their fills agree.
+            await self._write_pending()
+            db = self._conn
+            return list(await db.execute_fetchall(order_sql, params)), list(
+                await db.execute_fetchall(fills_sql, params)
+            )
+
+        self._check_open()
+        order_rows, fill_rows = await self._locked(work)
+        fills_by_order: dict[str, list[sqlite3.Row]] = {}
+        for row in fill_rows:
+            fills_by_order.setdefault(row["client_order_id"], []).append(row)
+        return [
+            order_from_row(row, fills_by_order.get(row["client_order_id"], []))
+            for row in order_rows
+        ]
+
+    async def has_client_order_id(self, client_order_id: str) -> bool:
+        """True if any order or fill we know of (written or pending) uses this id."""
+        if client_order_id in self._orders:
+            return True
+        rows = await self._read(schema.SELECT_HAS_CID, (client_order_id, client_order_id))
+        return bool(rows)
+
+    async def client_order_ids_since(self, since: datetime) -> set[str]:
+        """Ids of orders created, or fills executed, at or after ``since``."""
+        stamp = ts_to_text(since)
+        rows = await self._read(schema.SELECT_CIDS_SINCE, (stamp, stamp), flush_first=True)
+        return {str(row[0]) for row in rows}
+
+    async def last_trading_state(self) -> TradingStateRecord | None:
+        history = await self.trading_state_history(limit=1)
+        return history[0] if history else None
+
+    async def trading_state_history(self, limit: int = 50) -> list[TradingStateRecord]:
+        """Newest first, in the order the changes were recorded."""
+        rows = await self._read(schema.SELECT_STATES, (limit,))
+        return [state_from_row(row) for row in rows]
+
+    async def audit_rows(self, limit: int = 50) -> list[AuditRecord]:
+        """Newest first."""
+        rows = await self._read(schema.SELECT_AUDIT, (limit,))
+        return [audit_from_row(row) for row in rows]
+
+    async def equity_snapshots(self, since: datetime) -> list[EquitySnapshot]:
+        """Snapshots at or after ``since``, oldest first."""
+        rows = await self._read(schema.SELECT_SNAPSHOTS, (ts_to_text(since),), flush_first=True)
+        return [snapshot_from_row(row) for row in rows]
+
+    async def events(self, kind: str | None = None, limit: int = 100) -> list[EventRecord]:
+        """Newest first, optionally only one kind."""
+        if kind is None:
+            rows = await self._read(schema.SELECT_EVENTS, (limit,), flush_first=True)
+        else:
+            rows = await self._read(schema.SELECT_EVENTS_OF_KIND, (kind, limit), flush_first=True)
+        return [event_from_row(row) for row in rows]
+
+    # ----- machinery ------------------------------------------------------------------------
+
+    def _now(self) -> str:
+        return ts_to_text(self._clock.now(), field="clock.now()")
+
+    def _check_open(self) -> None:
+        if self._closed or self._db is None:
+            raise RuntimeError(f"journal {self.path} is closed")
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError(f"journal {self.path} is closed")
+        return self._db
+
+    def _queued(self, buffer: deque[tuple[int, Params]] | None) -> None:
+        if buffer is not None and self.pending > self._max_pending:
+            buffer.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error(
+                    "journal %s: %d rows waiting, cannot write them; dropped %d oldest so far",
+                    self.path,
+                    self.pending,
+                    self.dropped,
+                )
+        # While writes fail the flusher backs off; appends must not wake it into a busy loop.
+        if self.pending >= self._batch_size and self._failures == 0:
+            self._wake.set()
+
+    async def _locked(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` under the lock in its own task: cancelling the caller cannot stop it
+        between BEGIN and COMMIT (the write completes; only the caller stops waiting)."""
+
+        async def run() -> T:
+            async with self._lock:
+                return await work()
+
+        task = asyncio.create_task(run())
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Nobody will see this task's outcome: a failure must at least reach the log.
+            task.add_done_callback(self._log_orphan_failure)
+            raise
+
+    def _log_orphan_failure(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("journal %s: a write whose caller went away failed", self.path, exc_info=exc)
+
+    async def _durable(self, sql: str, row: Params) -> int:
+        self._check_open()
+        return await self._locked(partial(self._durable_locked, sql, row))
+
+    async def _durable_locked(self, sql: str, row: Params) -> int:
+        batch = self._take_batch()
+        if batch:
+            try:
+                counts = await self._transaction([*batch.writes(), (sql, [row])])
+            except sqlite3.Error:
+                # Pending rows must never stop a fill or a halt from being recorded.
+                log.warning(
+                    "journal %s: writing %d pending rows failed; recording the durable row alone",
+                    self.path,
+                    len(batch),
+                    exc_info=True,
+                )
+            else:
+                self._commit_batch(batch)
+                return counts[-1]
+        return (await self._transaction([(sql, [row])]))[0]
+
+    async def _write_pending(self) -> bool:
+        batch = self._take_batch()
+        if not batch:
+            return True
+        try:
+            await self._transaction(batch.writes())
+        except sqlite3.Error as exc:
+            self._failures += 1
+            if self._failures == 1 or self._failures % 20 == 0:
+                log.error(
+                    "journal %s: writing %d rows failed (attempt %d); keeping them",
+                    self.path,
+                    len(batch),
+                    self._failures,
+                    exc_info=exc,
+                )
+            if self._failures >= _ISOLATE_AFTER and not isinstance(exc, sqlite3.OperationalError):
+                await self._write_one_by_one(batch)
+                return True
+            return False
+        self._commit_batch(batch)
+        return True
+
+    async def _write_one_by_one(self, batch: _Batch) -> None:
+        for sql, rows in batch.writes():
+            for row in rows:
+                try:
+                    await self._transaction([(sql, [row])])
+                except sqlite3.Error:
+                    self.dropped += 1
+                    log.exception("journal %s: the database refuses row %r", self.path, row)
+        self._commit_batch(batch)
+
+    async def _transaction(self, writes: Iterable[tuple[str, Sequence[Params]]]) -> list[int]:
+        """One BEGIN IMMEDIATE ... COMMIT; returns each statement's row count."""
+        db = self._conn
+        counts: list[int] = []
+        async with db.execute("BEGIN IMMEDIATE"):
+            pass
+        try:
+            for sql, rows in writes:
+                if len(rows) == 1:
+                    async with db.execute(sql, rows[0]) as cursor:
+                        counts.append(cursor.rowcount)
+                else:
+                    async with db.executemany(sql, rows) as cursor:
+                        counts.append(cursor.rowcount)
+            async with db.execute("COMMIT"):
+                pass
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                async with db.execute("ROLLBACK"):
+                    pass
+            raise
+        return counts
+
+    async def _read(
+        self, sql: str, params: Sequence[object], *, flush_first: bool = False
+    ) -> list[sqlite3.Row]:
+        self._check_open()
+
+        async def work() -> list[sqlite3.Row]:
+            if flush_first:
+                # Read-your-writes; a failed flush is logged and retried by the flusher.
+                await self._write_pending()
+            return list(await self._conn.execute_fetchall(sql, params))
+
+        return await self._locked(work)
+
+    def _take_batch(self) -> _Batch:
+        return _Batch(
+            events=[row for _, row in self._events],
+            events_upto=self._events[-1][0] if self._events else 0,
+            orders=list(self._orders.items()),
+            snapshots=[row for _, row in self._snapshots],
+            snapshots_upto=self._snapshots[-1][0] if self._snapshots else 0,
+        )
+
+    def _commit_batch(self, batch: _Batch) -> None:
+        # Rows may have been appended (or the oldest dropped) while the batch was being
+        # written: remove exactly what was written, by sequence number and identity.
+        while self._events and self._events[0][0] <= batch.events_upto:
+            self._events.popleft()
+        while self._snapshots and self._snapshots[0][0] <= batch.snapshots_upto:
+            self._snapshots.popleft()
+        for cid, row in batch.orders:
+            if self._orders.get(cid) is row:
+                del self._orders[cid]
+        self._failures = 0
+
+    async def _run_flusher(self) -> None:
+        while not self._stopping:
+            delay = min(self._flush_interval * 2 ** min(self._failures, 16), _MAX_BACKOFF)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self._stopping or not self.pending:
+                continue
+            try:
+                await self._locked(self._write_pending)
+            except Exception:
+                # Never let the flusher die: rows stay pending and the next round retries.
+                self._failures += 1
+                log.exception("journal %s: flusher error", self.path)

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from engine.feed.csv_bars import BarDataError, load_bars_csv
+
+HEADER = "timestamp,symbol,open,high,low,close,volume"
+
+
+def _write(tmp_path: Path, lines: list[str], name: str = "bars.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_load_when_combined_file_then_bars_are_decimal_utc_and_sorted(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        [
+            HEADER,
+            "2026-11-19T14:31:00Z,AAPL,230.10,230.50,230.00,230.40,1200",
+            "2026-11-19T09:30:00-05:00,msft,420.00,421.00,419.50,420.25,800",
+            "2026-11-19T14:30:00Z,AAPL,230.00,230.20,229.90,230.10,1000",
+        ],
+    )
+
+    bars = load_bars_csv(path)
+
+    assert [(b.ts.strftime("%H:%M"), b.symbol) for b in bars] == [
+        ("14:30", "AAPL"),
+        ("14:30", "MSFT"),
+        ("14:31", "AAPL"),
+    ]
+    msft = bars[1]
+    assert msft.ts == datetime(2026, 11, 19, 14, 30, tzinfo=UTC)
+    assert msft.ts.tzinfo is UTC
+    assert (msft.open, msft.high, msft.low, msft.close, msft.volume) == (
+        Decimal("420.00"),
+        Decimal("421.00"),
+        Decimal("419.50"),
+        Decimal("420.25"),
+        Decimal(800),
+    )
+    assert isinstance(msft.close, Decimal)
+
+
+def test_load_when_no_symbol_column_then_symbol_comes_from_file_name(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        [
+            "timestamp,open,high,low,close,volume,vwap",
+            "2026-11-19T14:30:00Z,230.00,230.20,229.90,230.10,1000,230.05",
+            "2026-11-19T14:31:00Z,230.10,230.50,230.00,230.40,1200,230.30",
+        ],
+        name="aapl.csv",
+    )
+
+    bars = load_bars_csv(path)
+
+    assert [b.symbol for b in bars] == ["AAPL", "AAPL"]
+    assert bars[1].close == Decimal("230.40")
+
+
+def test_load_when_bom_and_blank_lines_then_they_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "bars.csv"
+    path.write_text(
+        "\ufeff" + HEADER + "\n\n2026-11-19T14:30:00Z,SPY,590,591,589,590.5,10\n\n",
+        encoding="utf-8",
+    )
+
+    bars = load_bars_csv(path)
+
+    assert len(bars) == 1
+    assert bars[0].close == Decimal("590.5")
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ("2026-11-19T14:31:00Z,AAPL,abc,230.5,230,230.4,1", "bad number in 'open': 'abc'"),
+        ("2026-11-19T14:31:00Z,AAPL,230.1,229,230,229.5,1", "high 229 is below low 230"),
+        ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230,230.9,1", "close 230.9 is outside [low 230"),
+        ("2026-11-19T14:31:00Z,AAPL,231.1,231.5,231,231.2,-5", "negative volume -5"),
+        ("2026-11-19T14:31:00,AAPL,230.1,230.5,230,230.4,1", "naive datetime"),
+        ("yesterday,AAPL,230.1,230.5,230,230.4,1", "'yesterday' is not an ISO-8601 timestamp"),
+        ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230", "expected 7 fields, found 5"),
+        ("2026-11-19T14:31:00Z, ,230.1,230.5,230,230.4,1", "empty symbol"),
+        ("2026-11-19T14:31:00Z,AAPL,0,230.5,0,230.4,1", "prices must be positive"),
+    ],
+)
+def test_load_when_row_is_invalid_then_error_names_file_line_and_problem(
+    tmp_path: Path, row: str, problem: str
+) -> None:
+    path = _write(
+        tmp_path,
+        [HEADER, "2026-11-19T14:30:00Z,AAPL,230.00,230.20,229.90,230.10,1000", row],
+    )
+
+    with pytest.raises(BarDataError) as caught:
+        load_bars_csv(path)
+
+    message = str(caught.value)
+    assert message.startswith(f"{path}, line 3: ")
+    assert problem in message
+    assert caught.value.line == 3
+
+
+def test_load_when_column_is_missing_then_error_names_the_column(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        ["timestamp,symbol,open,high,low,volume", "2026-11-19T14:30:00Z,AAPL,1,1,1,1"],
+    )
+
+    with pytest.raises(BarDataError, match=r"line 1: missing column 'close'"):
+        load_bars_csv(path)
+
+
+def test_load_when_bar_is_duplicated_then_error_points_at_both_lines(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        [
+            HEADER,
+            "2026-11-19T14:30:00Z,AAPL,230.00,230.20,229.90,230.10,1000",
+            "2026-11-19T14:30:00Z,MSFT,420.00,421.00,419.50,420.25,800",
+            "2026-11-19T09:30:00-05:00,AAPL,230.00,230.20,229.90,230.10,1000",
+        ],
+    )
+
+    with pytest.raises(BarDataError) as caught:
+        load_bars_csv(path)
+
+    assert str(caught.value) == (
+        f"{path}, line 4: duplicate bar for AAPL at 2026-11-19T14:30:00+00:00 "
+        "(first seen on line 2)"
+    )
+
+
+def test_load_when_file_is_empty_or_header_only_then_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("", encoding="utf-8")
+    header_only = _write(tmp_path, [HEADER], name="header.csv")
+
+    with pytest.raises(BarDataError, match="empty file"):
+        load_bars_csv(empty)
+    with pytest.raises(BarDataError, match="no bars"):
+        load_bars_csv(header_only)
+
+
+def test_load_when_file_is_missing_then_bar_data_error(tmp_path: Path) -> None:
+    with pytest.raises(BarDataError, match=r"nowhere\.csv: cannot read file"):
+        load_bars_csv(tmp_path / "nowhere.csv")
+
+
+def test_bar_data_error_is_a_value_error() -> None:
+    assert issubclass(BarDataError, ValueError)

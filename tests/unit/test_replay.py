@@ -1,0 +1,406 @@
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import random
+import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from engine.clock import ReplayClock, trading_day
+from engine.domain import Bar, Tick
+from engine.feed.base import MarketDataFeed
+from engine.feed.csv_bars import load_bars_csv
+from engine.feed.replay import SAMPLE_BARS_PATH, ReplayFeed
+
+REPO = Path(__file__).resolve().parents[2]
+DAY1 = datetime(2026, 11, 19, 14, 30, tzinfo=UTC)  # 09:30 New York
+DAY2 = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
+
+
+def _bar(symbol: str, ts: datetime, close: str = "100") -> Bar:
+    price = Decimal(close)
+    return Bar(symbol, ts, price, price, price, price, Decimal(10))
+
+
+def _session(
+    start: datetime, minutes: int, symbols: tuple[str, ...] = ("AAPL", "MSFT")
+) -> list[Bar]:
+    return [_bar(s, start + timedelta(minutes=m)) for m in range(minutes) for s in symbols]
+
+
+class RecordingSink:
+    def __init__(self, clock: ReplayClock | None = None, feed: ReplayFeed | None = None) -> None:
+        self.bars: list[Bar] = []
+        self.clock_at: list[datetime] = []
+        self.connected_seen: list[bool] = []
+        self._clock = clock
+        self._feed = feed
+        self.first = asyncio.Event()
+        self.settled_after: list[int] = []
+
+    async def settle(self) -> None:
+        self.settled_after.append(len(self.bars))
+
+    def on_bar(self, bar: Bar) -> None:
+        self.bars.append(bar)
+        if self._clock is not None:
+            self.clock_at.append(self._clock.now())
+        if self._feed is not None:
+            self.connected_seen.append(self._feed.health.connected)
+        self.first.set()
+
+    def on_tick(self, tick: Tick) -> None:
+        raise AssertionError("a bar replay delivers no ticks")
+
+
+class FakeSleep:
+    """Records requested delays and only yields to the loop."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        await asyncio.sleep(0)
+
+
+def test_replay_feed_satisfies_the_feed_protocol() -> None:
+    feed: MarketDataFeed = ReplayFeed([], clock=None, speed=0)
+
+    assert feed.health.finished is False
+
+
+async def test_history_when_two_days_then_first_day_is_history_and_last_is_replayed() -> None:
+    bars = _session(DAY1, 5) + _session(DAY2, 3)
+    feed = ReplayFeed(bars, clock=None, speed=0, sleep=FakeSleep())
+    sink = RecordingSink()
+
+    history = await feed.history("AAPL", DAY2, limit=100)
+    await feed.run(sink)
+
+    assert feed.replay_from == DAY2
+    assert feed.history_bars == 10
+    assert feed.replay_bars == 6
+    assert [b.ts for b in history] == [DAY1 + timedelta(minutes=m) for m in range(5)]
+    assert {b.symbol for b in history} == {"AAPL"}
+    assert [b.ts for b in sink.bars] == [DAY2 + timedelta(minutes=m // 2) for m in range(6)]
+
+
+async def test_history_when_limit_and_end_given_then_latest_bars_strictly_before_end() -> None:
+    feed = ReplayFeed(_session(DAY1, 5) + _session(DAY2, 3), clock=None, speed=0)
+
+    history = await feed.history("msft", DAY1 + timedelta(minutes=4), limit=2)
+
+    assert [(b.symbol, b.ts) for b in history] == [
+        ("MSFT", DAY1 + timedelta(minutes=2)),
+        ("MSFT", DAY1 + timedelta(minutes=3)),
+    ]
+    assert await feed.history("MSFT", DAY2, limit=0) == []
+    assert await feed.history("TSLA", DAY2, limit=10) == []
+
+
+async def test_history_when_replay_underway_then_only_delivered_bars_are_served() -> None:
+    feed = ReplayFeed(_session(DAY1, 2) + _session(DAY2, 3), clock=None, speed=0)
+    far_future = DAY2 + timedelta(days=30)
+
+    before = await feed.history("AAPL", far_future, limit=100)
+    await feed.run(RecordingSink())
+    after = await feed.history("AAPL", far_future, limit=100)
+
+    assert [b.ts for b in before] == [DAY1, DAY1 + timedelta(minutes=1)]
+    assert len(after) == 5
+    assert after[-1].ts == DAY2 + timedelta(minutes=2)
+
+
+async def test_run_when_single_date_then_everything_is_replayed_and_history_empty() -> None:
+    feed = ReplayFeed(_session(DAY1, 4), clock=None, speed=0, sleep=FakeSleep())
+    sink = RecordingSink()
+
+    await feed.run(sink)
+
+    assert feed.replay_from == DAY1
+    assert feed.history_bars == 0
+    assert len(sink.bars) == 8
+    assert await feed.history("AAPL", DAY1 + timedelta(hours=1), limit=10) == _session(
+        DAY1, 4, ("AAPL",)
+    )
+    assert await feed.history("AAPL", DAY1, limit=10) == []
+
+
+async def test_run_when_replay_from_given_then_replay_starts_there() -> None:
+    start = DAY1 + timedelta(minutes=3)
+    feed = ReplayFeed(_session(DAY1, 5), clock=None, speed=0, replay_from=start)
+    sink = RecordingSink()
+
+    await feed.run(sink)
+
+    assert feed.history_bars == 6
+    after = start + timedelta(minutes=1)
+    assert [(b.ts, b.symbol) for b in sink.bars] == [
+        (start, "AAPL"),
+        (start, "MSFT"),
+        (after, "AAPL"),
+        (after, "MSFT"),
+    ]
+
+
+async def test_run_when_bars_are_shuffled_then_delivered_in_ts_symbol_order() -> None:
+    bars = _session(DAY1, 20, ("SPY", "AAPL", "MSFT"))
+    shuffled = bars[:]
+    random.Random(7).shuffle(shuffled)
+    feed = ReplayFeed(shuffled, clock=None, speed=0, sleep=FakeSleep())
+    sink = RecordingSink()
+
+    await feed.run(sink)
+
+    assert [(b.ts, b.symbol) for b in sink.bars] == sorted((b.ts, b.symbol) for b in bars)
+
+
+async def test_run_then_clock_is_set_to_each_bar_close_before_the_sink_sees_it() -> None:
+    clock = ReplayClock(DAY1 - timedelta(hours=1))
+    feed = ReplayFeed(_session(DAY1, 3), clock=clock, speed=0, sleep=FakeSleep())
+    sink = RecordingSink(clock=clock)
+
+    await feed.run(sink)
+
+    closes = [DAY1 + timedelta(minutes=m) for m in (1, 1, 2, 2, 3, 3)]
+    assert sink.clock_at == closes
+    assert clock.now() == DAY1 + timedelta(minutes=3)
+
+
+async def test_run_when_speed_zero_then_only_zero_delays_are_requested() -> None:
+    sleep = FakeSleep()
+    feed = ReplayFeed(_session(DAY1, 4), clock=None, speed=0, sleep=sleep)
+
+    await feed.run(RecordingSink())
+
+    assert sleep.delays == [0.0, 0.0, 0.0, 0.0]  # one yield per timestamp group
+
+
+async def test_run_when_speed_zero_then_sink_settles_after_every_group() -> None:
+    feed = ReplayFeed(_session(DAY1, 3), clock=None, speed=0, sleep=FakeSleep())
+    sink = RecordingSink()
+
+    await feed.run(sink)
+
+    # two symbols per timestamp: the engine settles after each pair
+    assert sink.settled_after == [2, 4, 6]
+
+
+async def test_run_when_paced_then_sink_is_never_asked_to_settle() -> None:
+    feed = ReplayFeed(_session(DAY1, 3), clock=None, speed=60, sleep=FakeSleep())
+    sink = RecordingSink()
+
+    await feed.run(sink)
+
+    assert sink.settled_after == []
+
+
+async def test_run_when_speed_zero_with_real_sleep_then_other_tasks_run_in_between() -> None:
+    feed = ReplayFeed(_session(DAY1, 50), clock=None, speed=0)
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def other() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other_task = asyncio.create_task(other())
+    await asyncio.wait_for(feed.run(RecordingSink()), timeout=5)
+    stop.set()
+    await other_task
+
+    assert feed.health.finished
+    assert ticks >= 40
+
+
+async def test_run_when_speed_multiplier_then_waits_gap_divided_by_speed() -> None:
+    sleep = FakeSleep()
+    bars = [
+        _bar("AAPL", DAY1),
+        _bar("MSFT", DAY1),
+        _bar("AAPL", DAY1 + timedelta(minutes=1)),
+        _bar("AAPL", DAY1 + timedelta(minutes=4)),  # three-minute gap (no trades)
+        _bar("AAPL", DAY1 + timedelta(hours=3)),  # a halt: longer than max_gap
+    ]
+    feed = ReplayFeed(bars, clock=None, speed=60, sleep=sleep, replay_from=DAY1)
+
+    await feed.run(RecordingSink())
+
+    assert sleep.delays == [1.0, 3.0, 5.0, 0.0]
+
+
+async def test_run_when_realtime_then_waits_full_gap() -> None:
+    sleep = FakeSleep()
+    feed = ReplayFeed(_session(DAY1, 3, ("SPY",)), clock=None, speed=1, sleep=sleep)
+
+    await feed.run(RecordingSink())
+
+    assert sleep.delays == [60.0, 60.0, 0.0]
+
+
+async def test_run_then_health_counts_messages_and_finishes() -> None:
+    clock = ReplayClock(DAY1)
+    feed = ReplayFeed(_session(DAY1, 3), clock=clock, speed=0, sleep=FakeSleep())
+    sink = RecordingSink(feed=feed)
+    assert feed.health.connected is False
+
+    await feed.run(sink)
+
+    health = feed.health
+    assert sink.connected_seen == [True] * 6
+    assert health.connected is False
+    assert health.finished is True
+    assert health.messages == 6
+    assert health.malformed == 0
+    assert health.last_message_at == DAY1 + timedelta(minutes=2)
+    assert health.last_message_mono is not None
+    assert "finished" in health.detail
+
+
+async def test_run_when_symbols_given_then_other_symbols_are_dropped() -> None:
+    bars = _session(DAY1, 3, ("AAPL", "MSFT", "SPY")) + _session(DAY2, 2, ("AAPL", "MSFT", "SPY"))
+    feed = ReplayFeed(bars, clock=None, speed=0, symbols=["spy", "AAPL"], sleep=FakeSleep())
+    sink = RecordingSink()
+
+    await feed.run(sink)
+
+    assert feed.symbols == ("AAPL", "SPY")
+    assert [b.symbol for b in sink.bars] == ["AAPL", "SPY", "AAPL", "SPY"]
+    assert await feed.history("MSFT", DAY2, limit=10) == []
+    assert len(await feed.history("SPY", DAY2, limit=10)) == 3
+
+
+async def test_run_when_cancelled_then_stops_cleanly_and_a_new_run_resumes() -> None:
+    gate = asyncio.Event()
+    blocking = True
+
+    async def sleep(delay: float) -> None:
+        if blocking:
+            await gate.wait()  # never set: only cancellation gets out
+
+    feed = ReplayFeed(_session(DAY1, 3, ("AAPL",)), clock=None, speed=1, sleep=sleep)
+    sink = RecordingSink()
+    task = asyncio.create_task(feed.run(sink))
+    await asyncio.wait_for(sink.first.wait(), timeout=5)
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert len(sink.bars) == 1
+    assert feed.health.connected is False
+    assert feed.health.finished is False
+    assert feed.health.messages == 1
+    assert feed.health.detail == "replay stopped"
+
+    blocking = False
+    await feed.run(sink)
+
+    assert [b.ts for b in sink.bars] == [DAY1 + timedelta(minutes=m) for m in range(3)]
+    assert feed.health.finished is True
+
+
+async def test_run_when_already_running_then_second_run_is_refused() -> None:
+    gate = asyncio.Event()
+
+    async def sleep(delay: float) -> None:
+        await gate.wait()
+
+    feed = ReplayFeed(_session(DAY1, 2, ("AAPL",)), clock=None, speed=0, sleep=sleep)
+    sink = RecordingSink()
+    task = asyncio.create_task(feed.run(sink))
+    await asyncio.wait_for(sink.first.wait(), timeout=5)
+
+    with pytest.raises(RuntimeError, match="already running"):
+        await feed.run(sink)
+
+    gate.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert feed.health.finished is True
+
+
+async def test_run_when_no_bars_then_finishes_immediately() -> None:
+    feed = ReplayFeed([], clock=None, speed=0)
+
+    await feed.run(RecordingSink())
+
+    assert feed.health.finished is True
+    assert feed.health.messages == 0
+
+
+def test_replay_feed_when_speed_negative_then_value_error() -> None:
+    with pytest.raises(ValueError, match="speed"):
+        ReplayFeed([], clock=None, speed=-1)
+
+
+# --- the bundled sample ---------------------------------------------------------------
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "make_sample_data", REPO / "scripts" / "make_sample_data.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the module executes.
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def test_sample_when_regenerated_then_bytes_equal_the_committed_file(tmp_path: Path) -> None:
+    out = tmp_path / "sample_bars.csv"
+
+    _generator().main(["--out", str(out)])
+
+    assert out.read_bytes() == SAMPLE_BARS_PATH.read_bytes()
+
+
+def test_sample_then_two_sessions_of_390_minute_bars_for_three_symbols() -> None:
+    bars = load_bars_csv(SAMPLE_BARS_PATH)
+
+    per_day_symbol = Counter((trading_day(b.ts), b.symbol) for b in bars)
+    assert len(bars) == 2 * 390 * 3
+    assert set(per_day_symbol.values()) == {390}
+    assert {day.isoformat() for day, _ in per_day_symbol} == {"2026-11-19", "2026-11-20"}
+    first = min(b.ts for b in bars)
+    last = max(b.ts for b in bars)
+    assert first == DAY1
+    assert last == DAY2 + timedelta(minutes=389)  # 15:59 New York
+
+
+@pytest.mark.parametrize(
+    ("symbol", "low", "high"), [("AAPL", 200, 260), ("MSFT", 380, 460), ("SPY", 550, 630)]
+)
+def test_sample_then_prices_are_realistic_per_symbol(symbol: str, low: int, high: int) -> None:
+    bars = [b for b in load_bars_csv(SAMPLE_BARS_PATH) if b.symbol == symbol]
+
+    assert all(low < b.low <= b.high < high for b in bars)
+    assert all(b.volume > 0 for b in bars)
+
+
+async def test_sample_feed_then_first_day_is_history_and_second_is_replayed() -> None:
+    clock = ReplayClock(DAY1)
+    feed = ReplayFeed.sample(clock=clock, speed=0)
+    sink = RecordingSink()
+
+    await feed.run(sink)
+
+    assert feed.replay_from == DAY2
+    assert feed.history_bars == 1170
+    assert len(sink.bars) == 1170
+    assert len(await feed.history("AAPL", DAY2, limit=500)) == 390
+    assert clock.now() == DAY2 + timedelta(minutes=390)  # 16:00 New York
