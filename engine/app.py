@@ -24,7 +24,7 @@ from engine.strategy import build_strategy
 
 log = logging.getLogger(__name__)
 
-SIM_STATE_FILE = "sim_account.json"
+SIM_STATE_FILE = "sim_account.jsonl"
 
 
 @dataclass

@@ -36,12 +36,13 @@ from engine.reconcile import Reconciler, ReconcileResult
 from engine.risk import RiskGate, StateRecord, TradingStateController, loss_limit_breached
 from engine.store.journal import Journal
 from engine.store.records import EquitySnapshot
-from engine.strategy.base import Strategy, bars_to_frame
+from engine.strategy.base import Strategy, rows_to_frame
 from engine.workers import SymbolBuffer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+BAR_LENGTH = timedelta(minutes=1)
 START_EQUITY = "start_equity"
 DAY_TRADES = "day_trades"
 CLEAN_SHUTDOWN = "clean_shutdown"
@@ -178,7 +179,7 @@ class TradingEngine:
 
         await self.broker.connect()
         await self.market.refresh()
-        first_run = await self._restore_from_journal()
+        await self._restore_from_journal()
         since = await self._recovery_start()
         self.last_reconcile = await Reconciler(
             broker=self.broker,
@@ -187,7 +188,7 @@ class TradingEngine:
             orders=self.orders,
             bus=self.bus,
             clock=self.clock,
-        ).run(since, first_run=first_run)
+        ).run(since, at_startup=True)
         self.account = self.last_reconcile.account
         await self._start_day(trading_day(self.clock.now()))
         await self._warm_up()
@@ -224,8 +225,8 @@ class TradingEngine:
             await self.journal.close()
         log.info("engine stopped")
 
-    async def _restore_from_journal(self) -> bool:
-        """Rebuild the book from our own journal; True when the journal was empty."""
+    async def _restore_from_journal(self) -> None:
+        """Rebuild the book from our own journal (positions, orders, ids already used)."""
         fills = await self.journal.load_fills()
         for fill in fills:
             self.portfolio.apply_fill(fill)
@@ -236,7 +237,6 @@ class TradingEngine:
         self.execution.known_ids.update(known)
         for fill in fills:
             self.execution.known_ids.add(fill.client_order_id)
-        return not fills and not known
 
     async def _recovery_start(self) -> datetime:
         """Ask the broker for executions from the last one we know (or the day's start)."""
@@ -335,14 +335,14 @@ class TradingEngine:
             update = await buf.next_update()
             self._begin()
             try:
-                if update.tick is not None:
-                    self.portfolio.mark(buf.symbol, update.tick.price)
+                self._mark(buf.symbol, update.bar, update.tick)
                 if update.bar is not None:
-                    self.portfolio.mark(buf.symbol, update.bar.close)
                     await self._roll_day_if_needed()
                     await self._evaluate(buf, update.bar)
                 self._maybe_snapshot()
-                self._check_loss_limit()
+                if self.portfolio.qty(buf.symbol) != ZERO:
+                    # Only a held symbol's price can move the day's P&L.
+                    self._check_loss_limit()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -351,15 +351,21 @@ class TradingEngine:
             finally:
                 self._end()
 
+    def _mark(self, symbol: str, bar: Bar | None, tick: Tick | None) -> None:
+        """Mark to the newer of the bar's close (as of the bar's end) and the last trade."""
+        if bar is not None and (tick is None or bar.ts + BAR_LENGTH > tick.ts):
+            self.portfolio.mark(symbol, bar.close)
+        elif tick is not None:
+            self.portfolio.mark(symbol, tick.price)
+
     async def _evaluate(self, buf: SymbolBuffer, bar: Bar) -> None:
         if self.state.state is TradingState.HALTED or self.flattener.running:
             return
         needed = self.strategy.warmup_bars + 1
-        if len(buf.bars) < needed or self.orders.open_orders(buf.symbol):
+        if len(buf.rows) < needed or self.orders.has_open(buf.symbol):
             return
-        recent = list(buf.bars)[-needed:]
-        position = self.portfolio.qty(buf.symbol)
-        signal = self.strategy.on_bar(buf.symbol, bars_to_frame(recent), position)
+        frame = rows_to_frame(buf.recent_rows(needed))
+        signal = self.strategy.on_bar(buf.symbol, frame, self.portfolio.qty(buf.symbol))
         if signal is None:
             return
         self.signals += 1

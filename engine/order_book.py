@@ -34,6 +34,9 @@ class OrderBook:
     def __init__(self) -> None:
         self._orders: dict[str, Order] = {}
         self._by_broker_id: dict[str, str] = {}
+        # client ids of orders that may still be open, per symbol: the hot path asks
+        # "anything open in X?" on every bar, so it must not scan the whole history.
+        self._maybe_open: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._orders)
@@ -43,6 +46,8 @@ class OrderBook:
 
     def add(self, order: Order) -> None:
         self._orders[order.client_order_id] = order
+        if order.is_open:
+            self._maybe_open.setdefault(order.symbol, set()).add(order.client_order_id)
         if order.broker_order_id:
             self._by_broker_id[order.broker_order_id] = order.client_order_id
 
@@ -62,9 +67,22 @@ class OrderBook:
         return self._orders.get(cid) if cid else None
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
-        return [
-            o for o in self._orders.values() if o.is_open and (symbol is None or o.symbol == symbol)
-        ]
+        symbols = [symbol] if symbol is not None else list(self._maybe_open)
+        found = []
+        for sym in symbols:
+            ids = self._maybe_open.get(sym)
+            if not ids:
+                continue
+            for cid in list(ids):
+                order = self._orders.get(cid)
+                if order is None or not order.is_open:
+                    ids.discard(cid)  # closed since it was indexed
+                else:
+                    found.append(order)
+        return sorted(found, key=lambda o: o.created_at)
+
+    def has_open(self, symbol: str) -> bool:
+        return bool(self.open_orders(symbol))
 
     def open_qty(self, symbol: str) -> Decimal:
         """Signed quantity still to be executed by this symbol's open orders."""

@@ -59,10 +59,11 @@ class Reconciler:
         self._bus = bus
         self._clock = clock
 
-    async def run(self, since: datetime, *, first_run: bool = False) -> ReconcileResult:
+    async def run(self, since: datetime, *, at_startup: bool = False) -> ReconcileResult:
         """Recover missed fills since ``since``, then correct positions, cash and open orders.
 
-        ``first_run``: a brand-new journal adopts the broker's cash without calling it drift.
+        ``at_startup``: our journal holds fills, not deposits, so the cash we start with is
+        the broker's; it is adopted, not reported as drift. Later runs compare it.
         """
         drifts: list[ReconcileDrift] = []
         recovered = await self._execution.recover(since)
@@ -89,7 +90,7 @@ class Reconciler:
 
         account = await self._broker.get_account()
         if money(account.cash) != money(self._portfolio.cash):
-            if not first_run:
+            if not at_startup:
                 drifts.append(
                     self._drift("cash", "cash", str(self._portfolio.cash), str(account.cash))
                 )

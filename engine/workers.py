@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from engine.domain import Bar, Tick
+from engine.strategy.base import BarRow, bar_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,8 @@ class SymbolBuffer:
     def __init__(self, symbol: str, history: int) -> None:
         self.symbol = symbol
         self.bars: deque[Bar] = deque(maxlen=history)
+        self.rows: deque[BarRow] = deque(maxlen=history)
+        """``bars`` as float rows, converted once on arrival for cheap strategy frames."""
         self.last_tick: Tick | None = None
         self.updates = 0
         self.dropped = 0
@@ -72,15 +75,23 @@ class SymbolBuffer:
         self._bar_pending = self._tick_pending = False
         return Update(bar=bar, tick=tick, coalesced=coalesced)
 
+    def recent_rows(self, count: int) -> list[BarRow]:
+        """The newest ``count`` rows, oldest first."""
+        start = max(0, len(self.rows) - count)
+        return [self.rows[i] for i in range(start, len(self.rows))]
+
     def _store_bar(self, bar: Bar) -> bool:
         if self.bars:
             last = self.bars[-1]
             if bar.ts < last.ts:
                 return False  # late bar: history already moved on
             if bar.ts == last.ts:
-                self.bars[-1] = bar  # an updated bar replaces the one it corrects
+                # An updated bar replaces the one it corrects.
+                self.bars[-1] = bar
+                self.rows[-1] = bar_row(bar)
                 return True
         self.bars.append(bar)
+        self.rows.append(bar_row(bar))
         return True
 
     def _touch(self) -> None:

@@ -25,16 +25,15 @@ with no known price is accepted. A position's average entry price excludes commi
 Day trades: an order whose first execution reduces a position opened or added to on the same
 trading day; counted over the last five sessions.
 
-Persistence: with ``state_path`` the whole state is written as JSON (temp file, then
-``os.replace``) after every account change and read back by the constructor, open orders
-included. Last prices are saved with the next account change rather than on every tick.
+Persistence: with ``state_path`` every account change is committed to an append-only state
+file (``engine.sim.store``: the account snapshot plus the orders and executions that changed)
+and read back by the constructor, open orders included. Last prices are saved with the next
+account change rather than on every tick.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -78,10 +77,10 @@ from engine.sim.models import (
     record_to_json,
     round_half_up,
 )
+from engine.sim.store import SimStateStore
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
 MARGIN_MULTIPLIER = Decimal(2)
 DAYTRADE_WINDOW_SESSIONS = 5
 MAX_CLIENT_ORDER_ID = 128
@@ -136,7 +135,6 @@ class SimExchange:
             raise ValueError(f"starting_cash must be positive, got {starting_cash}")
         if max_fill_qty < ZERO:
             raise ValueError(f"max_fill_qty must be >= 0, got {max_fill_qty}")
-        self._path = state_path
         self._slippage = slippage
         self._commission = commission
         self._max_fill = max_fill_qty
@@ -162,9 +160,10 @@ class SimExchange:
         self._opened: dict[str, date] = {}
         self._last_ts = now
 
-        if state_path is not None and state_path.exists():
-            self._load(state_path)
-        else:
+        self._store_file = SimStateStore(state_path) if state_path is not None else None
+        self._changed_orders: dict[str, None] = {}
+        self._saved_executions = 0
+        if self._store_file is None or not self._load(self._store_file):
             self._dirty = True
             self._commit()
 
@@ -635,14 +634,15 @@ class SimExchange:
             self._open[order.id] = None
         else:
             self._open.pop(order.id, None)
+        self._changed_orders[order.id] = None
         self._dirty = True
 
     def _emit(self, update: TradeUpdateRecord) -> None:
         self._pending.append(update)
 
     def _commit(self) -> None:
-        if self._dirty and self._path is not None:
-            self._save(self._path)
+        if self._dirty and self._store_file is not None:
+            self._save(self._store_file)
         self._dirty = False
         updates, self._pending = self._pending, []
         listener = self._listener
@@ -656,9 +656,8 @@ class SimExchange:
                 # it or hide the later updates.
                 log.exception("sim trade-update listener failed on %s", update.event)
 
-    def _save(self, path: Path) -> None:
-        state = {
-            "version": STATE_VERSION,
+    def _account_json(self) -> dict[str, Any]:
+        return {
             "starting_cash": str(self._starting_cash),
             "cash": str(self._cash),
             "last_equity": str(self._last_equity),
@@ -668,25 +667,38 @@ class SimExchange:
                 {"symbol": p.symbol, "qty": str(p.qty), "avg_entry_price": str(p.avg_entry_price)}
                 for p in self._positions.values()
             ],
-            "orders": [record_to_json(o) for o in self._orders.values()],
-            "executions": [record_to_json(e) for e in self._executions],
             "quotes": {
                 s: {"price": str(q.price), "ts": q.ts.isoformat()} for s, q in self._quotes.items()
             },
             "daytrades": [day.isoformat() for day in self._daytrades],
             "opened": {s: day.isoformat() for s, day in self._opened.items()},
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.tmp")
-        temp.write_text(json.dumps(state, separators=(",", ":")), encoding="utf-8")
-        # Atomic on POSIX and Windows: a crash leaves the old file or the new one, never half.
-        os.replace(temp, path)
 
-    def _load(self, path: Path) -> None:
+    def _save(self, store: SimStateStore) -> None:
+        account = self._account_json()
+        if store.needs_compaction:
+            store.compact(
+                account,
+                [record_to_json(o) for o in self._orders.values()],
+                [record_to_json(e) for e in self._executions],
+            )
+        else:
+            store.append(
+                account,
+                [record_to_json(self._orders[oid]) for oid in self._changed_orders],
+                [record_to_json(e) for e in self._executions[self._saved_executions :]],
+            )
+        self._changed_orders.clear()
+        self._saved_executions = len(self._executions)
+
+    def _load(self, store: SimStateStore) -> bool:
+        """Restore the committed state; False when there is none yet."""
+        path = store.path
         try:
-            state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            if state.get("version") != STATE_VERSION:
-                raise ValueError(f"unsupported version {state.get('version')!r}")
+            stored = store.load()
+            if stored is None:
+                return False
+            state = stored.account
             self._starting_cash = Decimal(state["starting_cash"])
             self._cash = Decimal(state["cash"])
             self._last_equity = Decimal(state["last_equity"])
@@ -696,18 +708,22 @@ class SimExchange:
                 p["symbol"]: Position(p["symbol"], Decimal(p["qty"]), Decimal(p["avg_entry_price"]))
                 for p in state["positions"]
             }
-            for raw in state["orders"]:
+            for raw in stored.orders.values():
                 order = record_from_json(OrderRecord, raw)
                 self._orders[order.id] = order
                 self._by_client_id[order.client_order_id] = order.id
                 if order.is_open:
                     self._open[order.id] = None
-            self._executions = [record_from_json(ExecutionRecord, e) for e in state["executions"]]
+            self._executions = [
+                record_from_json(ExecutionRecord, e) for e in stored.executions.values()
+            ]
+            self._saved_executions = len(self._executions)
             self._quotes = {
                 s: _Quote(Decimal(q["price"]), parse_utc(q["ts"]))
                 for s, q in state["quotes"].items()
             }
             self._daytrades = [date.fromisoformat(d) for d in state["daytrades"]]
             self._opened = {s: date.fromisoformat(d) for s, d in state["opened"].items()}
+            return True
         except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as exc:
             raise ValueError(f"simulator state {path} is unreadable: {exc}") from exc

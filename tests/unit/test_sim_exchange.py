@@ -659,7 +659,7 @@ def test_restart_when_state_file_exists_then_account_orders_and_ids_survive(
     assert second.executions_since(OPEN_TS) == first.executions_since(OPEN_TS)
     with pytest.raises(DuplicateClientOrderId):
         second.submit("AAPL", Side.BUY, D(1), client_order_id="buy-1")
-    assert json.loads(path.read_text())["version"] == 1
+    assert all(json.loads(line)["v"] == 2 for line in path.read_text().splitlines())
     assert [p.name for p in path.parent.iterdir()] == ["state.json"]
 
 
@@ -683,6 +683,41 @@ def test_constructor_when_state_file_corrupt_then_clear_error(
 
     with pytest.raises(ValueError, match="unreadable"):
         make(path)
+
+
+def test_restart_when_last_line_torn_by_a_crash_then_state_of_previous_commit(
+    make: MakeExchange, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.jsonl"
+    first = make(path)
+    first.on_price("AAPL", D("100"), OPEN_TS)
+    first.submit("AAPL", Side.BUY, D(10), client_order_id="buy-1")
+    committed = first.account()
+    with path.open("ab") as f:
+        f.write(b'{"v":2,"account":{"cash":"1"')  # killed half-way through an append
+
+    second = make(path)
+
+    assert second.account() == committed
+    assert second.order_by_client_id("buy-1") is not None
+
+
+def test_commits_when_many_then_file_compacts_and_state_survives(
+    make: MakeExchange, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.jsonl"
+    first = make(path)
+    first._store_file._compact_every = 5  # type: ignore[union-attr]
+    first.on_price("AAPL", D("100"), OPEN_TS)
+    for i in range(12):
+        first.submit("AAPL", Side.BUY, D(1), client_order_id=f"buy-{i}")
+
+    second = make(path)
+
+    assert len(path.read_text().splitlines()) < 12
+    assert second.account() == first.account()
+    assert len(second.orders_since(OPEN_TS)) == 12
+    assert len(second.executions_since(OPEN_TS)) == 12
 
 
 def test_restart_when_time_moved_with_a_fill_then_last_ts_restored(

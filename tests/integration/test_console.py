@@ -1,0 +1,117 @@
+"""``run_bot.py`` from a terminal: the console demo, scripted input, and startup errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.app import truncated_sample_csv
+from tests.support.console_proc import REPO, ConsoleProcess
+
+pytestmark = pytest.mark.slow
+
+
+def run_bot(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SIM_", "RISK_"))}
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "run_bot.py", "--env-file", os.devnull, *args],
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=base,
+        timeout=60,
+    )
+
+
+def test_console_when_issue_script_piped_then_flat_book_and_exit_zero(tmp_path: Path) -> None:
+    result = run_bot(
+        "--console",
+        "--data-dir",
+        str(tmp_path),
+        stdin="!status\n!positions\n!flatten\n!status\n!quit\n",
+    )
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "✅ Flat in" in out
+    final_status = out.rsplit("🟢 ACTIVE", 1)[1]
+    assert "0 positions · 0 open orders" in final_status
+    assert out.rstrip().endswith("Stopped.")
+
+
+async def test_console_when_positions_held_then_flatten_closes_them_all(tmp_path: Path) -> None:
+    env = {"SIM_REPLAY_SPEED": "max", "SIM_REPLAY_CSV": str(truncated_sample_csv(tmp_path))}
+    console = await ConsoleProcess.start(tmp_path / "data", env)
+    await console.poll_status_until("replay finished")
+    await console.send("!positions")
+    first = await console.read_until(lambda s: " @ " in s or s == "No open positions.")
+    await console.send("!flatten")
+    await console.read_until(lambda s: "Flat in" in s or "Not flat" in s)
+    await console.send("!positions")
+    await console.send("!orders")
+    await console.send("!quit")
+    code, _, err = await console.finish()
+
+    assert code == 0, err
+    out = "\n".join(console.lines)
+    assert " @ " in first, "the strategy should hold positions by noon"
+    assert "✅ Flat in" in out
+    assert "🟡 REDUCING (was ACTIVE) by console: flatten in progress" in out
+    tail = out.rsplit("✅ Flat in", 1)[1]
+    assert "No open positions." in tail
+    assert "No open orders." in tail
+
+
+def test_console_when_input_is_malformed_then_clear_message_and_nothing_changes(
+    tmp_path: Path,
+) -> None:
+    result = run_bot(
+        "--console",
+        "--data-dir",
+        str(tmp_path),
+        stdin="status\n!bogus\n!status extra\n!resume nonsense\n!flatten later\n!status\n",
+    )
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Unknown command 'status'. Type !help for the list." in out
+    assert "Unknown command '!bogus'." in out
+    assert "!status takes no arguments." in out
+    assert "Usage: !resume [override]" in out
+    assert "Usage: !flatten [now]" in out
+    assert out.count("🟢 ACTIVE (by system") == 1  # the final !status: state untouched
+
+
+def test_run_bot_when_no_console_and_no_token_then_exit_nonzero_naming_setting(
+    tmp_path: Path,
+) -> None:
+    result = run_bot("--data-dir", str(tmp_path))
+
+    assert result.returncode == 2
+    assert "DISCORD_TOKEN" in result.stderr
+    assert "--console" in result.stderr
+
+
+def test_run_bot_when_setting_invalid_then_exit_nonzero_without_echoing_secrets(
+    tmp_path: Path,
+) -> None:
+    secret = "sk-very-secret-token-value"
+    result = run_bot(
+        "--console",
+        "--data-dir",
+        str(tmp_path),
+        env={"DISCORD_TOKEN": secret, "RISK_MAX_POSITION_QTY": "lots"},
+    )
+
+    assert result.returncode == 2
+    assert "RISK_MAX_POSITION_QTY" in result.stderr
+    assert secret not in result.stderr + result.stdout
+    assert "lots" not in result.stderr

@@ -1,0 +1,83 @@
+"""Drive ``run_bot.py --console`` as a child process, the way a trader's terminal would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class ConsoleProcess:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+
+    @classmethod
+    async def start(cls, data_dir: Path, env: dict[str, str] | None = None) -> ConsoleProcess:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SIM_", "TRADING_"))}
+        full_env.update(env or {})
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "run_bot.py",
+            "--console",
+            "--env-file",
+            os.devnull,
+            "--data-dir",
+            str(data_dir),
+            cwd=REPO,
+            env=full_env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(proc)
+
+    async def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((line + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def read_until(self, predicate: Callable[[str], bool], within: float = 30.0) -> str:
+        """Read stdout lines until one matches; returns it."""
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(within):
+            while True:
+                raw = await self.proc.stdout.readline()
+                if not raw:
+                    raise AssertionError("console exited early:\n" + "\n".join(self.lines[-30:]))
+                line = raw.decode().rstrip("\n")
+                self.lines.append(line)
+                if predicate(line):
+                    return line
+
+    async def poll_status_until(self, needle: str, within: float = 30.0) -> None:
+        """Send !status until its output contains ``needle``."""
+        async with asyncio.timeout(within):
+            while True:
+                await self.send("!status")
+                line = await self.read_until(lambda s: s.startswith(("Feed:", needle)))
+                if needle in line:
+                    return
+                await asyncio.sleep(0.2)
+
+    async def finish(self, within: float = 30.0) -> tuple[int, str, str]:
+        """Close stdin and wait for exit; returns (code, stdout rest, stderr)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        async with asyncio.timeout(within):
+            out, err = await self.proc.communicate()
+        rest = out.decode()
+        self.lines.extend(rest.splitlines())
+        code = self.proc.returncode
+        assert code is not None
+        return code, rest, err.decode()
+
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL: no cleanup of any kind
+
+    async def wait_killed(self) -> None:
+        await self.proc.wait()
