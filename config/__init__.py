@@ -1,6 +1,7 @@
 """Typed, validated settings: ``load_settings()`` once at startup, then hand each component
 its own section."""
 
+from config.loading import Settings, env_var_names, load_settings
 from config.settings import (
     AlpacaSettings,
     ChannelSettings,
@@ -9,14 +10,11 @@ from config.settings import (
     LogSettings,
     RiskSettings,
     ScheduleSettings,
-    Settings,
     SettingsError,
     SimSettings,
     StorageSettings,
     StrategySettings,
     TradingMode,
-    env_var_names,
-    load_settings,
 )
 
 __all__ = [

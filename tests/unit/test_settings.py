@@ -19,7 +19,7 @@ from config import (
     env_var_names,
     load_settings,
 )
-from config.settings import _SECTIONS
+from config.loading import _SECTIONS
 
 EXAMPLE_ENV = Path(__file__).resolve().parents[2] / "config" / "example.env"
 PREFIXES = tuple(
