@@ -4,8 +4,9 @@ only its own section.
 Environment variable names are ``<PREFIX><FIELD>`` in upper case (``RISK_MAX_POSITION_QTY``),
 plus the names traders already have: ``DISCORD_TOKEN``, ``APCA_API_KEY_ID``,
 ``APCA_API_SECRET_KEY``, ``ALPACA_API_KEY``, ``ALPACA_SECRET_KEY``. The process environment
-beats the ``.env`` file; an empty value means "use the default". ``config.loading.load_settings`` builds
-everything and raises ``SettingsError``, whose message names settings but never their values.
+beats the ``.env`` file; an empty value means "use the default". ``load_settings`` (in
+``config.loading``) builds everything and raises ``SettingsError``, whose message names
+settings but never their values.
 """
 
 from __future__ import annotations
