@@ -1,12 +1,22 @@
-"""Entry point: `python run_bot.py --console` (no Discord needed) or the Discord bot."""
+"""Entry point.
+
+    python run_bot.py --console      trade from this terminal on the configured broker
+    python run_bot.py                the Discord bot (needs DISCORD_TOKEN)
+    python run_bot.py healthcheck    exit 0 when the engine's liveness file is fresh
+
+SIGTERM and SIGINT stop gracefully: intake stops, in-flight broker calls finish (or time out),
+the journal is flushed and closed, and the process exits 0.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from config import Settings, SettingsError, load_settings
@@ -15,7 +25,7 @@ log = logging.getLogger("run_bot")
 
 NO_TOKEN = (
     "DISCORD_TOKEN is not set. Add DISCORD_TOKEN=<your bot token> to .env or the environment "
-    "(see config/example.env and the README's Discord section), or run "
+    "(see config/example.env and docs/discord.md), or run "
     "`python run_bot.py --console` to trade from this terminal instead."
 )
 
@@ -23,7 +33,14 @@ NO_TOKEN = (
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="run_bot.py",
-        description="Trading agent controlled from Discord (or --console).",
+        description="Trading agent controlled from Discord (or from this terminal with --console).",
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["run", "healthcheck"],
+        default="run",
+        help="run (default) or healthcheck (exit 0 when the engine is alive)",
     )
     parser.add_argument(
         "--console", action="store_true", help="trade from this terminal (no Discord token)"
@@ -48,9 +65,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Configuration error:\n{exc}", file=sys.stderr)
         return 2
 
-    from bot.logs import configure_logging
+    if args.command == "healthcheck":
+        return healthcheck(settings)
 
-    configure_logging(settings.log, console=args.console, log_dir=settings.storage.data_dir)
+    from bot.logs import configure_logging, secrets_of
+
+    configure_logging(
+        settings.log,
+        console=args.console,
+        log_dir=settings.storage.data_dir,
+        secrets=secrets_of(settings),
+    )
     for notice in settings.startup_notices():
         (log.warning if settings.mode == "live" else log.info)(notice)
         if args.console:
@@ -61,8 +86,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.discord.token is None:
         print(NO_TOKEN, file=sys.stderr)
         return 2
-    print("The Discord transport is not built yet; use --console.", file=sys.stderr)
-    return 2
+    return asyncio.run(_discord(settings))
+
+
+def healthcheck(settings: Settings) -> int:
+    from engine.health import HEALTH_FILE, check_health_file
+
+    ok, message = check_health_file(
+        settings.storage.data_dir / HEALTH_FILE, settings.engine.health_stale_s, datetime.now(UTC)
+    )
+    print(message)
+    return 0 if ok else 1
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 async def _console(settings: Settings) -> int:
@@ -70,7 +112,13 @@ async def _console(settings: Settings) -> int:
     from engine.app import build_app
 
     app = await build_app(settings)
-    return await run_console(app)
+    return await run_console(app, stop=_stop_on_signals())
+
+
+async def _discord(settings: Settings) -> int:
+    from bot.runner import run_discord
+
+    return await run_discord(settings, stop=_stop_on_signals())
 
 
 if __name__ == "__main__":

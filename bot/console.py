@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
@@ -134,12 +135,33 @@ class Console:
             raise DomainError(f"!{name} takes no arguments.")
 
 
+def _stdin_lines(stdin: TextIO, loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
+    """Lines from ``stdin`` ('' at the end). A daemon thread reads, so a pending read never
+    keeps the process alive after a stop."""
+    queue: asyncio.Queue[str] = asyncio.Queue()
+
+    def reader() -> None:
+        while True:
+            line = stdin.readline()
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+            if not line:
+                return
+
+    threading.Thread(target=reader, name="console-stdin", daemon=True).start()
+    return queue
+
+
 async def run_console(
-    app: EngineApp, stdin: TextIO | None = None, out: TextIO | None = None
+    app: EngineApp,
+    stdin: TextIO | None = None,
+    out: TextIO | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int:
-    """Start the engine, serve commands until ``!quit`` or end of input, then stop cleanly."""
+    """Start the engine, serve commands until ``!quit``, end of input or ``stop`` (SIGTERM),
+    then stop cleanly."""
     stdin = stdin or sys.stdin
     out = out or sys.stdout
+    stop = stop or asyncio.Event()
     console = Console(app, out)
     detach = attach_console_alerts(app, console.print)
     try:
@@ -148,15 +170,22 @@ async def run_console(
             f"Trading console ({app.settings.mode}); type !help for commands, !quit to exit."
         )
         interactive = stdin.isatty()
+        lines = _stdin_lines(stdin, asyncio.get_running_loop())
+        stopping = asyncio.ensure_future(stop.wait())
         while True:
             if interactive:
                 out.write("> ")
                 out.flush()
-            line = await asyncio.to_thread(stdin.readline)
-            if not line:
+            next_line = asyncio.ensure_future(lines.get())
+            await asyncio.wait({next_line, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.done():
+                next_line.cancel()
+                console.print("Stopping (signal received)…")
                 break
-            if not await console.handle(line):
+            line = next_line.result()
+            if not line or not await console.handle(line):
                 break
+        stopping.cancel()
     finally:
         try:
             await app.stop()

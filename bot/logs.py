@@ -1,48 +1,107 @@
-"""Logging setup: readable text for the console, JSON lines for the container."""
+"""Logging: JSON lines to stdout for the container, readable text in console mode, and never a
+secret. The Discord token and Alpaca keys are scrubbed from every line, exception text and
+tracebacks included, whoever logged them."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from config import LogSettings
+from config import LogSettings, Settings
+
+REDACTED = "[REDACTED]"
+# Context a caller can attach with ``log.info(..., extra={"symbol": ..., "order_id": ...})``.
+CONTEXT_FIELDS = ("symbol", "order_id", "client_order_id", "actor", "command")
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    values = [settings.discord.token, settings.alpaca.api_key, settings.alpaca.secret_key]
+    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+class Scrubber:
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first, so a secret containing another is replaced whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    def __init__(self, scrub: Scrubber, fmt: str | None = None) -> None:
+        super().__init__(fmt)
+        self._scrub = scrub
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._scrub(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, component (the logger), message, context."""
+
+    def __init__(self, scrub: Scrubber) -> None:
+        super().__init__()
+        self._scrub = scrub
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
+            "component": record.name,
+            "msg": self._scrub(record.getMessage()),
         }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = self._scrub(str(value))
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = self._scrub(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(settings: LogSettings, *, console: bool, log_dir: Path | None) -> None:
-    """Console mode keeps the terminal for the trader: warnings to stderr, the rest to a file
-    in the data dir. Otherwise everything goes to stdout (JSON unless LOG_FORMAT=text)."""
+def configure_logging(
+    settings: LogSettings,
+    *,
+    console: bool,
+    log_dir: Path | None,
+    secrets: Iterable[str] = (),
+) -> None:
+    """Console mode keeps the terminal for the trader: warnings to stderr, everything to a file
+    in the data dir. Otherwise everything goes to stdout, JSON lines unless LOG_FORMAT=text."""
+    scrub = Scrubber(secrets)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        handler.close()
     root.setLevel(settings.level)
-    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    text_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    use_json = settings.format == "json" or (settings.format == "auto" and not console)
     if console:
         err = logging.StreamHandler(sys.stderr)
         err.setLevel(logging.WARNING)
-        err.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        err.setFormatter(_ScrubbingFormatter(scrub, "%(levelname)s %(name)s: %(message)s"))
         root.addHandler(err)
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
             file = logging.FileHandler(log_dir / "trader.log", encoding="utf-8")
-            file.setFormatter(text)
+            file.setFormatter(
+                JsonFormatter(scrub) if use_json else _ScrubbingFormatter(scrub, text_format)
+            )
             root.addHandler(file)
-        return
-    out = logging.StreamHandler(sys.stdout)
-    out.setFormatter(JsonFormatter() if settings.format != "text" else text)
-    root.addHandler(out)
+    else:
+        out = logging.StreamHandler(sys.stdout)
+        out.setFormatter(
+            JsonFormatter(scrub) if use_json else _ScrubbingFormatter(scrub, text_format)
+        )
+        root.addHandler(out)
+    # discord.py logs every gateway event at DEBUG/INFO; keep our own lines readable.
+    logging.getLogger("discord").setLevel(max(logging.INFO, root.level))
+    logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -274,6 +274,14 @@ class EngineSettings(BaseSettings):
     flatten_deadline_s: float = Field(default=25.0, gt=0)
     history_bars: int = Field(default=500, gt=10)
     loop_lag_interval_s: float = Field(default=0.25, gt=0)
+    health_interval_s: float = Field(default=15.0, gt=0)
+    """How often the engine writes its liveness file (``health.json`` in the data dir)."""
+    health_stale_s: float = Field(default=90.0, gt=0)
+    """``run_bot.py healthcheck`` fails when the liveness file is older than this."""
+    flatten_on_shutdown: bool = False
+    """Flatten the book on a graceful stop (SIGTERM/SIGINT) before exiting."""
+    shutdown_grace_s: float = Field(default=5.0, gt=0)
+    """How long a graceful stop lets in-flight broker calls finish before cancelling them."""
 
 
 class LogSettings(BaseSettings):

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Coroutine
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any, TypeVar
@@ -27,7 +27,7 @@ from engine.events import EngineError, Event, Notice, Severity
 from engine.execution import ExecutionManager
 from engine.feed.base import MarketDataFeed, PriceListener
 from engine.flatten import Flattener, FlattenReport, ProgressCallback
-from engine.health import BrokerHealth, LatencyStats
+from engine.health import HEALTH_FILE, BrokerHealth, LatencyStats, write_health_file
 from engine.market_hours import MarketHours
 from engine.order_book import OrderBook
 from engine.orders import make_client_order_id
@@ -199,6 +199,7 @@ class TradingEngine:
             loop.create_task(self._run_feed(), name="feed"),
             loop.create_task(self._measure_loop_lag(), name="loop-lag"),
             loop.create_task(self._periodic(), name="periodic"),
+            loop.create_task(self._write_liveness(), name="liveness"),
         ]
         self._tasks += [
             loop.create_task(self._worker(buf), name=f"worker-{buf.symbol}")
@@ -208,9 +209,24 @@ class TradingEngine:
         log.info("engine ready: %s, %s", self.state.state.value, self.last_reconcile.summary())
 
     async def stop(self) -> None:
+        """Graceful stop: no new market data or signals, in-flight broker calls get
+        ``ENGINE_SHUTDOWN_GRACE_S`` to finish, optionally flatten, then everything closes."""
         if self._stopped:
             return
         self._stopped = True
+        for task in self._tasks:
+            if task.get_name() == "feed":
+                task.cancel()
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_grace_s)
+        except TimeoutError:
+            log.warning("stopping with broker calls still in flight")
+        if self.settings.flatten_on_shutdown and self._flattener is not None:
+            try:
+                report = await self._flattener.flatten("shutdown")
+                log.info("flatten on shutdown: flat=%s in %.1f s", report.flat, report.elapsed_s)
+            except Exception:
+                log.exception("flatten on shutdown failed")
         for task in [*self._tasks, *self._spawned]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._spawned, return_exceptions=True)
@@ -359,7 +375,7 @@ class TradingEngine:
             self.portfolio.mark(symbol, tick.price)
 
     async def _evaluate(self, buf: SymbolBuffer, bar: Bar) -> None:
-        if self.state.state is TradingState.HALTED or self.flattener.running:
+        if self._stopped or self.state.state is TradingState.HALTED or self.flattener.running:
             return
         needed = self.strategy.warmup_bars + 1
         if len(buf.rows) < needed or self.orders.has_open(buf.symbol):
@@ -490,6 +506,22 @@ class TradingEngine:
                 net_exposure=self.portfolio.net_exposure,
             )
         )
+
+    async def _write_liveness(self) -> None:
+        """The container HEALTHCHECK reads this file; the engine writes it while its loop
+        runs, so a wedged or dead engine goes stale."""
+        path = self.storage.data_dir / HEALTH_FILE
+        while True:
+            payload = {
+                "ts": datetime.now(UTC).isoformat(),
+                "state": self.state.state.value,
+                "market_time": self.clock.now().isoformat(),
+            }
+            try:
+                await asyncio.to_thread(write_health_file, path, payload)
+            except OSError as exc:
+                log.warning("cannot write the liveness file %s: %s", path, exc)
+            await asyncio.sleep(self.settings.health_interval_s)
 
     async def _measure_loop_lag(self) -> None:
         loop = asyncio.get_running_loop()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 
 class LatencyStats:
@@ -59,3 +63,29 @@ class BrokerHealth:
         self.consecutive_failures += 1
         if self.down_since_mono is None:
             self.down_since_mono = mono
+
+
+HEALTH_FILE = "health.json"
+
+
+def write_health_file(path: Path, payload: Mapping[str, object]) -> None:
+    """Atomically replace the liveness file (called from a worker thread)."""
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(json.dumps(payload), encoding="utf-8")
+    os.replace(temp, path)
+
+
+def check_health_file(path: Path, stale_after_s: float, now: datetime) -> tuple[bool, str]:
+    """What ``run_bot.py healthcheck`` reports: healthy only when the engine wrote its
+    liveness file recently."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        written = datetime.fromisoformat(str(data["ts"]))
+    except FileNotFoundError:
+        return False, f"unhealthy: no liveness file at {path} (engine not started yet?)"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return False, f"unhealthy: unreadable liveness file {path}: {exc}"
+    age = (now - written).total_seconds()
+    if age > stale_after_s:
+        return False, f"unhealthy: engine last alive {age:.0f} s ago (limit {stale_after_s:.0f} s)"
+    return True, f"healthy: engine alive {age:.0f} s ago, state {data.get('state', '?')}"
