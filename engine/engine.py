@@ -97,6 +97,7 @@ class TradingEngine:
         self.signal_latency = LatencyStats()
         self.account: Account | None = None
         self.last_heartbeat: datetime | None = None
+        self.last_beat_mono: float | None = None
         self.last_reconcile: ReconcileResult | None = None
         self.clean_last_shutdown: bool | None = None
         self.started_mono: float | None = None
@@ -444,6 +445,7 @@ class TradingEngine:
         interval = max(1.0, min(30.0, self.storage.equity_snapshot_seconds))
         while True:
             await asyncio.sleep(interval)
+            self.beat()
             await self.refresh_account()
             await self.market.ensure_fresh()
             await self._roll_day_if_needed()
@@ -480,7 +482,13 @@ class TradingEngine:
         return await self.flattener.flatten(actor, progress)
 
     def beat(self) -> None:
+        """The engine is alive: called by its own periodic task and by the heartbeat job."""
         self.last_heartbeat = self.clock.now()
+        self.last_beat_mono = self.clock.monotonic()
+
+    async def roll_day(self) -> None:
+        """Open the current trading day if it is not open yet (market-open job; idempotent)."""
+        await self._roll_day_if_needed()
 
     # ---- bookkeeping -------------------------------------------------------------------
 

@@ -130,7 +130,9 @@ class Flattener:
         notes: list[str] = []
         set_reducing = self._state.state is TradingState.ACTIVE
         if set_reducing:
-            await self._state.reduce(actor, "flatten in progress", cause="flatten")
+            await self._state.reduce(
+                actor, "flatten in progress", cause="flatten", unless_halted=True
+            )
         try:
             market_open = self._market.is_open(self._clock.now())
             await self._emit("closing", total, 0, started)

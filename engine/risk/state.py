@@ -123,6 +123,7 @@ class TradingStateController:
         cause: str = Cause.MANUAL,
         override: bool = False,
         if_cause: str | None = None,
+        unless_halted: bool = False,
     ) -> StateRecord:
         """Move to ``new`` and return the record now in force.
 
@@ -131,6 +132,8 @@ class TradingStateController:
         one). Lifting a same-day loss-limit halt raises
         ``TradingStateError`` unless ``override``. With ``if_cause``, nothing happens unless
         the current cause is that one: automatic recovery uses it so it only lifts its own halt.
+        With ``unless_halted``, nothing happens while HALTED (checked under the lock, so an
+        automatic REDUCING can never land on top of a halt that raced it).
         If persisting fails, nothing changes and the error propagates.
         """
         new = TradingState(new)
@@ -140,6 +143,8 @@ class TradingStateController:
         async with self._lock:
             current = self._record
             if if_cause is not None and current.cause != if_cause:
+                return current
+            if unless_halted and current.state is TradingState.HALTED:
                 return current
             if new is current.state and (
                 new is TradingState.ACTIVE or _RANK[cause] <= _RANK.get(current.cause, 0)
@@ -165,9 +170,22 @@ class TradingStateController:
         return await self.set(TradingState.HALTED, actor, reason, cause=cause)
 
     async def reduce(
-        self, actor: str, reason: str, *, cause: str = Cause.MANUAL, override: bool = False
+        self,
+        actor: str,
+        reason: str,
+        *,
+        cause: str = Cause.MANUAL,
+        override: bool = False,
+        unless_halted: bool = False,
     ) -> StateRecord:
-        return await self.set(TradingState.REDUCING, actor, reason, cause=cause, override=override)
+        return await self.set(
+            TradingState.REDUCING,
+            actor,
+            reason,
+            cause=cause,
+            override=override,
+            unless_halted=unless_halted,
+        )
 
     async def resume(
         self,
