@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck clean lock
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,3 +26,11 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Re-pin runtime dependencies after changing pyproject.toml (needs network or a wheel cache).
+lock:
+	rm -rf .lockvenv && $(PY) -m venv .lockvenv && .lockvenv/bin/pip install --quiet .
+	{ echo "# Runtime dependencies, exactly as tested. The Dockerfile installs these, then the project wheel"; \
+	  echo "# with --no-deps. Regenerate after changing pyproject.toml: make lock"; \
+	  .lockvenv/bin/pip freeze | grep -v '^discord-trader'; } > requirements.lock
+	rm -rf .lockvenv
