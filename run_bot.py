@@ -118,7 +118,7 @@ async def _console(settings: Settings) -> int:
 async def _discord(settings: Settings) -> int:
     from bot.runner import run_discord
 
-    return await run_discord(settings, stop=_stop_on_signals())
+    return await run_discord(settings)  # handles SIGTERM/SIGINT itself
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ take an ``EngineApp`` and own its lifetime: ``await app.start()`` ... ``await ap
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from config import Settings
@@ -16,6 +17,7 @@ from engine.bus import EventBus
 from engine.clock import Clock, ReplayClock, SystemClock
 from engine.commands import CommandService
 from engine.engine import TradingEngine
+from engine.events import ConnectionChanged
 from engine.feed.base import MarketDataFeed, PriceListener
 from engine.feed.csv_bars import load_bars_csv
 from engine.feed.replay import SAMPLE_BARS_PATH, ReplayFeed
@@ -42,7 +44,10 @@ class EngineApp:
         await self.engine.start()
 
     async def stop(self) -> None:
-        await self.engine.stop()
+        try:
+            await self.engine.stop()
+        finally:
+            self.feed.close()
 
 
 async def build_app(settings: Settings, *, bus: EventBus | None = None) -> EngineApp:
@@ -57,7 +62,7 @@ async def build_app(settings: Settings, *, bus: EventBus | None = None) -> Engin
         broker = sim_broker
         extra_sinks.append(sim_broker)
     else:
-        clock, broker, feed = _build_alpaca(settings)
+        clock, broker, feed = _build_alpaca(settings, bus)
 
     # Knowledge time is when we learned something: always the wall clock, even in a replay.
     journal = await Journal.open(
@@ -80,6 +85,7 @@ async def build_app(settings: Settings, *, bus: EventBus | None = None) -> Engin
             symbols=list(settings.strategy.symbols),
             allowed_symbols=settings.allowed_symbols,
             extra_sinks=extra_sinks,
+            outage_halt_s=None if settings.mode == "sim" else settings.alpaca.outage_halt_s,
         )
     except Exception:
         await journal.close()
@@ -120,5 +126,21 @@ def _build_sim(settings: Settings) -> tuple[ReplayClock, SimBroker, ReplayFeed]:
     return clock, broker, feed
 
 
-def _build_alpaca(settings: Settings) -> tuple[Clock, Broker, MarketDataFeed]:
-    raise NotImplementedError("paper and live modes need the Alpaca adapter")
+def _build_alpaca(settings: Settings, bus: EventBus) -> tuple[Clock, Broker, MarketDataFeed]:
+    """Alpaca paper or live: wall-clock time, the REST + trade-update broker, the v2 data
+    stream. Stream drops become ``ConnectionChanged`` events on the bus."""
+    from engine.broker.alpaca import build_alpaca  # alpaca-py loads only in paper/live
+
+    clock = SystemClock()
+    broker, feed = build_alpaca(settings, clock)
+    if broker.stream is not None:
+        broker.stream.on_connection = _connection_events(bus, clock, "trade_updates")
+    feed.on_connection = _connection_events(bus, clock, "market_data")
+    return clock, broker, feed
+
+
+def _connection_events(bus: EventBus, clock: Clock, component: str) -> Callable[[bool, str], None]:
+    def publish(up: bool, detail: str) -> None:
+        bus.publish(ConnectionChanged(ts=clock.now(), component=component, up=up, detail=detail))
+
+    return publish

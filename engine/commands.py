@@ -381,9 +381,11 @@ class CommandService:
 
 
 def _clean_reason(reason: str) -> str:
+    """One line, at most ``MAX_REASON_CHARS``: a halt must always go through, so a long
+    reason is cut rather than refused."""
     text = " ".join(reason.split())
     if len(text) > MAX_REASON_CHARS:
-        raise CommandError(f"Reason is too long ({len(text)} characters; at most 200).")
+        text = text[: MAX_REASON_CHARS - 1] + "…"
     return text
 
 

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from config.settings import EngineSettings, RiskSettings, StorageSettings
+from engine.broker.outage import OutageMonitor
 from engine.broker.port import Broker, StreamGap
 from engine.bus import EventBus
 from engine.clock import Clock, trading_day
@@ -72,6 +73,7 @@ class TradingEngine:
         symbols: list[str],
         allowed_symbols: list[str],
         extra_sinks: list[PriceListener] | None = None,
+        outage_halt_s: float | None = None,
     ) -> None:
         self.mode = mode
         self.broker = broker
@@ -92,7 +94,20 @@ class TradingEngine:
         self.days = DayTracker(self.market)
         self.gate = RiskGate(risk, allowed_symbols)
         self.buffers = {s: SymbolBuffer(s, settings.history_bars) for s in symbols}
-        self.broker_health = BrokerHealth()
+        # A broker that measures itself (Alpaca: every call, retries and probes included)
+        # is the one source of truth; call_broker then only reports errors.
+        own_health = getattr(broker, "health", None)
+        self._broker_measures = isinstance(own_health, BrokerHealth)
+        self.broker_health = own_health if isinstance(own_health, BrokerHealth) else BrokerHealth()
+        self.outage: OutageMonitor | None = None
+        if outage_halt_s is not None:
+            self.outage = OutageMonitor(
+                self.broker_health,
+                clock,
+                halt_after_s=outage_halt_s,
+                halt=self._outage_halt,
+                probe=broker.get_clock,
+            )
         self.loop_lag = LatencyStats()
         self.signal_latency = LatencyStats()
         self.account: Account | None = None
@@ -206,6 +221,8 @@ class TradingEngine:
             loop.create_task(self._worker(buf), name=f"worker-{buf.symbol}")
             for buf in self.buffers.values()
         ]
+        if self.outage is not None:
+            self._tasks.append(loop.create_task(self.outage.run(), name="outage-watchdog"))
         self.ready.set()
         log.info("engine ready: %s, %s", self.state.state.value, self.last_reconcile.summary())
 
@@ -236,7 +253,10 @@ class TradingEngine:
         except Exception:
             log.exception("closing the broker failed")
         try:
-            await self.journal.set_meta(CLEAN_SHUTDOWN, "true")
+            if self.ready.is_set():
+                # Only a stop after a completed start is clean: a start that failed half-way
+                # must still look like a crash to the next boot report.
+                await self.journal.set_meta(CLEAN_SHUTDOWN, "true")
         finally:
             self._unsubscribe()
             await self.journal.close()
@@ -406,10 +426,12 @@ class TradingEngine:
         try:
             result = await call
         except BrokerError as exc:
-            self.broker_health.failure(self.clock.now(), self.clock.monotonic(), str(exc))
+            if not self._broker_measures:
+                self.broker_health.failure(self.clock.now(), self.clock.monotonic(), str(exc))
             self._error("broker", str(exc))
             return None
-        self.broker_health.success(self.clock.now(), self.clock.monotonic() - started)
+        if not self._broker_measures:
+            self.broker_health.success(self.clock.now(), self.clock.monotonic() - started)
         return result
 
     async def _consume_trade_updates(self) -> None:
@@ -463,6 +485,14 @@ class TradingEngine:
         limit = self.risk_settings.daily_loss_limit
         reason = f"daily loss limit hit: day P&L {pnl:,.2f} <= -{limit:,}"
         self.spawn(self._auto_halt(reason))
+
+    async def _outage_halt(self, reason: str) -> None:
+        """The outage watchdog's halt: keep positions (we cannot reach the broker to close
+        them anyway), cancel what can be cancelled, tell the trader loudly."""
+        self._error("broker", f"HALTING: {reason}", Severity.CRITICAL)
+        if self.state.state is TradingState.HALTED:
+            return
+        await self.halt("broker-watchdog", reason, keep_positions=True, cause="broker_unreachable")
 
     async def _auto_halt(self, reason: str) -> None:
         await self.halt("risk", reason, cause="loss_limit")

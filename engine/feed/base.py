@@ -57,3 +57,7 @@ class MarketDataFeed(Protocol):
     async def history(self, symbol: str, end: datetime, limit: int) -> list[Bar]:
         """Bars of ``symbol`` strictly before ``end``, oldest first, at most ``limit``."""
         ...
+
+    def close(self) -> None:
+        """Release what the feed holds outside the loop (threads); idempotent."""
+        ...

@@ -180,6 +180,9 @@ class ReplayFeed:
             self.health.connected = False
             self._running = False
 
+    def close(self) -> None:
+        """Nothing to release: the replay lives in memory."""
+
     async def history(self, symbol: str, end: datetime, limit: int) -> list[Bar]:
         bars = self._by_symbol.get(symbol.upper())
         if not bars or limit <= 0:

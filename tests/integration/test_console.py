@@ -42,7 +42,8 @@ def test_console_when_issue_script_piped_then_flat_book_and_exit_zero(tmp_path: 
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "✅ Flat in" in out
-    final_status = out.rsplit("🟢 ACTIVE", 1)[1]
+    # Alerts are delivered asynchronously and may follow it: find the last status block.
+    final_status = out.rsplit("🟢 ACTIVE (by ", 1)[1]
     assert "0 positions · 0 open orders" in final_status
     assert out.rstrip().endswith("Stopped.")
 

@@ -24,11 +24,20 @@ from tests.support.console_proc import REPO, ConsoleProcess
 pytestmark = pytest.mark.slow
 
 
-def fill_key(line: str) -> tuple[str, Decimal, str, Decimal]:
-    """``[#trades] ✅ Bought 10 AAPL @ 231.97 · position +10`` -> (buy, 10, AAPL, 231.97)."""
-    words = line.split("✅ ", 1)[1].split()
-    side = "buy" if words[0] == "Bought" else "sell"
-    return side, Decimal(words[1]), words[2], Decimal(words[4].replace(",", ""))
+def acked_fills(lines: list[str]) -> Counter[tuple[str, Decimal, str, Decimal]]:
+    """Fill alerts as printed, ``[#trades] ✅ Bought 10 AAPL @ 231.97 · position +10`` (a
+    burst prints one line per fill, ``2 × ✅ ...`` for repeats) -> (buy, 10, AAPL, 231.97)."""
+    acked: Counter[tuple[str, Decimal, str, Decimal]] = Counter()
+    for line in lines:
+        if "✅ " not in line:
+            continue
+        head, tail = line.split("✅ ", 1)
+        repeat = head.rstrip().removesuffix("×").split()[-1:] if "×" in head else ["1"]
+        words = tail.split()
+        side = "buy" if words[0] == "Bought" else "sell"
+        key = (side, Decimal(words[1]), words[2], Decimal(words[4].replace(",", "")))
+        acked[key] += int(repeat[0])
+    return acked
 
 
 def healthcheck(
@@ -70,7 +79,7 @@ async def test_sigterm_when_trading_then_exit_zero_within_ten_seconds_with_every
     assert code == 0, err
     assert took < 10
     assert "Stopped." in console.lines
-    acked = Counter(fill_key(line) for line in console.lines if "✅ " in line)
+    acked = acked_fills(console.lines)
     with sqlite3.connect(data_dir / "trader.sqlite") as db:
         rows = db.execute("SELECT side, qty, symbol, price FROM fills").fetchall()
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
