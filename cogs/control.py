@@ -1,0 +1,297 @@
+"""Control commands: !halt, !resume, !flatten.
+
+``!halt`` never asks: halting is always safe. ``!flatten`` and ``!resume`` show what will
+happen and wait for a confirmation (a button only the invoker can press, or the text
+fallback ``!flatten confirm <code>``); ``!flatten now`` skips it for emergencies. The same
+command repeated within DISCORD_DEDUPE_WINDOW_S runs once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands
+
+from bot import render, text
+from bot.checks import Access, Caller, audit_denial, caller_from, caller_of, decide, requires
+from bot.confirm import ConfirmError, ConfirmView, Pending
+from bot.dedupe import dedupe_key
+from engine.clock import Clock
+from engine.commands import MAX_REASON_CHARS
+from engine.domain import TradingState
+from engine.errors import CommandError
+from engine.flatten import FlattenProgress
+
+if TYPE_CHECKING:
+    from bot.bot import TradingBot
+
+log = logging.getLogger(__name__)
+
+Ctx = commands.Context[Any]
+Send = Callable[[str], Awaitable[discord.Message]]
+
+PROGRESS_EDIT_INTERVAL_S = 1.0
+
+
+class ProgressMessage:
+    """One message edited as progress arrives: at most one edit per ``interval_s`` (later
+    updates wait their turn, only the newest is shown), and ``finish`` always shows the final
+    state."""
+
+    def __init__(
+        self, message: discord.Message, clock: Clock, interval_s: float = PROGRESS_EDIT_INTERVAL_S
+    ) -> None:
+        self.message = message
+        self._clock = clock
+        self._interval_s = interval_s
+        self._last_edit: float | None = None
+        self._latest: str | None = None
+        self._deferred: asyncio.Task[None] | None = None
+        self._done = False
+
+    async def update(self, content: str) -> None:
+        if self._done:
+            return
+        self._latest = content
+        wait = self._wait_s()
+        if wait <= 0:
+            await self._edit(content)
+        elif self._deferred is None:
+            self._deferred = asyncio.get_running_loop().create_task(self._edit_later(wait))
+
+    async def finish(self, content: str) -> None:
+        self._done = True
+        if self._deferred is not None:
+            self._deferred.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._deferred
+        content = render.truncate(content, render.MESSAGE_CHARS)
+        try:
+            self.message = await self.message.edit(content=content)
+        except discord.HTTPException:
+            log.warning("could not edit the progress message; sending the result instead")
+            self.message = await self.message.channel.send(content)
+
+    def _wait_s(self) -> float:
+        if self._last_edit is None:
+            return 0.0
+        return self._last_edit + self._interval_s - self._clock.monotonic()
+
+    async def _edit_later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self._deferred = None
+        if not self._done and self._latest is not None:
+            await self._edit(self._latest)
+
+    async def _edit(self, content: str) -> None:
+        self._last_edit = self._clock.monotonic()
+        try:
+            self.message = await self.message.edit(content=content)
+        except discord.HTTPException as exc:
+            log.info("progress edit failed (the final result is still sent): %s", exc)
+
+
+def parse_halt(words: str) -> tuple[bool, str]:
+    """``keep [reason]`` -> (True, reason); a reason too long for the journal is cut, never
+    refused: a halt must always go through."""
+    keep = False
+    first, _, rest = words.strip().partition(" ")
+    if first.lower() == "keep":
+        keep, words = True, rest
+    reason = " ".join(words.split())
+    return keep, render.truncate(reason, MAX_REASON_CHARS)
+
+
+class ControlCog(commands.Cog, name="Control"):
+    def __init__(self, bot: TradingBot) -> None:
+        self.bot = bot
+
+    @property
+    def prefix(self) -> str:
+        return self.bot.discord_settings.command_prefix
+
+    # ---- halt ----------------------------------------------------------------------------
+
+    @commands.hybrid_command(  # type: ignore[arg-type]  # discord.py 2.7 stubs vs mypy
+        name="halt",
+        usage="[keep] [reason]",
+        description="Stop trading now: cancel orders, close positions ('keep' keeps them)",
+    )
+    @requires(Access.CONTROL)
+    async def halt(self, ctx: Ctx, *, reason: str = "") -> None:
+        keep, why = parse_halt(reason)
+        caller = caller_of(ctx)
+        key = dedupe_key(caller.user_id, "halt", ("keep " if keep else "") + why)
+        with self.bot.dedupe.running(key) as refusal:
+            if refusal is not None:
+                await ctx.send(refusal)
+                return
+            doing = "cancelling orders, keeping positions" if keep else "closing everything"
+            progress = ProgressMessage(await ctx.send(f"🔴 Halting: {doing}…"), self.bot.clock)
+            try:
+                result = await self.bot.app.commands.halt(caller.actor, why, keep_positions=keep)
+            except Exception:
+                await progress.finish("🔴 Halt did not complete; see the next message.")
+                raise
+            await progress.finish(text.render_halt(result))
+
+    # ---- resume --------------------------------------------------------------------------
+
+    @commands.hybrid_command(  # type: ignore[arg-type]  # discord.py 2.7 stubs vs mypy
+        name="resume",
+        usage="[override | confirm <code>]",
+        description="Back to ACTIVE after a preview and a confirmation",
+        ignore_extra=False,
+    )
+    @requires(Access.CONTROL)
+    async def resume(self, ctx: Ctx, action: str = "", code: str = "") -> None:
+        action = action.strip().lower()
+        if action in ("", "override") and not code:
+            await self._resume_preview(ctx, override=action == "override")
+        elif action == "confirm" and code:
+            await self._confirm_by_text(ctx, "resume", code)
+        else:
+            raise commands.BadArgument()
+
+    async def _resume_preview(self, ctx: Ctx, override: bool) -> None:
+        caller = caller_of(ctx)
+        args = "override" if override else ""
+        with self.bot.dedupe.running(dedupe_key(caller.user_id, "resume", args)) as refusal:
+            if refusal is not None:
+                await ctx.send(refusal)
+                return
+            preview = await self.bot.app.commands.resume_preview(caller.actor)
+            problem = ""
+            if preview.record.state is TradingState.ACTIVE:
+                problem = "Trading is already ACTIVE."
+            elif preview.loss_limit_locked and not override:
+                problem = (
+                    "This is a loss-limit halt: only "
+                    f"`{self.prefix}resume override` lifts it today."
+                )
+            if problem:
+                await self.bot.audit_refusal(ctx, problem)
+                raise CommandError(problem)
+            pending = self.bot.confirmations.issue(caller.user_id, "resume", args)
+            embed = render.resume_preview_embed(
+                preview, self.prefix, pending.code, self.bot.confirmations.timeout_s, override
+            )
+            await self._ask(ctx, embed, pending)
+
+    # ---- flatten -------------------------------------------------------------------------
+
+    @commands.hybrid_command(  # type: ignore[arg-type]  # discord.py 2.7 stubs vs mypy
+        name="flatten",
+        usage="[now | confirm <code>]",
+        description="Close every position: preview and confirm, or 'now' for no confirmation",
+        ignore_extra=False,
+    )
+    @requires(Access.CONTROL)
+    async def flatten(self, ctx: Ctx, action: str = "", code: str = "") -> None:
+        action = action.strip().lower()
+        if not action and not code:
+            await self._flatten_preview(ctx)
+        elif action == "now" and not code:
+            caller = caller_of(ctx)
+            with self.bot.dedupe.running(dedupe_key(caller.user_id, "flatten", "now")) as refusal:
+                if refusal is not None:
+                    await ctx.send(refusal)
+                    return
+                await ctx.defer()
+                await self._run_flatten(caller, ctx.send)
+        elif action == "confirm" and code:
+            await self._confirm_by_text(ctx, "flatten", code)
+        else:
+            raise commands.BadArgument()
+
+    async def _flatten_preview(self, ctx: Ctx) -> None:
+        caller = caller_of(ctx)
+        with self.bot.dedupe.running(dedupe_key(caller.user_id, "flatten")) as refusal:
+            if refusal is not None:
+                await ctx.send(refusal)
+                return
+            preview = await self.bot.app.commands.flatten_preview(caller.actor)
+            if not preview.positions and not preview.open_orders and not preview.flatten_running:
+                await ctx.send("Nothing to flatten: no positions and no open orders.")
+                return
+            pending = self.bot.confirmations.issue(caller.user_id, "flatten")
+            embed = render.flatten_preview_embed(
+                preview, self.prefix, pending.code, self.bot.confirmations.timeout_s
+            )
+            await self._ask(ctx, embed, pending)
+
+    async def _run_flatten(self, caller: Caller, send: Send) -> None:
+        progress = ProgressMessage(await send("🧹 Flatten: starting…"), self.bot.clock)
+
+        async def on_progress(p: FlattenProgress) -> None:
+            if p.phase != "done":
+                await progress.update(text.render_flatten_progress(p))
+
+        try:
+            report = await self.bot.app.commands.flatten(caller.actor, on_progress)
+        except Exception:
+            await progress.finish("🧹 Flatten did not complete; see the next message.")
+            raise
+        await progress.finish(text.render_flatten(report))
+
+    # ---- confirmation --------------------------------------------------------------------
+
+    async def _ask(self, ctx: Ctx, embed: discord.Embed, pending: Pending) -> None:
+        view = ConfirmView(self.bot.confirmations, pending, self._confirmed_by_button)
+        view.message = await ctx.send(embed=embed, view=view)
+        self.bot.track_view(view)
+
+    async def _confirm_by_text(self, ctx: Ctx, command: str, code: str) -> None:
+        caller = caller_of(ctx)
+        key = dedupe_key(caller.user_id, command, f"confirm {code}")
+        with self.bot.dedupe.running(key) as refusal:
+            if refusal is not None:
+                await ctx.send(refusal)
+                return
+            try:
+                pending = self.bot.confirmations.redeem(code, caller.user_id, command)
+            except ConfirmError as exc:
+                await self.bot.audit_refusal(ctx, str(exc))
+                raise
+            await self.bot.retire_view(pending.code)
+            await ctx.defer()
+            await self._execute(pending, caller, ctx.send)
+
+    async def _confirmed_by_button(
+        self, interaction: discord.Interaction[Any], pending: Pending
+    ) -> None:
+        caller = caller_from(interaction.user, interaction.channel, interaction.guild)
+        command = f"{self.prefix}{pending.command}"
+        # Roles may have changed since the preview: decide again.
+        decision = decide(self.bot.discord_settings, caller, Access.CONTROL, command)
+        if not decision.allowed:
+            await audit_denial(
+                self.bot.app, caller, pending.command, "confirm (button)", decision.why
+            )
+            await interaction.followup.send(f"⛔ {decision.why}", ephemeral=True)
+            return
+
+        async def send(content: str) -> discord.Message:
+            return await interaction.followup.send(content, wait=True)
+
+        await self._execute(pending, caller, send)
+
+    async def _execute(self, pending: Pending, caller: Caller, send: Send) -> None:
+        if pending.command == "flatten":
+            await self._run_flatten(caller, send)
+        elif pending.command == "resume":
+            report = await self.bot.app.commands.resume(
+                caller.actor, override=pending.args == "override"
+            )
+            await send(text.render_resume(report))
+        else:  # pragma: no cover - only flatten and resume issue codes
+            raise CommandError(f"Nothing to confirm for {pending.command}.")
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(ControlCog(bot))  # type: ignore[arg-type]
