@@ -1,0 +1,252 @@
+"""Circuit breaker, request budget, backoff and retry policy, on a test clock."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.broker.resilience import (
+    Backoff,
+    BreakerState,
+    CircuitBreaker,
+    RequestBudget,
+    RetryPolicy,
+    retry_call,
+)
+from engine.clock import TestClock
+from engine.errors import BrokerRejected, BrokerUnavailable, CircuitOpen, RateLimited
+
+
+def _clock() -> TestClock:
+    return TestClock(datetime(2026, 11, 20, 15, 0, tzinfo=UTC))
+
+
+class ClockSleep:
+    """``sleep`` that moves the test clock instead of waiting, and records each wait."""
+
+    def __init__(self, clock: TestClock) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.clock.advance(seconds)
+        await asyncio.sleep(0)
+
+
+def test_breaker_when_failures_reach_threshold_then_open_and_fast_fail() -> None:
+    clock = _clock()
+    breaker = CircuitBreaker(failures=3, reset_s=10, monotonic=clock.monotonic)
+    for _ in range(2):
+        breaker.before_call()
+        breaker.record_failure("boom")
+    assert breaker.state is BreakerState.CLOSED
+
+    breaker.before_call()
+    breaker.record_failure("boom")
+
+    assert breaker.state is BreakerState.OPEN
+    with pytest.raises(CircuitOpen, match=r"3 consecutive failures.*boom"):
+        breaker.before_call()
+
+
+def test_breaker_when_reset_time_passes_then_one_probe_and_success_closes() -> None:
+    clock = _clock()
+    breaker = CircuitBreaker(failures=1, reset_s=10, monotonic=clock.monotonic)
+    breaker.before_call()
+    breaker.record_failure("down")
+    clock.advance(9.9)
+    with pytest.raises(CircuitOpen):
+        breaker.before_call()
+
+    clock.advance(0.1)
+    assert breaker.before_call() is True  # the probe
+    with pytest.raises(CircuitOpen, match="probe"):
+        breaker.before_call()  # only one probe at a time
+    breaker.record_success()
+
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.before_call() is False
+
+
+def test_breaker_when_probe_fails_then_open_for_another_period() -> None:
+    clock = _clock()
+    breaker = CircuitBreaker(failures=2, reset_s=5, monotonic=clock.monotonic)
+    for _ in range(2):
+        breaker.before_call()
+        breaker.record_failure("down")
+    clock.advance(5)
+    assert breaker.before_call() is True
+
+    breaker.record_failure("still down")
+
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.retry_in() == pytest.approx(5.0)
+    assert breaker.opened_count == 2  # opened, then re-opened by the failed probe
+
+
+def test_breaker_when_probe_released_then_next_call_probes() -> None:
+    clock = _clock()
+    breaker = CircuitBreaker(failures=1, reset_s=1, monotonic=clock.monotonic)
+    breaker.before_call()
+    breaker.record_failure("down")
+    clock.advance(1)
+    assert breaker.before_call() is True
+
+    breaker.release_probe()
+
+    assert breaker.before_call() is True
+
+
+def test_breaker_when_success_between_failures_then_count_restarts() -> None:
+    clock = _clock()
+    breaker = CircuitBreaker(failures=2, reset_s=1, monotonic=clock.monotonic)
+    breaker.record_failure("a")
+    breaker.record_success()
+    breaker.record_failure("b")
+
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.consecutive_failures == 1
+
+
+async def test_budget_when_burst_used_then_waits_at_refill_rate() -> None:
+    clock = _clock()
+    sleep = ClockSleep(clock)
+    budget = RequestBudget(per_minute=120, burst=2, monotonic=clock.monotonic, sleep=sleep)
+
+    for _ in range(4):
+        await budget.acquire()
+
+    # 2 from the burst, then one token every 0.5 s (120/min).
+    assert sleep.waits == pytest.approx([0.5, 0.5])
+    assert clock.monotonic() == pytest.approx(1.0)
+    assert budget.granted == 4
+
+
+async def test_budget_when_minute_passes_then_never_more_than_burst_plus_rate() -> None:
+    clock = _clock()
+    sleep = ClockSleep(clock)
+    budget = RequestBudget(per_minute=190, burst=10, monotonic=clock.monotonic, sleep=sleep)
+    started = 0
+    while True:
+        await budget.acquire()
+        if clock.monotonic() > 60.0:
+            break
+        started += 1
+
+    # Tokens at t in [0, 60]: 10 saved + 190 * 60/60 accrued = 200 (Alpaca's limit).
+    assert started == 200
+
+
+async def test_budget_when_deferred_then_nothing_starts_before_retry_after() -> None:
+    clock = _clock()
+    sleep = ClockSleep(clock)
+    budget = RequestBudget(per_minute=60, burst=5, monotonic=clock.monotonic, sleep=sleep)
+
+    budget.defer(3.0)
+    await budget.acquire()
+
+    # Saved tokens are dropped and none accrue during the pause: 3 s + 1 s for a token.
+    assert clock.monotonic() == pytest.approx(4.0)
+
+
+async def test_budget_when_many_waiters_then_served_in_order() -> None:
+    clock = _clock()
+    sleep = ClockSleep(clock)
+    budget = RequestBudget(per_minute=60, burst=1, monotonic=clock.monotonic, sleep=sleep)
+    order: list[int] = []
+
+    async def take(n: int) -> None:
+        await budget.acquire()
+        order.append(n)
+
+    await asyncio.gather(*(take(n) for n in range(5)))
+
+    assert order == [0, 1, 2, 3, 4]
+    assert clock.monotonic() == pytest.approx(4.0)
+
+
+def test_backoff_when_attempts_grow_then_doubles_up_to_cap_with_jitter() -> None:
+    backoff = Backoff(base_s=1, cap_s=8, jitter=0.5, rng=random.Random(7))
+
+    delays = [backoff.next() for _ in range(6)]
+
+    ceilings = [1, 2, 4, 8, 8, 8]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    backoff.reset()
+    assert backoff.next() <= 1
+
+
+def test_retry_policy_when_retry_after_longer_than_backoff_then_retry_after_wins() -> None:
+    policy = RetryPolicy(base_s=0.25, cap_s=4)
+
+    assert policy.delay(1, 3.0, random.Random(1)) == 3.0
+    assert policy.delay(3, None, random.Random(1)) <= 1.0
+
+
+async def test_retry_call_when_unavailable_then_retried_until_success() -> None:
+    clock = _clock()
+    sleep = ClockSleep(clock)
+    attempts: list[int] = []
+
+    async def op(attempt: int) -> str:
+        attempts.append(attempt)
+        if attempt < 3:
+            raise BrokerUnavailable("503")
+        return "ok"
+
+    result = await retry_call(op, RetryPolicy(attempts=3), sleep=sleep, rng=random.Random(0))
+
+    assert result == "ok"
+    assert attempts == [1, 2, 3]
+    assert len(sleep.waits) == 2
+
+
+async def test_retry_call_when_rate_limited_then_waits_retry_after() -> None:
+    clock = _clock()
+    sleep = ClockSleep(clock)
+
+    async def op(attempt: int) -> int:
+        if attempt == 1:
+            raise RateLimited("429", retry_after=2.0)
+        return attempt
+
+    assert await retry_call(op, RetryPolicy(), sleep=sleep) == 2
+    assert sleep.waits == [2.0]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        BrokerRejected("422"),
+        CircuitOpen("open"),
+        RateLimited("429", retry_after=120.0),
+    ],
+)
+async def test_retry_call_when_not_retryable_then_raised_at_once(error: Exception) -> None:
+    clock = _clock()
+    sleep = ClockSleep(clock)
+    attempts: list[int] = []
+
+    async def op(attempt: int) -> None:
+        attempts.append(attempt)
+        raise error
+
+    with pytest.raises(type(error)):
+        await retry_call(op, RetryPolicy(max_retry_after_s=30), sleep=sleep)
+    assert attempts == [1]
+    assert sleep.waits == []
+
+
+async def test_retry_call_when_attempts_exhausted_then_last_error() -> None:
+    clock = _clock()
+    sleep = ClockSleep(clock)
+
+    async def op(attempt: int) -> None:
+        raise BrokerUnavailable(f"try {attempt}")
+
+    with pytest.raises(BrokerUnavailable, match="try 2"):
+        await retry_call(op, RetryPolicy(attempts=2), sleep=sleep)

@@ -1,0 +1,198 @@
+"""The trade-updates stream against the fake: drops, gaps, recovery with no fill lost or
+applied twice (adapter level and through the real engine with a real journal)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from aiohttp import web
+
+from engine.broker.alpaca import build_alpaca
+from engine.broker.alpaca.trade_stream import TradeUpdateStream
+from engine.broker.port import StreamGap
+from engine.bus import EventBus
+from engine.clock import SystemClock
+from engine.domain import OrderRequest, OrderStatus, Side, Tick
+from engine.engine import TradingEngine
+from engine.store.journal import Journal
+from engine.strategy import build_strategy
+from tests.alpaca.conftest import BrokerMaker, Collector, Connections, fake_settings, fast
+from tests.fakes.alpaca import FakeAlpaca, build_exchange
+from tests.support.app import wait_for
+
+
+def trade(fake: FakeAlpaca, price: str, symbol: str = "AAPL") -> None:
+    fake.push_trade(Tick(symbol, datetime.now(UTC), Decimal(price), Decimal(100)))
+
+
+def request(cid: str, qty: int) -> OrderRequest:
+    return OrderRequest(client_order_id=cid, symbol="AAPL", side=Side.BUY, qty=Decimal(qty))
+
+
+async def test_stream_when_dropped_mid_fill_then_gap_and_missed_fills_recoverable(
+    make_broker: BrokerMaker,
+) -> None:
+    exchange = build_exchange(clock=SystemClock(), always_open=True, max_fill_qty=Decimal(4))
+    connections = Connections()
+    async with FakeAlpaca(exchange=exchange) as fake, make_broker(fake) as (broker, _):
+        assert broker.stream is not None
+        broker.stream.on_connection = connections
+        await broker.connect()
+        collected = Collector(broker)
+        try:
+            await broker.submit_order(request("gap-1", 10))
+            trade(fake, "50.00")
+            await wait_for(lambda: any(u.event == "partial_fill" for u in collected.updates), 5)
+            await fake.drop_trade_streams()
+            trade(fake, "50.50")  # both executions happen while we are disconnected
+            trade(fake, "51.00")
+            await wait_for(lambda: bool(collected.gaps), 5)
+            gap = collected.gaps[0]
+            recovered = await broker.get_fills_since(gap.down_at - timedelta(minutes=1))
+        finally:
+            await collected.stop()
+
+    seen = {f.execution_id: f for u in collected.updates if (f := u.to_fill()) is not None}
+    venue = {f.execution_id: f for f in recovered}
+    assert len(seen) == 1  # only the first execution came over the stream
+    assert set(seen) <= set(venue)  # ... and recovery names it the same way: no double
+    assert sorted(f.qty for f in venue.values()) == [Decimal(2), Decimal(4), Decimal(4)]
+    assert sum(f.qty * f.price for f in venue.values()) == Decimal(
+        "504.00"
+    )  # 4 x 50 + 4 x 50.50 + 2 x 51
+    assert gap.down_at <= gap.up_at
+    assert connections.events[0][0] is False
+    assert connections.events[-1] == (True, "reconnected; recovering missed fills")
+    assert broker.stream.health.reconnects == 1
+
+
+async def test_stream_when_keys_refused_then_reported_and_gap_once_accepted(
+    make_broker: BrokerMaker,
+) -> None:
+    connections = Connections()
+    async with (
+        FakeAlpaca(always_open=True) as fake,
+        make_broker(fake, request_timeout_s=0.3) as (broker, _),
+    ):
+        assert broker.stream is not None
+        broker.stream.on_connection = connections
+        fake.knobs.auth_fail = True
+        await broker.connect()
+        refused_detail = broker.stream.health.detail
+        up_while_refused = broker.stream.connected
+        fake.knobs.auth_fail = False
+        collected = Collector(broker)
+        try:
+            await wait_for(lambda: bool(collected.gaps), 5)
+        finally:
+            await collected.stop()
+
+    assert up_while_refused is False
+    assert "refused the API keys" in refused_detail
+    assert connections.events[0][0] is False
+    assert "refused the API keys" in connections.events[0][1]
+    # The first connection failed, so everything since connect() may have been missed.
+    assert len(collected.gaps) == 1
+
+
+async def test_engine_when_stream_dropped_mid_fill_then_every_fill_applied_once(
+    tmp_path: Path,
+) -> None:
+    exchange = build_exchange(clock=SystemClock(), always_open=True, max_fill_qty=Decimal(4))
+    async with FakeAlpaca(exchange=exchange) as fake:
+        settings = fake_settings(fake, tmp_path)
+        broker, feed = build_alpaca(settings, SystemClock())
+        fast(broker, feed)
+        journal = await Journal.open(settings.storage.db_path, SystemClock(), flush_interval=0.05)
+        engine = TradingEngine(
+            mode=settings.mode,
+            broker=broker,
+            feed=feed,
+            strategy=build_strategy(settings.strategy),
+            journal=journal,
+            bus=EventBus(),
+            clock=SystemClock(),
+            risk=settings.risk,
+            settings=settings.engine,
+            storage=settings.storage,
+            symbols=list(settings.strategy.symbols),
+            allowed_symbols=settings.allowed_symbols,
+        )
+        await engine.start()
+        try:
+            await engine.execution.submit(request("engine-gap-1", 10), checked=False)
+            trade(fake, "50.00")
+            await wait_for(lambda: engine.portfolio.qty("AAPL") == Decimal(4), 5)
+            await fake.drop_trade_streams()
+            trade(fake, "50.50")
+            trade(fake, "51.00")
+            await wait_for(lambda: engine.portfolio.qty("AAPL") == Decimal(10), 10)
+            await wait_for(lambda: fake.connected_trade_streams() == 1, 5)
+            trade(fake, "52.00")  # nothing left to fill: must change nothing
+            order = engine.orders.get("engine-gap-1")
+            fills = await journal.load_fills()
+            applied = engine.execution.fills_applied
+            assert broker.stream is not None
+            gaps = broker.stream.gaps
+        finally:
+            await engine.stop()
+            feed.close()
+
+    assert order is not None
+    assert order.status is OrderStatus.FILLED
+    assert order.filled_qty == Decimal(10)
+    assert gaps == 1  # the missed executions came back through gap recovery
+    assert applied == 3
+    assert len(fills) == 3
+    assert len({f.execution_id for f in fills}) == 3
+    assert sorted(f.qty for f in fills) == [Decimal(2), Decimal(4), Decimal(4)]
+    assert len(exchange.executions_since(datetime(1970, 1, 1, tzinfo=UTC))) == 3
+
+
+async def test_stream_when_update_unreadable_then_counted_and_gap_for_recovery() -> None:
+    # The fake only sends well-formed updates: a three-message server of our own here.
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            action = json.loads(msg.data)["action"]
+            if action == "authenticate":
+                await ws.send_bytes(b'{"stream":"authorization","data":{"status":"authorized"}}')
+            elif action == "listen":
+                await ws.send_bytes(b'{"stream":"listening","data":{"streams":["trade_updates"]}}')
+                await ws.send_bytes(
+                    b'{"stream":"trade_updates","data":{"event":"fill","order":{}}}'
+                )
+                await ws.send_bytes(b"{not json")
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/stream", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    stream = TradeUpdateStream(f"ws://127.0.0.1:{port}/stream", "k", "s", SystemClock())
+    items: list[object] = []
+
+    async def consume() -> None:
+        async for item in stream.updates():
+            items.append(item)
+
+    task = asyncio.get_running_loop().create_task(consume())
+    try:
+        assert await stream.start(wait_s=2) is True
+        await wait_for(lambda: len(items) == 2, 5)
+    finally:
+        await stream.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+
+    assert all(isinstance(item, StreamGap) for item in items)
+    assert stream.health.malformed == 2
+    assert stream.health.messages == 0
