@@ -183,9 +183,7 @@ class Order:
         if not status.is_terminal:
             raise InvalidTransition(f"sync_terminal needs a terminal state, not {status.value}")
         if self.status.is_terminal:
-            raise InvalidTransition(
-                f"order {self.client_order_id}: already {self.status.value}"
-            )
+            raise InvalidTransition(f"order {self.client_order_id}: already {self.status.value}")
         self.status = status
         self.filled_qty = filled_qty
         self.avg_fill_price = avg_fill_price
