@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -103,66 +104,64 @@ class CircuitBreaker:
 
 
 class RequestBudget:
-    """A token bucket: ``per_minute`` tokens a minute, at most ``burst`` saved up.
-    ``acquire`` waits for a token instead of exceeding the budget; waiters are served in
-    arrival order. In any 60 s window at most ``burst + per_minute`` calls start, so pick
-    ``burst`` to keep that under the venue's limit."""
+    """At most ``per_minute`` calls start in any ``window_s`` (60 s) window: a sliding log of
+    start times. A burst of up to ``per_minute`` calls goes at once (a flatten's per-symbol
+    fallback needs that), and the venue's per-minute limit still holds in every window,
+    which a token bucket only guarantees with a small burst. ``acquire`` waits for room
+    rather than exceed it; waiters are served in arrival order."""
 
     def __init__(
-        self, *, per_minute: int, burst: int, monotonic: Monotonic, sleep: Sleep = asyncio.sleep
+        self,
+        *,
+        per_minute: int,
+        monotonic: Monotonic,
+        sleep: Sleep = asyncio.sleep,
+        window_s: float = 60.0,
     ) -> None:
         if per_minute < 1:
             raise ValueError(f"per_minute must be >= 1, got {per_minute}")
-        if burst < 1:
-            raise ValueError(f"burst must be >= 1, got {burst}")
-        self._rate = per_minute / 60.0
-        self._capacity = float(burst)
-        self._tokens = float(burst)
+        self._limit = per_minute
+        self._window = window_s
+        self._starts: deque[float] = deque()
         self._monotonic = monotonic
         self._sleep = sleep
-        self._stamp = monotonic()
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
         self.waited_s = 0.0
         self.granted = 0
 
     @property
-    def tokens(self) -> float:
-        self._refill()
-        return self._tokens
+    def available(self) -> int:
+        """Calls that could start right now."""
+        self._forget(self._monotonic())
+        return self._limit - len(self._starts)
 
     async def acquire(self) -> None:
         async with self._lock:
             while True:
-                self._refill()
                 now = self._monotonic()
+                self._forget(now)
                 if now < self._paused_until:
                     wait = self._paused_until - now
-                elif self._tokens >= 1.0 - _EPSILON:
-                    self._tokens = max(0.0, self._tokens - 1.0)
+                elif len(self._starts) < self._limit:
+                    self._starts.append(now)
                     self.granted += 1
                     return
                 else:
-                    wait = (1.0 - self._tokens) / self._rate
+                    wait = self._starts[0] + self._window - now
                 self.waited_s += wait
                 await self._sleep(wait)
 
     def defer(self, seconds: float) -> None:
-        """The venue said slow down: no call starts for ``seconds`` and the saved tokens are
-        dropped."""
-        if seconds <= 0:
-            return
-        self._refill()
-        self._tokens = 0.0
-        self._paused_until = max(self._paused_until, self._monotonic() + seconds)
+        """The venue said slow down: no call starts for ``seconds``."""
+        if seconds > 0:
+            self._paused_until = max(self._paused_until, self._monotonic() + seconds)
 
-    def _refill(self) -> None:
-        now = self._monotonic()
-        # Tokens do not accrue during a pause: the venue's window restarts after it.
-        start = max(self._stamp, min(now, self._paused_until))
-        if now > start:
-            self._tokens = min(self._capacity, self._tokens + (now - start) * self._rate)
-        self._stamp = now
+    def _forget(self, now: float) -> None:
+        # The tolerance keeps float rounding from leaving a start a hair inside the window
+        # after sleeping exactly until it leaves (which would wait ~1e-14 s forever).
+        while self._starts and self._starts[0] <= now - self._window + _EPSILON:
+            self._starts.popleft()
 
 
 class Backoff:

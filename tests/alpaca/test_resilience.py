@@ -112,51 +112,54 @@ def test_breaker_when_success_between_failures_then_count_restarts() -> None:
     assert breaker.consecutive_failures == 1
 
 
-async def test_budget_when_burst_used_then_waits_at_refill_rate() -> None:
+async def test_budget_when_window_full_then_waits_until_oldest_start_leaves_it() -> None:
     clock = _clock()
     sleep = ClockSleep(clock)
-    budget = RequestBudget(per_minute=120, burst=2, monotonic=clock.monotonic, sleep=sleep)
+    budget = RequestBudget(per_minute=3, monotonic=clock.monotonic, sleep=sleep)
 
-    for _ in range(4):
+    for _ in range(3):
         await budget.acquire()
+    clock.advance(10)
+    await budget.acquire()
 
-    # 2 from the burst, then one token every 0.5 s (120/min).
-    assert sleep.waits == pytest.approx([0.5, 0.5])
-    assert clock.monotonic() == pytest.approx(1.0)
+    # Three start at once; the fourth waits until the first is 60 s old.
+    assert sleep.waits == pytest.approx([50.0])
+    assert clock.monotonic() == pytest.approx(60.0)
     assert budget.granted == 4
 
 
-async def test_budget_when_minute_passes_then_never_more_than_burst_plus_rate() -> None:
+async def test_budget_when_calls_keep_coming_then_never_more_than_limit_in_any_minute() -> None:
     clock = _clock()
     sleep = ClockSleep(clock)
-    budget = RequestBudget(per_minute=190, burst=10, monotonic=clock.monotonic, sleep=sleep)
-    started = 0
-    while True:
+    budget = RequestBudget(per_minute=190, monotonic=clock.monotonic, sleep=sleep)
+    starts: list[float] = []
+    while clock.monotonic() < 180.0:
         await budget.acquire()
-        if clock.monotonic() > 60.0:
-            break
-        started += 1
+        starts.append(clock.monotonic())
+        clock.advance(0.05)  # a caller faster than the limit
 
-    # Tokens at t in [0, 60]: 10 saved + 190 * 60/60 accrued = 200 (Alpaca's limit).
-    assert started == 200
+    assert starts[189] < 10.0, "a burst of up to the limit goes at once"
+    for i, t in enumerate(starts):
+        in_window = sum(1 for u in starts[i:] if u < t + 60.0 - 1e-6)  # float tolerance
+        assert in_window <= 190  # Alpaca allows 200
 
 
 async def test_budget_when_deferred_then_nothing_starts_before_retry_after() -> None:
     clock = _clock()
     sleep = ClockSleep(clock)
-    budget = RequestBudget(per_minute=60, burst=5, monotonic=clock.monotonic, sleep=sleep)
+    budget = RequestBudget(per_minute=60, monotonic=clock.monotonic, sleep=sleep)
 
     budget.defer(3.0)
     await budget.acquire()
 
-    # Saved tokens are dropped and none accrue during the pause: 3 s + 1 s for a token.
-    assert clock.monotonic() == pytest.approx(4.0)
+    assert clock.monotonic() == pytest.approx(3.0)
+    assert budget.available == 59
 
 
 async def test_budget_when_many_waiters_then_served_in_order() -> None:
     clock = _clock()
     sleep = ClockSleep(clock)
-    budget = RequestBudget(per_minute=60, burst=1, monotonic=clock.monotonic, sleep=sleep)
+    budget = RequestBudget(per_minute=1, monotonic=clock.monotonic, sleep=sleep, window_s=1.0)
     order: list[int] = []
 
     async def take(n: int) -> None:

@@ -96,7 +96,7 @@ class AlpacaStatus:
     round_trip_s: float | None
     in_flight: int
     timeouts: int
-    budget_tokens: float
+    budget_available: float
     stream_connected: bool
     stream_detail: str
     stream_gaps: int
@@ -157,7 +157,7 @@ class AlpacaBroker:
             round_trip_s=self.health.round_trip_s,
             in_flight=self.in_flight,
             timeouts=self.timeouts,
-            budget_tokens=self.budget.tokens,
+            budget_available=self.budget.available,
             stream_connected=stream is not None and stream.connected,
             stream_detail=stream.health.detail if stream is not None else "no stream",
             stream_gaps=stream.gaps if stream is not None else 0,

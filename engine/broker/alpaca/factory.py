@@ -19,7 +19,6 @@ from engine.feed.alpaca_history import AlpacaHistory
 PAPER_TRADE_STREAM = "wss://paper-api.alpaca.markets/stream"
 LIVE_TRADE_STREAM = "wss://api.alpaca.markets/stream"
 DATA_STREAM = "wss://stream.data.alpaca.markets/v2/{feed}"
-ALPACA_REQUESTS_PER_MINUTE = 200
 
 
 def build_alpaca(settings: Settings, clock: Clock) -> tuple[AlpacaBroker, AlpacaDataFeed]:
@@ -60,12 +59,8 @@ def build_alpaca(settings: Settings, clock: Clock) -> tuple[AlpacaBroker, Alpaca
             reset_s=alpaca.breaker_reset_s,
             monotonic=clock.monotonic,
         ),
-        budget=RequestBudget(
-            per_minute=per_minute,
-            # burst + per_minute calls at most in any minute: stay within Alpaca's 200.
-            burst=max(1, min(per_minute, ALPACA_REQUESTS_PER_MINUTE - per_minute)),
-            monotonic=clock.monotonic,
-        ),
+        # ALPACA_MAX_REQUESTS_PER_MINUTE (<= 200, Alpaca's limit) in any 60 s window.
+        budget=RequestBudget(per_minute=per_minute, monotonic=clock.monotonic),
         first_connect_wait_s=min(timeout, 5.0),
     )
     feed = AlpacaDataFeed(
