@@ -34,7 +34,13 @@ from engine.order_book import OrderBook
 from engine.orders import make_client_order_id
 from engine.portfolio import Portfolio
 from engine.reconcile import Reconciler, ReconcileResult
-from engine.risk import RiskGate, StateRecord, TradingStateController, loss_limit_breached
+from engine.risk import (
+    Cause,
+    RiskGate,
+    StateRecord,
+    TradingStateController,
+    loss_limit_breached,
+)
 from engine.store.journal import Journal
 from engine.store.records import EquitySnapshot
 from engine.strategy.base import Strategy, rows_to_frame
@@ -129,6 +135,7 @@ class TradingEngine:
         self._spawned: set[asyncio.Task[Any]] = set()
         self._last_snapshot: datetime | None = None
         self._loss_halt_day: date | None = None
+        self._last_fill_ts: datetime | None = None
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -207,6 +214,7 @@ class TradingEngine:
         ).run(since, at_startup=True)
         self.account = self.last_reconcile.account
         await self._start_day(trading_day(self.clock.now()))
+        await self._restore_loss_halt_day()
         await self._warm_up()
 
         loop = asyncio.get_running_loop()
@@ -267,6 +275,7 @@ class TradingEngine:
         fills = await self.journal.load_fills()
         for fill in fills:
             self.portfolio.apply_fill(fill)
+        self._last_fill_ts = fills[-1].ts if fills else None
         since = self.clock.now() - timedelta(days=5)
         self.orders.add_all(await self.journal.load_orders(since=since))
         self.orders.add_all(await self.journal.load_orders(open_only=True))
@@ -280,9 +289,8 @@ class TradingEngine:
         now = self.clock.now()
         session = self.market.session(trading_day(now))
         start = session.open - timedelta(hours=6) if session else now - timedelta(days=1)
-        fills = await self.journal.load_fills(since=start)
-        if fills:
-            start = min(start, fills[-1].ts - timedelta(minutes=1))
+        if self._last_fill_ts is not None:
+            start = min(start, self._last_fill_ts - timedelta(minutes=1))
         open_created = [o.created_at for o in self.orders.open_orders()]
         return min([start, *open_created])
 
@@ -308,6 +316,17 @@ class TradingEngine:
             self.days.load_day_trades({day: int(trades)})
         if self.account is not None:
             self.days.broker_day_trades = self.account.daytrade_count
+
+    async def _restore_loss_halt_day(self) -> None:
+        """The loss limit halts once per trading day, restarts included: a trader who lifted
+        today's loss-limit halt with an override is not halted again by the next tick."""
+        today = trading_day(self.clock.now())
+        for record in await self.journal.trading_state_history(limit=100):
+            if trading_day(record.ts) < today:
+                break
+            if record.cause == Cause.LOSS_LIMIT:
+                self._loss_halt_day = today
+                break
 
     async def _warm_up(self) -> None:
         now = self.clock.now()

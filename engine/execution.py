@@ -151,6 +151,14 @@ class ExecutionManager:
                 )
             return SubmitResult(None, decision.reason, decision.detail)
 
+        tracked = self.orders.get(request.client_order_id)
+        if tracked is not None:
+            # Only unchecked orders get here (the gate refuses known ids): never replace an
+            # order we track.
+            self.duplicates_skipped += 1
+            return SubmitResult(
+                tracked, RejectReason.DUPLICATE_CLIENT_ORDER_ID, "client order id already used"
+            )
         order = Order.from_request(request, self.clock.now())
         self.orders.add(order)
         self.known_ids.add(order.client_order_id)
@@ -280,7 +288,7 @@ class ExecutionManager:
         order = order_from_broker(record)
         # Executions are applied as fills, so the adopted order starts with none.
         order.filled_qty, order.avg_fill_price = ZERO, None
-        if order.status in (S.FILLED, S.PARTIALLY_FILLED):
+        if order.status in (S.FILLED, S.PARTIALLY_FILLED) or record.filled_qty > ZERO:
             order.status = S.SUBMITTED
         order.strategy = strategy
         self.orders.add(order)
@@ -305,9 +313,6 @@ class ExecutionManager:
             )
             self.orders.add(order)
             self.known_ids.add(order.client_order_id)
-        if fill.qty > order.remaining_qty and not order.status.is_terminal:
-            # Adopted with an unknown size: grow it so the real execution is not refused.
-            order.qty = order.filled_qty + fill.qty
         self._note_day_trade(fill)
         try:
             if order.status is S.FILLED:
@@ -360,13 +365,24 @@ class ExecutionManager:
     async def recover(self, since: datetime) -> int:
         """After a gap: apply every execution the broker has since ``since`` (already-applied
         ones are skipped) and bring order states up to date. Returns fills applied."""
-        fills = await self.broker.get_fills_since(since)
-        applied = 0
-        for fill in sorted(fills, key=lambda f: f.ts):
-            if await self.apply_fill(fill):
-                applied += 1
+        fills = sorted(await self.broker.get_fills_since(since), key=lambda f: f.ts)
         records = await self.broker.get_orders_since(since)
         by_cid = {r.client_order_id: r for r in records}
+        # Adopt unknown orders before their executions, so each is sized by the broker and
+        # not by its first execution.
+        adopted: list[tuple[Order, BrokerOrder]] = []
+        for cid in dict.fromkeys(f.client_order_id for f in fills):
+            if cid not in self.orders:
+                found = by_cid.get(cid) or await self.broker.get_order_by_client_id(cid)
+                if found is not None:
+                    adopted.append((self._adopt(found), found))
+        applied = 0
+        for fill in fills:
+            if await self.apply_fill(fill):
+                applied += 1
+        for adoptee, found in adopted:
+            if found.client_order_id not in by_cid:
+                self.apply_broker_record(adoptee, found, authoritative=True)
         for record in records:
             self.known_ids.add(record.client_order_id)
             order = self.orders.get(record.client_order_id)
@@ -390,13 +406,14 @@ class ExecutionManager:
         for waiter in self._waiters:
             waiter.set()
 
-    async def wait_for_change(self, seconds: float) -> None:
-        """Wait until a fill or order change is applied, or ``seconds`` pass."""
+    async def wait_for_change(self, seconds: float) -> bool:
+        """Wait until a fill or order change is applied (True), or ``seconds`` pass (False)."""
         waiter = asyncio.Event()
         self._waiters.add(waiter)
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.wait(), seconds)
+            return waiter.is_set()
         finally:
             self._waiters.discard(waiter)
 

@@ -146,6 +146,10 @@ class Flattener:
             except BrokerError as exc:
                 notes.append(f"close-all failed: {exc}; retrying symbol by symbol")
                 log.warning("close-all failed: %s", exc)
+                try:
+                    await self._broker.cancel_all_orders()
+                except BrokerError as cancel_exc:
+                    notes.append(f"cancel-all failed: {cancel_exc}")
             if not market_open:
                 return await self._queued_report(actor, started_at, started, before, notes)
 
@@ -181,15 +185,15 @@ class Flattener:
         """Watch fills arrive on the trade-update stream until our own book is flat."""
         done = self._done(before)
         while done < total and self._clock.monotonic() < deadline:
-            await self._execution.wait_for_change(
+            changed = await self._execution.wait_for_change(
                 min(self._confirm_interval_s, max(0.0, deadline - self._clock.monotonic()))
             )
+            if not changed:
+                return  # the stream went quiet: ask the broker instead of waiting blind
             now_done = self._done(before)
             if now_done != done:
                 done = now_done
                 await self._emit("closing", total, done, started)
-            elif now_done < total:
-                return  # the stream went quiet: ask the broker instead of waiting blind
 
     async def _confirm_and_retry(
         self,

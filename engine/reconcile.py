@@ -66,6 +66,7 @@ class Reconciler:
         the broker's; it is adopted, not reported as drift. Later runs compare it.
         """
         drifts: list[ReconcileDrift] = []
+        known_before = {o.client_order_id for o in self._orders.created_since(since)}
         recovered = await self._execution.recover(since)
         positions = {p.symbol: p for p in await self._broker.get_positions()}
         for symbol in sorted(set(positions) | {p.symbol for p in self._portfolio.positions()}):
@@ -99,8 +100,11 @@ class Reconciler:
         broker_open = await self._broker.get_open_orders()
         open_ids = {r.client_order_id for r in broker_open}
         for record in broker_open:
-            if record.client_order_id not in self._orders:
+            cid = record.client_order_id
+            known = self._orders.get(cid)
+            if known is None:
                 self._execution.on_unknown_order(record)
+            if known is None or (cid not in known_before and known.created_at >= since):
                 drifts.append(
                     self._drift("order", record.client_order_id, "unknown", record.broker_status)
                 )

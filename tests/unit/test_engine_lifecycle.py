@@ -135,10 +135,6 @@ async def test_start_when_broker_filled_an_order_while_down_then_fill_recovered(
     await run_and_stop(second, check)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _recovery_start never reaches back to the last known fill (dead min())",
-)
 async def test_start_when_down_for_days_then_fills_since_the_last_known_one_recovered(
     tmp_path: Path,
 ) -> None:
@@ -282,10 +278,6 @@ async def test_resume_with_override_when_loss_still_breached_then_no_second_auto
     await run_and_stop(p, check)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the once-a-day loss-limit guard lives in memory; a restart halts again",
-)
 async def test_restart_when_loss_limit_halt_was_overridden_today_then_no_second_auto_halt(
     tmp_path: Path,
 ) -> None:

@@ -376,10 +376,6 @@ async def test_apply_fill_when_order_unknown_then_order_adopted_from_the_fill(
     assert parts.portfolio.qty("AAPL") == D(10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a fill beyond a known order's size silently grows the order; never reported",
-)
 async def test_apply_fill_when_fill_exceeds_known_order_then_overfill_reported_not_raised(
     parts: ExecParts,
 ) -> None:
@@ -504,10 +500,6 @@ async def test_recover_when_broker_has_unknown_open_order_then_adopted(parts: Ex
     assert "manual-1" in parts.execution.known_ids
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: recovered fills of an unknown order size it by its first execution only",
-)
 async def test_recover_when_unknown_order_filled_in_two_executions_then_order_has_both(
     tmp_path: Path,
 ) -> None:
@@ -533,10 +525,6 @@ async def test_recover_when_unknown_order_filled_in_two_executions_then_order_ha
 # ---- unchecked submissions and adoption helpers ----------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unchecked submit with a client id already in the book replaces that order",
-)
 async def test_submit_when_unchecked_reuses_a_client_id_then_filled_order_is_not_replaced(
     parts: ExecParts,
 ) -> None:

@@ -183,10 +183,6 @@ async def test_flatten_when_close_all_call_fails_then_symbols_closed_one_by_one(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after a failed close-all, open orders stay and block that symbol's retries",
-)
 async def test_flatten_when_close_all_call_fails_with_resting_order_then_still_flat(
     parts: ExecParts,
 ) -> None:
@@ -317,10 +313,6 @@ async def test_flatten_when_close_order_never_completes_then_reported_open_at_de
         await p.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the first order event that closes no symbol is taken as 'stream went quiet'",
-)
 async def test_flatten_when_fills_trail_acknowledgements_then_broker_checked_once(
     tmp_path: Path,
 ) -> None:

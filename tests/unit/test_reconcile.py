@@ -128,10 +128,6 @@ async def test_run_when_broker_has_open_order_we_never_knew_then_adopted_and_dri
     assert result.open_orders == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unknown open order adopted by recover() inside the window is not published",
-)
 async def test_run_when_unknown_open_order_is_inside_recovery_window_then_drift_published(
     parts: ExecParts,
 ) -> None:
