@@ -305,6 +305,8 @@ class TradingEngine:
         if stored is None:
             await self.journal.set_counter(day, START_EQUITY, str(start_equity))
         self.portfolio.start_day(day, start_equity)
+        # Closed orders older than a few days stay in the journal, not in memory.
+        self.orders.prune(self.clock.now() - timedelta(days=3))
         orders_today = sum(
             1
             for o in self.orders.created_since(self.clock.now() - timedelta(days=1))

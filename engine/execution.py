@@ -96,6 +96,8 @@ class ExecutionManager:
         self.duplicates_skipped = 0
         self.fills_applied = 0
         self._waiters: set[asyncio.Event] = set()
+        self._in_flight: set[str] = set()
+        """Client ids of submits awaiting the broker's answer."""
 
     # ---- submission -------------------------------------------------------------------
 
@@ -162,8 +164,10 @@ class ExecutionManager:
         order = Order.from_request(request, self.clock.now())
         self.orders.add(order)
         self.known_ids.add(order.client_order_id)
-        self.days.orders_today += 1
+        if checked:
+            self.days.orders_today += 1  # the kill switch's own orders do not use the quota
         self.journal.save_order(order)
+        self._in_flight.add(order.client_order_id)
         try:
             record = await self.broker.submit_order(request)
         except DuplicateClientOrderId:
@@ -186,6 +190,8 @@ class ExecutionManager:
             )
         else:
             self.apply_broker_record(order, record)
+        finally:
+            self._in_flight.discard(order.client_order_id)
         return SubmitResult(order)
 
     # ---- status and fills -------------------------------------------------------------
@@ -258,7 +264,9 @@ class ExecutionManager:
         if status is None:
             return
         reason = update.event if status.is_terminal else ""
-        if status is S.SUBMITTED and order.status is S.CANCEL_PENDING:
+        if order.status is S.CANCEL_PENDING and status is S.SUBMITTED:
+            if update.event != "order_cancel_rejected":
+                return  # a late "new"/"accepted" says nothing about the pending cancel
             # A refused cancel puts the order back where its executions say it is.
             status = S.PARTIALLY_FILLED if order.filled_qty > ZERO else S.SUBMITTED
         self._set_status(order, status, reason)
@@ -391,7 +399,9 @@ class ExecutionManager:
             if order is not None:
                 self.apply_broker_record(order, record, authoritative=True)
         for order in self.orders.open_orders():
-            if order.status is S.PENDING and order.client_order_id not in by_cid:
+            cid = order.client_order_id
+            if order.status is S.PENDING and cid not in by_cid and cid not in self._in_flight:
+                # (a submit still waiting for its answer is not "lost": skip it)
                 found = await self.broker.get_order_by_client_id(order.client_order_id)
                 if found is None:
                     self._set_status(order, S.REJECTED, "never reached the broker")

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from uuid import uuid4
 
 from engine.broker.port import Broker
 from engine.clock import Clock
@@ -94,6 +95,7 @@ class Flattener:
         self._confirm_interval_s = confirm_interval_s
         self._task: asyncio.Task[FlattenReport] | None = None
         self._listeners: list[ProgressCallback] = []
+        self._run_id = ""
 
     @property
     def running(self) -> bool:
@@ -122,6 +124,9 @@ class Flattener:
                 log.exception("flatten progress listener failed")
 
     async def _run(self, actor: str) -> FlattenReport:
+        # Retry ids are deterministic within a run (a resent retry is the same order) and
+        # distinct across runs, even when market time stands still (a finished replay).
+        self._run_id = uuid4().hex[:8]
         started = self._clock.monotonic()
         started_at = self._clock.now()
         deadline = started + self._deadline_s
@@ -242,7 +247,7 @@ class Flattener:
         side = Side.SELL if qty > ZERO else Side.BUY
         request = OrderRequest(
             client_order_id=make_client_order_id(
-                "flatten", symbol, self._clock.now(), tag=f"retry{attempt}"
+                "flatten", symbol, self._clock.now(), tag=f"{self._run_id}-retry{attempt}"
             ),
             symbol=symbol,
             side=side,

@@ -120,7 +120,8 @@ class FaultyBroker:
     (sent, then the answer is lost: raised after the exchange took the order),
     ``refuse_close`` (symbol -> message: close-all answers 403 for it and leaves it open),
     ``close_all_error``, ``account_error``, ``hide_fills`` (``get_fills_since`` answers nothing),
-    ``close_all_gate`` (close-all waits until the event is set), ``on_open_orders`` (called
+    ``close_all_gate`` (close-all waits until the event is set), ``submit_gate`` (a submit
+    waits until the event is set), ``on_open_orders`` (called
     as the open orders are listed, to act out something happening meanwhile).
     """
 
@@ -129,6 +130,7 @@ class FaultyBroker:
         self.name = sim.name
         self.submit_error: Exception | None = None
         self.submit_lost: Exception | None = None
+        self.submit_gate: asyncio.Event | None = None
         self.refuse_close: dict[str, str] = {}
         self.close_all_error: Exception | None = None
         self.close_all_gate: asyncio.Event | None = None
@@ -151,6 +153,8 @@ class FaultyBroker:
 
     async def submit_order(self, request: OrderRequest) -> BrokerOrder:
         self.submitted.append(request)
+        if self.submit_gate is not None:
+            await self.submit_gate.wait()  # the request is on the wire, the answer not back
         if self.submit_error is not None:
             raise self.submit_error
         record = await self.sim.submit_order(request)

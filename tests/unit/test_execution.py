@@ -16,6 +16,7 @@ from engine.errors import BrokerRejected, BrokerTimeout, BrokerUnavailable
 from engine.events import EngineError, FillReceived, OrderUpdated, RiskRejected
 from engine.orders import Order
 from engine.risk import RejectReason
+from tests.support.app import wait_for
 from tests.unit.engine_stubs import (
     DAY,
     ExecParts,
@@ -295,6 +296,48 @@ async def test_trade_update_when_cancel_refused_after_partial_fill_then_back_to_
     assert order.status is S.PARTIALLY_FILLED
     assert order.filled_qty == D(4)
     assert parts.portfolio.qty("AAPL") == D(4)
+
+
+async def test_trade_update_when_late_new_arrives_during_cancel_then_cancel_stays_pending(
+    parts: ExecParts,
+) -> None:
+    order = track(parts, "c1")
+
+    await parts.execution.on_trade_update(update(order, "pending_cancel", S.CANCEL_PENDING))
+    await parts.execution.on_trade_update(update(order, "new", S.SUBMITTED))
+    await parts.execution.on_trade_update(update(order, "accepted", S.SUBMITTED))
+
+    assert order.status is S.CANCEL_PENDING
+
+
+async def test_recover_when_submit_still_awaiting_its_answer_then_order_not_rejected(
+    parts: ExecParts,
+) -> None:
+    parts.broker.submit_gate = asyncio.Event()
+    submitting = asyncio.create_task(parts.execution.submit(request("c1")))
+    await wait_for(lambda: len(parts.broker.submitted) == 1)
+
+    await parts.execution.recover(SINCE)  # a stream gap recovered mid-submit
+    order = parts.orders.get("c1")
+    assert order is not None
+    assert order.status is S.PENDING
+
+    parts.broker.submit_gate.set()
+    result = await submitting
+    await parts.pump()
+
+    assert result.order is order
+    assert order.status is S.FILLED
+    assert parts.portfolio.qty("AAPL") == D(10)
+
+
+async def test_submit_when_unchecked_then_daily_order_quota_untouched(parts: ExecParts) -> None:
+    before = parts.days.orders_today
+
+    await parts.execution.submit(request("kill-1"), checked=False)
+    await parts.execution.submit(request("c2"))
+
+    assert parts.days.orders_today == before + 1
 
 
 async def test_trade_update_when_status_repeats_then_one_order_event(parts: ExecParts) -> None:
