@@ -27,9 +27,8 @@ from typing import Protocol
 
 from bot.messages import AlertMessage, Channel, describe
 from config.settings import ChannelSettings
-from engine.app import EngineApp
 from engine.bus import EventBus
-from engine.clock import Clock, SystemClock
+from engine.clock import Clock
 from engine.events import Event, Severity
 
 log = logging.getLogger(__name__)
@@ -398,19 +397,3 @@ class AlertRouter:
                 continue
             self.stats.sent += 1
             return
-
-
-def attach_console_alerts(
-    app: EngineApp, print_line: Callable[[str], None]
-) -> Callable[[], Awaitable[None]]:
-    """Route every alert to ``print_line`` as ``[#channel] text`` through an ``AlertRouter``;
-    returns an async detach that delivers what is queued, then stops. Call inside the loop."""
-    router = AlertRouter(
-        app.bus, ConsoleTransport(print_line), app.settings.channels, clock=SystemClock()
-    )
-    router._start_sender()
-
-    async def detach() -> None:
-        await router.stop()
-
-    return detach

@@ -14,8 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import TextIO
 
 from bot import text
-from bot.alerts import attach_console_alerts
+from bot.alerts import AlertRouter, ConsoleTransport
+from bot.jobs import TradingJobs
 from engine.app import EngineApp
+from engine.clock import SystemClock
 from engine.errors import DomainError
 from engine.flatten import FlattenProgress
 
@@ -163,15 +165,36 @@ async def run_console(
     out = out or sys.stdout
     stop = stop or asyncio.Event()
     console = Console(app, out)
-    detach = attach_console_alerts(app, console.print)
+    # The same router and jobs as the Discord bot, with stdout as every channel.
+    router = AlertRouter(
+        app.bus, ConsoleTransport(console.print), app.settings.channels, clock=SystemClock()
+    )
+    await router.start()
+    jobs: TradingJobs | None = None
     try:
         await app.start()
+        jobs = TradingJobs(app, app.settings.schedule, router)
+        await jobs.start()
         console.print(
             f"Trading console ({app.settings.mode}); type !help for commands, !quit to exit."
         )
-        interactive = stdin.isatty()
-        lines = _stdin_lines(stdin, asyncio.get_running_loop())
-        stopping = asyncio.ensure_future(stop.wait())
+        await _serve(console, stdin, out, stop)
+    finally:
+        try:
+            if jobs is not None:
+                await jobs.stop()
+            await app.stop()
+        finally:
+            await router.stop()
+    console.print("Stopped.")
+    return 0
+
+
+async def _serve(console: Console, stdin: TextIO, out: TextIO, stop: asyncio.Event) -> None:
+    interactive = stdin.isatty()
+    lines = _stdin_lines(stdin, asyncio.get_running_loop())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
         while True:
             if interactive:
                 out.write("> ")
@@ -181,15 +204,9 @@ async def run_console(
             if stopping.done():
                 next_line.cancel()
                 console.print("Stopping (signal received)…")
-                break
+                return
             line = next_line.result()
             if not line or not await console.handle(line):
-                break
-        stopping.cancel()
+                return
     finally:
-        try:
-            await app.stop()
-        finally:
-            await detach()
-    console.print("Stopped.")
-    return 0
+        stopping.cancel()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from bot.alerts import (
     MAX_MERGED_LINES,
     AlertRouter,
     ConsoleTransport,
-    attach_console_alerts,
     mention_for,
 )
 from bot.messages import AlertMessage, Channel
@@ -461,22 +459,6 @@ async def test_console_transport_when_critical_then_prints_channel_mention_and_t
         "[#trades] fill text",
         "[#reports] eod\n(attachment e.png: 3 bytes, not shown here)",
     ]
-
-
-async def test_attach_console_alerts_when_event_published_then_printed_on_detach() -> None:
-    bus = EventBus()
-    app = SimpleNamespace(bus=bus, settings=SimpleNamespace(channels=channels()))
-    lines: list[str] = []
-    detach = attach_console_alerts(app, lines.append)  # type: ignore[arg-type]
-
-    bus.publish(
-        TradingStateChanged(
-            ts=T0, old=TradingState.ACTIVE, new=TradingState.REDUCING, actor="ann", reason="calm"
-        )
-    )
-    await detach()
-
-    assert lines == ["[#system-alerts] 🟡 REDUCING (was ACTIVE) by ann: calm"]
 
 
 async def test_intake_when_events_before_start_then_delivered_once_started() -> None:
