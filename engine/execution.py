@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -97,6 +97,7 @@ class ExecutionManager:
         self.fills_applied = 0
         self._waiters: set[asyncio.Event] = set()
         self._in_flight: set[str] = set()
+        self._expected_from: str | None = None
         """Client ids of submits awaiting the broker's answer."""
 
     # ---- submission -------------------------------------------------------------------
@@ -275,10 +276,24 @@ class ExecutionManager:
         """Register an order the broker created for us (close-all), before its updates."""
         return self.orders.get(record.client_order_id) or self._adopt(record, strategy)
 
+    @contextlib.contextmanager
+    def expecting_broker_orders(self, strategy: str) -> Iterator[None]:
+        """While inside, orders the broker creates for us (close-all's close orders, whose
+        updates can beat the HTTP answer) are adopted quietly under ``strategy``."""
+        self._expected_from = strategy
+        try:
+            yield
+        finally:
+            self._expected_from = None
+
     def on_unknown_order(self, record: BrokerOrder) -> Order:
         """Adopt an open order the broker has and we did not know (placed before a crash)."""
-        log.warning("adopting unknown broker order %s", record.client_order_id)
-        order = self._adopt(record)
+        strategy = self._expected_from or ""
+        if strategy:
+            log.info("tracking %s order %s", strategy, record.client_order_id)
+        else:
+            log.warning("adopting unknown broker order %s", record.client_order_id)
+        order = self._adopt(record, strategy)
         self.apply_broker_record(order, record)
         return order
 

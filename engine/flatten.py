@@ -131,7 +131,6 @@ class Flattener:
         started_at = self._clock.now()
         deadline = started + self._deadline_s
         before = {p.symbol: p.qty for p in self._portfolio.positions()}
-        total = len(before)
         notes: list[str] = []
         set_reducing = self._state.state is TradingState.ACTIVE
         if set_reducing:
@@ -139,47 +138,60 @@ class Flattener:
                 actor, "flatten in progress", cause="flatten", unless_halted=True
             )
         try:
-            market_open = self._market.is_open(self._clock.now())
-            await self._emit("closing", total, 0, started)
-            refused: dict[str, str] = {}
-            try:
-                for result in await self._broker.close_all_positions(cancel_orders=True):
-                    if result.order is not None:
-                        self._execution.track_broker_order(result.order, strategy="flatten")
-                    if not result.ok:
-                        refused[result.symbol] = result.message or f"status {result.status}"
-            except BrokerError as exc:
-                notes.append(f"close-all failed: {exc}; retrying symbol by symbol")
-                log.warning("close-all failed: %s", exc)
-                try:
-                    await self._broker.cancel_all_orders()
-                except BrokerError as cancel_exc:
-                    notes.append(f"cancel-all failed: {cancel_exc}")
-            if not market_open:
-                return await self._queued_report(actor, started_at, started, before, notes)
-
-            await self._wait_local_flat(before, deadline, started, total)
-            await self._emit("confirming", total, self._done(before), started)
-            outcomes, open_left = await self._confirm_and_retry(
-                before, refused, deadline, started, total
-            )
-            elapsed = self._clock.monotonic() - started
-            flat = all(o.status == "closed" for o in outcomes) and open_left == 0
-            await self._emit("done", total, sum(o.status == "closed" for o in outcomes), started)
-            return FlattenReport(
-                actor=actor,
-                started_at=started_at,
-                flat=flat,
-                elapsed_s=elapsed,
-                outcomes=outcomes,
-                open_orders_left=open_left,
-                market_open=True,
-                notes=notes,
-            )
+            with self._execution.expecting_broker_orders("flatten"):
+                return await self._flatten(actor, started, started_at, deadline, before, notes)
         finally:
             if set_reducing:
                 # Only undo our own REDUCING: a trader's reduce or halt during the flatten stays.
                 await self._state.resume(actor, "flatten finished", if_cause="flatten")
+
+    async def _flatten(
+        self,
+        actor: str,
+        started: float,
+        started_at: datetime,
+        deadline: float,
+        before: dict[str, Decimal],
+        notes: list[str],
+    ) -> FlattenReport:
+        total = len(before)
+        market_open = self._market.is_open(self._clock.now())
+        await self._emit("closing", total, 0, started)
+        refused: dict[str, str] = {}
+        try:
+            for result in await self._broker.close_all_positions(cancel_orders=True):
+                if result.order is not None:
+                    self._execution.track_broker_order(result.order, strategy="flatten")
+                if not result.ok:
+                    refused[result.symbol] = result.message or f"status {result.status}"
+        except BrokerError as exc:
+            notes.append(f"close-all failed: {exc}; retrying symbol by symbol")
+            log.warning("close-all failed: %s", exc)
+            try:
+                await self._broker.cancel_all_orders()
+            except BrokerError as cancel_exc:
+                notes.append(f"cancel-all failed: {cancel_exc}")
+        if not market_open:
+            return await self._queued_report(actor, started_at, started, before, notes)
+
+        await self._wait_local_flat(before, deadline, started, total)
+        await self._emit("confirming", total, self._done(before), started)
+        outcomes, open_left = await self._confirm_and_retry(
+            before, refused, deadline, started, total
+        )
+        elapsed = self._clock.monotonic() - started
+        flat = all(o.status == "closed" for o in outcomes) and open_left == 0
+        await self._emit("done", total, sum(o.status == "closed" for o in outcomes), started)
+        return FlattenReport(
+            actor=actor,
+            started_at=started_at,
+            flat=flat,
+            elapsed_s=elapsed,
+            outcomes=outcomes,
+            open_orders_left=open_left,
+            market_open=True,
+            notes=notes,
+        )
 
     def _done(self, before: dict[str, Decimal]) -> int:
         return sum(1 for symbol in before if self._portfolio.qty(symbol) == ZERO)

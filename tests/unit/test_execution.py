@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -338,6 +339,24 @@ async def test_submit_when_unchecked_then_daily_order_quota_untouched(parts: Exe
     await parts.execution.submit(request("c2"))
 
     assert parts.days.orders_today == before + 1
+
+
+async def test_unknown_order_when_close_all_order_beats_its_answer_then_tracked_as_flatten(
+    parts: ExecParts, caplog: pytest.LogCaptureFixture
+) -> None:
+    close = Order.from_request(request("broker-made", side=Side.SELL), parts.clock.now())
+
+    with caplog.at_level(logging.INFO, logger="engine.execution"):
+        with parts.execution.expecting_broker_orders("flatten"):
+            await parts.execution.on_trade_update(update(close, "new", S.SUBMITTED))
+        stranger = Order.from_request(request("someone-else"), parts.clock.now())
+        await parts.execution.on_trade_update(update(stranger, "new", S.SUBMITTED))
+
+    tracked = parts.orders.get("broker-made")
+    assert tracked is not None
+    assert tracked.strategy == "flatten"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["adopting unknown broker order someone-else"]
 
 
 async def test_trade_update_when_status_repeats_then_one_order_event(parts: ExecParts) -> None:

@@ -1,0 +1,89 @@
+"""The console in paper mode against the standalone fake Alpaca server, each in its own process,
+exactly as a trader would try it by hand: it trades, flattens and halts as on the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.console_proc import REPO, ConsoleProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def fake_env() -> AsyncIterator[dict[str, str]]:
+    """Start ``python -m tests.fakes.alpaca`` and return the environment it prints."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.fakes.alpaca",
+        "--port",
+        "0",
+        "--speed",
+        "1200",
+        "--always-open",
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    env: dict[str, str] = {}
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            while "ALPACA_DATA_STREAM_URL" not in env:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "the fake exited before printing its environment"
+                key, sep, value = line.strip().partition("=")
+                if sep and key.isupper():
+                    env[key] = value
+        yield env
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            await proc.wait()
+
+
+async def test_console_when_paper_on_standalone_fake_then_trades_flattens_and_halts(
+    fake_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert fake_env["TRADING_MODE"] == "paper"
+    assert all(
+        v.startswith(("http://127.0.0.1:", "ws://127.0.0.1:"))
+        for k, v in fake_env.items()
+        if k.endswith("_URL")
+    )
+    console = await ConsoleProcess.start(tmp_path / "data", {**fake_env, **_no_sim()})
+    await console.read_until(lambda s: s.startswith("Trading console (paper)"))
+    await console.read_until(lambda s: "✅ Bought" in s, within=60)  # the strategy trades
+
+    await console.send("!flatten")
+    flat = await console.read_until(lambda s: "Flat in" in s or "Not flat" in s)
+    await console.send("!positions")
+    await console.read_until(lambda s: s == "No open positions." or " @ " in s)
+    await console.send("!halt standalone check")
+    await console.read_until(lambda s: "HALTED by console: standalone check" in s)
+    await console.send("!status")
+    await console.read_until(lambda s: s.startswith("Broker:"))
+    await console.send("!quit")
+    code, _, err = await console.finish()
+
+    assert code == 0, err
+    assert flat.startswith("✅ Flat in"), "\n".join(console.lines[-30:])
+    out = "\n".join(console.lines)
+    assert "Mode paper" in out
+    assert "Broker: alpaca ok" in out
+    assert "Reason: standalone check" in out
+    after_flatten = out.split("✅ Flat in", 1)[1]
+    assert "No open positions." in after_flatten
+
+
+def _no_sim() -> dict[str, str]:
+    """Nothing from the developer's environment decides where orders go."""
+    return {k: "" for k in os.environ if k.startswith("SIM_")}
