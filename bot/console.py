@@ -172,7 +172,14 @@ async def run_console(
     await router.start()
     jobs: TradingJobs | None = None
     try:
-        await app.start()
+        try:
+            await app.start()
+        except DomainError as exc:
+            # Broker unreachable, keys refused...: one clear line, not a traceback. A
+            # container's restart policy tries again.
+            log.info("engine failed to start", exc_info=True)  # the trace: log file only
+            print(f"Cannot start: {exc}", file=sys.stderr)
+            return 1
         jobs = TradingJobs(app, app.settings.schedule, router)
         await jobs.start()
         console.print(

@@ -18,7 +18,11 @@ pytestmark = pytest.mark.slow
 def run_bot(
     *args: str, stdin: str = "", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SIM_", "RISK_"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DISCORD_", "SIM_", "RISK_", "ALPACA_", "APCA_", "TRADING_"))
+    }
     base.update(env or {})
     return subprocess.run(
         [sys.executable, "run_bot.py", "--env-file", os.devnull, *args],
@@ -118,3 +122,30 @@ def test_run_bot_when_setting_invalid_then_exit_nonzero_without_echoing_secrets(
     assert "RISK_MAX_POSITION_QTY" in result.stderr
     assert secret not in result.stderr + result.stdout
     assert "lots" not in result.stderr
+
+
+def test_console_when_broker_unreachable_at_start_then_one_line_and_exit_one(
+    tmp_path: Path,
+) -> None:
+    closed = "127.0.0.1:9"  # the discard port: nothing listens on loopback
+    result = run_bot(
+        "--console",
+        "--data-dir",
+        str(tmp_path),
+        stdin="!quit\n",
+        env={
+            "TRADING_MODE": "paper",
+            "APCA_API_KEY_ID": "KEYID",
+            "APCA_API_SECRET_KEY": "SECRETKEY",
+            "ALPACA_TRADING_URL": f"http://{closed}",
+            "ALPACA_TRADE_STREAM_URL": f"ws://{closed}/stream",
+            "ALPACA_DATA_URL": f"http://{closed}",
+            "ALPACA_DATA_STREAM_URL": f"ws://{closed}/v2/iex",
+            "ALPACA_REQUEST_TIMEOUT_S": "1",
+        },
+    )
+
+    assert result.returncode == 1
+    assert "Cannot start: cannot reach Alpaca" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "SECRETKEY" not in result.stderr + result.stdout
