@@ -25,6 +25,7 @@ from pathlib import Path
 from config import load_settings
 from engine.app import build_app
 from engine.clock import NEW_YORK
+from tests.support.app import wait_for
 
 DAYS = (
     datetime(2026, 11, 19, 9, 30, tzinfo=NEW_YORK),
@@ -77,8 +78,7 @@ async def one_run(symbols: list[str], csv_path: Path) -> dict[str, float]:
         app = await build_app(settings)
         await app.start()
         started = time.perf_counter()
-        while not app.feed.health.finished:
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: app.feed.health.finished, within=600, interval=0.05)
         await app.engine.settle()
         elapsed = time.perf_counter() - started
         engine = app.engine

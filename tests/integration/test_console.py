@@ -93,8 +93,8 @@ def test_console_when_input_is_malformed_then_clear_message_and_nothing_changes(
     assert "Usage: !resume [override]" in out
     assert "Usage: !flatten [now]" in out
     status_heads = [line for line in out.splitlines() if line.startswith("🟢 ACTIVE (by ")]
-    assert status_heads and status_heads[-1].startswith("🟢 ACTIVE (by system")  # untouched
     assert len(status_heads) == 1  # the one valid !status ran, the bad ones did not
+    assert status_heads[0].startswith("🟢 ACTIVE (by system")  # state untouched
 
 
 def test_run_bot_when_no_console_and_no_token_then_exit_nonzero_naming_setting(
