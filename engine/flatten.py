@@ -16,10 +16,10 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import uuid4
 
-from engine.broker.port import Broker
+from engine.broker.port import Broker, CloseResult
 from engine.clock import Clock
 from engine.domain import ZERO, OrderRequest, Side, TradingState
-from engine.errors import BrokerError
+from engine.errors import BrokerError, BrokerUnavailable
 from engine.execution import ExecutionManager
 from engine.market_hours import MarketHours
 from engine.orders import make_client_order_id
@@ -29,6 +29,8 @@ from engine.risk import TradingStateController
 log = logging.getLogger(__name__)
 
 MAX_RETRIES_PER_SYMBOL = 3
+CLOSE_ALL_ATTEMPTS = 3
+CLOSE_ALL_BACKOFF_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,19 +160,17 @@ class Flattener:
         market_open = self._market.is_open(self._clock.now())
         await self._emit("closing", total, 0, started)
         refused: dict[str, str] = {}
-        try:
-            for result in await self._broker.close_all_positions(cancel_orders=True):
-                if result.order is not None:
-                    self._execution.track_broker_order(result.order, strategy="flatten")
-                if not result.ok:
-                    refused[result.symbol] = result.message or f"status {result.status}"
-        except BrokerError as exc:
-            notes.append(f"close-all failed: {exc}; retrying symbol by symbol")
-            log.warning("close-all failed: %s", exc)
+        results = await self._close_all(notes)
+        if results is None:
             try:
                 await self._broker.cancel_all_orders()
             except BrokerError as cancel_exc:
                 notes.append(f"cancel-all failed: {cancel_exc}")
+        for result in results or []:
+            if result.order is not None:
+                self._execution.track_broker_order(result.order, strategy="flatten")
+            if not result.ok:
+                refused[result.symbol] = result.message or f"status {result.status}"
         if not market_open:
             return await self._queued_report(actor, started_at, started, before, notes)
 
@@ -192,6 +192,27 @@ class Flattener:
             market_open=True,
             notes=notes,
         )
+
+    async def _close_all(self, notes: list[str]) -> list[CloseResult] | None:
+        """Cancel every order and close every position in one call; None when it failed.
+
+        Retried when the broker could not be reached: a close-all that did land holds the
+        shares of its close orders, so a repeat answers 403 for those symbols instead of
+        selling twice."""
+        for attempt in range(1, CLOSE_ALL_ATTEMPTS + 1):
+            try:
+                return await self._broker.close_all_positions(cancel_orders=True)
+            except BrokerUnavailable as exc:
+                log.warning("close-all attempt %d failed: %s", attempt, exc)
+                if attempt == CLOSE_ALL_ATTEMPTS:
+                    notes.append(f"close-all failed: {exc}; retrying symbol by symbol")
+                else:
+                    await asyncio.sleep(CLOSE_ALL_BACKOFF_S * attempt)
+            except BrokerError as exc:
+                log.warning("close-all refused: %s", exc)
+                notes.append(f"close-all refused: {exc}; retrying symbol by symbol")
+                break
+        return None
 
     def _done(self, before: dict[str, Decimal]) -> int:
         return sum(1 for symbol in before if self._portfolio.qty(symbol) == ZERO)

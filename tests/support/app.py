@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import time as _time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, time
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -103,3 +104,24 @@ async def stopped(app: EngineApp, body: Callable[[], Awaitable[None]]) -> None:
         await body()
     finally:
         await app.stop()
+
+
+class ShiftedClock:
+    """Wall-clock time that starts at a chosen instant and runs in real time, so tests
+    against a server (which waits in real time) still decide market hours deterministically.
+    ``jump`` moves it forward (past the close, say)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._start = start
+        self._mono0 = _time.monotonic()
+        self._offset = 0.0
+
+    def now(self) -> datetime:
+        elapsed = _time.monotonic() - self._mono0 + self._offset
+        return (self._start + timedelta(seconds=elapsed)).astimezone(UTC)
+
+    def monotonic(self) -> float:
+        return _time.monotonic()
+
+    def jump(self, seconds: float) -> None:
+        self._offset += seconds

@@ -19,7 +19,8 @@ class Knobs:
     requests 429 with ``Retry-After: retry_after_s``; ``hang_next`` leaves the next N
     requests whose path starts with ``hang_path_prefix`` unanswered until the client gives
     up or the server stops; ``refuse_close`` symbols are refused (403) by the close-position
-    endpoints; ``rate_limit_per_min`` > 0 enforces a per-minute budget with 429s as Alpaca
+    endpoints; ``untradable`` symbols are refused everywhere (orders 422 "asset ... is not
+    tradable", closes 403), like a halted or delisted asset; ``rate_limit_per_min`` > 0 enforces a per-minute budget with 429s as Alpaca
     does (200/min there).
 
     Streams: ``auth_fail`` fails stream authentication (data: error 402; trade updates:
@@ -39,6 +40,7 @@ class Knobs:
     hang_path_prefix: str = ""
     malformed_data_frames: int = 0
     refuse_close: set[str] = field(default_factory=set)
+    untradable: set[str] = field(default_factory=set)
     auth_fail: bool = False
     connection_limit: bool = False
     seed: int = 0

@@ -201,7 +201,7 @@ class TradingApi:
         return position_json(position, qty_available=available, lastday_price=last or price)
 
     def _refused(self) -> set[str]:
-        return {s.upper() for s in self._knobs.refuse_close}
+        return {s.upper() for s in self._knobs.refuse_close | self._knobs.untradable}
 
     # -- orders -----------------------------------------------------------------------------
 
@@ -213,6 +213,9 @@ class TradingApi:
         if not isinstance(body, dict):
             raise bad_request("request body format is invalid")
         args = _order_args(body)
+        symbol = str(args["symbol"]).upper()
+        if symbol in {s.upper() for s in self._knobs.untradable}:
+            raise unprocessable(f"asset {symbol} is not tradable")
         try:
             order = self._exchange.submit(**args)
         except DuplicateClientOrderId:
