@@ -1,0 +1,169 @@
+"""Flatten benchmark (run by hand, not in CI):
+
+    .venv/bin/python -m tests.bench.flatten [--sizes 10 100 500] [--runs 3] [--naive-max 100]
+
+For each book size: N positions, each with an open order against it, on the fake Alpaca
+server with 50 ms latency per request; the real engine in paper mode (alpaca-py client, our
+trade-update stream, the real 190-requests-a-minute budget). It times `flatten` from the
+command reaching the command service to the broker confirming flat, and counts broker
+requests. Then the same with 10% of requests failing (HTTP 500) and the trade-update stream
+dropped mid-flatten. The baseline is a naive loop through the same adapter: cancel each open
+order, close each position one by one, poll until flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import engine.app
+from config import load_settings
+from engine.app import EngineApp, build_app
+from engine.broker.alpaca import build_alpaca
+from engine.clock import NEW_YORK
+from engine.domain import OrderType, Side, TimeInForce
+from tests.fakes.alpaca import FakeAlpaca
+from tests.fakes.alpaca.venue import build_exchange
+from tests.support.app import ShiftedClock
+
+OPEN = datetime(2026, 11, 20, 11, 0, tzinfo=NEW_YORK)
+LATENCY_MS = 50
+
+
+@dataclass
+class Result:
+    seconds: float
+    requests: int
+    flat: bool
+
+
+async def with_book(size: int, body: Any, *, errors: bool = False) -> Result:
+    """A fresh fake with ``size`` positions and open orders, the engine started on it, and
+    ``body(app, fake)`` timed."""
+    clock = ShiftedClock(OPEN)
+    exchange = build_exchange(clock=clock, starting_cash=Decimal(100_000_000))
+    for i in range(size):
+        symbol = f"S{i:03d}"
+        exchange.on_price(symbol, Decimal(100 + i % 50), clock.now())
+        exchange.submit(symbol, Side.BUY, Decimal(10))
+        exchange.submit(
+            symbol, Side.SELL, Decimal(10), OrderType.LIMIT, TimeInForce.GTC, Decimal(10_000)
+        )
+    async with FakeAlpaca(clock=clock, exchange=exchange) as fake:
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = load_settings(
+                None,
+                mode="paper",
+                alpaca={
+                    "api_key": fake.key_id,
+                    "secret_key": fake.secret_key,
+                    "trading_url": fake.base_url,
+                    "data_url": fake.data_url,
+                    "data_stream_url": fake.data_stream_url,
+                },
+                strategy={"symbols": ["S000"]},
+                storage={"data_dir": Path(tmp)},
+            )
+
+            def wiring(*_: Any, **__: Any) -> tuple[Any, Any, Any]:
+                broker, feed = build_alpaca(settings, clock)
+                return clock, broker, feed
+
+            engine.app._build_alpaca = wiring  # type: ignore[assignment]
+            app = await build_app(settings)
+            await app.start()
+            try:
+                fake.knobs.latency_ms = LATENCY_MS
+                if errors:
+                    fake.knobs.seed = size
+                    fake.knobs.error_rate = 0.10
+                mark = len(fake.requests)
+                started = time.perf_counter()
+                flat = await body(app, fake)
+                seconds = time.perf_counter() - started
+                requests = len(fake.requests) - mark
+            finally:
+                fake.knobs.error_rate = 0.0
+                fake.knobs.latency_ms = 0
+                await app.stop()
+    return Result(seconds, requests, flat)
+
+
+async def fast_path(app: EngineApp, fake: FakeAlpaca) -> bool:
+    report = await app.commands.flatten("bench")
+    return report.flat and not fake.exchange.positions()
+
+
+async def fast_path_with_stream_drop(app: EngineApp, fake: FakeAlpaca) -> bool:
+    async def drop_soon() -> None:
+        await asyncio.sleep(0.05)
+        await fake.drop_trade_streams()
+
+    dropper = asyncio.create_task(drop_soon())
+    report = await app.commands.flatten("bench")
+    await dropper
+    return report.flat and not fake.exchange.positions()
+
+
+async def naive_loop(app: EngineApp, fake: FakeAlpaca) -> bool:
+    broker = app.broker
+    for order in await broker.get_open_orders():
+        await broker.cancel_order(order.broker_order_id)
+    for position in await broker.get_positions():
+        await broker.close_position(position.symbol)
+    for _ in range(100):
+        if not await broker.get_positions():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def summary(results: list[Result]) -> str:
+    seconds = [r.seconds for r in results]
+    requests = statistics.median(r.requests for r in results)
+    flat = "yes" if all(r.flat for r in results) else "NO"
+    return f"{statistics.median(seconds):.2f} s | {max(seconds):.2f} s | {requests:.0f} | {flat}"
+
+
+async def main_async(sizes: list[int], runs: int, naive_max: int) -> None:
+    print(f"fake Alpaca at {LATENCY_MS} ms per request; {runs} runs per row (median, max)")
+    print("| book | path | median | max | broker requests | flat |")
+    print("|---|---|---|---|---|---|")
+    for size in sizes:
+        fast = [await with_book(size, fast_path) for _ in range(runs)]
+        print(f"| {size} | flatten | {summary(fast)} |")
+        rough = [
+            await with_book(size, fast_path_with_stream_drop, errors=True) for _ in range(runs)
+        ]
+        print(f"| {size} | flatten, 10% errors + stream drop | {summary(rough)} |")
+        if size <= naive_max:
+            naive = [await with_book(size, naive_loop) for _ in range(1)]
+            ratio = naive[0].seconds / statistics.median(r.seconds for r in fast)
+            print(f"| {size} | naive loop (1 run) | {summary(naive)} | ratio {ratio:.0f}x |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 500])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--naive-max", type=int, default=100, help="largest book to run the naive loop on"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)  # the engine's own warnings are not results
+    asyncio.run(main_async(args.sizes, args.runs, args.naive_max))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
