@@ -176,6 +176,22 @@ async def test_fills_since_when_more_than_a_page_then_all_pages(make_broker: Bro
     assert pages == 2
 
 
+async def test_fills_since_when_many_unknown_orders_then_one_listing_not_one_fetch_each(
+    make_broker: BrokerMaker,
+) -> None:
+    exchange = build_exchange(clock=SystemClock(), always_open=True)
+    async with FakeAlpaca(exchange=exchange) as fake, make_broker(fake) as (broker, _):
+        start = datetime.now(UTC) - timedelta(seconds=1)
+        for n in range(40):  # placed by someone else (or by us before a restart)
+            exchange.on_price(f"S{n:02d}", Decimal("10"), datetime.now(UTC))
+            exchange.submit(f"S{n:02d}", Side.BUY, Decimal(1), client_order_id=f"mine-{n:02d}")
+        fills = await broker.get_fills_since(start)
+        single = [r for r in fake.requests if r[0] == "GET" and r[1].startswith("/v2/orders/")]
+
+    assert sorted(f.client_order_id for f in fills) == [f"mine-{n:02d}" for n in range(40)]
+    assert single == [], "each order was fetched on its own"
+
+
 async def test_orders_since_when_more_than_a_page_then_all_pages(
     make_broker: BrokerMaker,
 ) -> None:

@@ -299,7 +299,7 @@ class AlpacaBroker:
             if not next_token or next_token == token:
                 break
             token = next_token
-        await self._learn_client_ids({str(a.get("order_id", "")) for a in raw})
+        await self._learn_client_ids({str(a.get("order_id", "")) for a in raw}, since)
         fills: list[Fill] = []
         for activity in raw:
             client_id = self._client_ids.get(str(activity.get("order_id", "")))
@@ -425,8 +425,15 @@ class AlpacaBroker:
         if len(ids) > _KNOWN_IDS:
             del ids[next(iter(ids))]
 
-    async def _learn_client_ids(self, order_ids: set[str]) -> None:
-        for order_id in sorted(order_ids - set(self._client_ids) - {""}):
+    async def _learn_client_ids(self, order_ids: set[str], since: datetime) -> None:
+        """Map fills' order ids to client order ids: one paged order listing teaches most at
+        once (a flatten or a restart can bring hundreds); single fetches only for orders
+        placed before that window."""
+        missing = order_ids - set(self._client_ids) - {""}
+        if len(missing) > 1:
+            await self.get_orders_since(since - timedelta(days=1))
+            missing -= set(self._client_ids)
+        for order_id in sorted(missing):
             try:
                 await self._get("order", functools.partial(self._order_by_id, order_id))
             except OrderNotFound:
