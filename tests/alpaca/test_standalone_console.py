@@ -87,3 +87,34 @@ async def test_console_when_paper_on_standalone_fake_then_trades_flattens_and_ha
 def _no_sim() -> dict[str, str]:
     """Nothing from the developer's environment decides where orders go."""
     return {k: "" for k in os.environ if k.startswith("SIM_")}
+
+
+async def test_console_when_keys_refused_with_debug_logs_then_no_secret_anywhere(
+    fake_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Real error paths (401s from REST and the streams, a failed start-up, DEBUG logging)
+    leak nothing. The scrubber that would catch a secret someone did log is tested directly
+    in tests/integration/test_lifecycle.py."""
+    token = "MTQ0fake.discord.token-value"
+    key_id, secret = "PKWRONGKEY1234", "wrong/secret+key=="
+    env = {
+        **fake_env,
+        **_no_sim(),
+        "APCA_API_KEY_ID": key_id,
+        "APCA_API_SECRET_KEY": secret,
+        "DISCORD_TOKEN": token,
+        "LOG_LEVEL": "DEBUG",
+        "LOG_FORMAT": "json",
+        "ALPACA_REQUEST_TIMEOUT_S": "2",
+    }
+    console = await ConsoleProcess.start(tmp_path / "data", env)
+    code, out, err = await console.finish(within=60)
+
+    log_file = (tmp_path / "data" / "trader.log").read_text()
+    assert code == 1, "refused keys must stop the start-up"
+    assert "Cannot start" in err
+    assert "401" in log_file or "not authorized" in log_file  # the errors were logged
+    for value in (token, key_id, secret):
+        assert value not in out
+        assert value not in err
+        assert value not in log_file
