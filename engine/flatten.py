@@ -9,6 +9,7 @@ flatten while one runs joins it instead of starting another.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -110,7 +111,7 @@ class Flattener:
             if self.running:
                 assert self._task is not None
                 report = await asyncio.shield(self._task)
-                return _joined(report)
+                return dataclasses.replace(report, joined=True)
             self._task = asyncio.get_running_loop().create_task(self._run(actor))
             return await asyncio.shield(self._task)
         finally:
@@ -354,18 +355,3 @@ def _outcomes(
         else:
             outcomes.append(SymbolOutcome(symbol, qty_before, "closed"))
     return outcomes
-
-
-def _joined(report: FlattenReport) -> FlattenReport:
-    return FlattenReport(
-        actor=report.actor,
-        started_at=report.started_at,
-        flat=report.flat,
-        elapsed_s=report.elapsed_s,
-        outcomes=report.outcomes,
-        open_orders_left=report.open_orders_left,
-        market_open=report.market_open,
-        next_open=report.next_open,
-        joined=True,
-        notes=report.notes,
-    )

@@ -77,10 +77,9 @@ class SimStateStore:
         orders: list[dict[str, Any]],
         executions: list[dict[str, Any]],
     ) -> None:
-        line = {"v": STATE_VERSION, "account": account, "orders": orders, "executions": executions}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("ab") as f:
-            f.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+            f.write(_line(account, orders, executions))
         self._lines += 1
 
     @property
@@ -94,8 +93,14 @@ class SimStateStore:
         executions: list[dict[str, Any]],
     ) -> None:
         """Rewrite the whole state as one line, atomically."""
-        line = {"v": STATE_VERSION, "account": account, "orders": orders, "executions": executions}
         temp = self.path.with_name(f".{self.path.name}.tmp")
-        temp.write_bytes(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+        temp.write_bytes(_line(account, orders, executions))
         os.replace(temp, self.path)
         self._lines = 1
+
+
+def _line(
+    account: dict[str, Any], orders: list[dict[str, Any]], executions: list[dict[str, Any]]
+) -> bytes:
+    entry = {"v": STATE_VERSION, "account": account, "orders": orders, "executions": executions}
+    return json.dumps(entry, separators=(",", ":")).encode() + b"\n"
