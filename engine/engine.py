@@ -13,7 +13,6 @@ import logging
 from collections.abc import Coroutine
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from enum import Enum
 from typing import Any, TypeVar
 
 from config.settings import EngineSettings, RiskSettings, StorageSettings
@@ -24,7 +23,7 @@ from engine.clock import Clock, trading_day
 from engine.daily import DayTracker
 from engine.domain import ZERO, Account, Bar, OrderRequest, Tick, TradingState
 from engine.errors import BrokerError
-from engine.events import EngineError, Event, Notice, Severity
+from engine.events import EngineError, Event, Notice, Severity, event_payload
 from engine.execution import ExecutionManager
 from engine.feed.base import MarketDataFeed, PriceListener
 from engine.flatten import Flattener, FlattenReport, ProgressCallback
@@ -614,24 +613,3 @@ class TradingEngine:
         if isinstance(event, Notice) and event.kind == "heartbeat":
             return
         self.journal.append_event(type(event).__name__, event_payload(event), event.ts)
-
-
-def event_payload(event: Event) -> dict[str, object]:
-    """A JSON-friendly view of an event (attachments left out)."""
-    payload: dict[str, object] = {}
-    for f in dataclasses.fields(event):
-        value = getattr(event, f.name)
-        if isinstance(value, bytes):
-            continue
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            value = {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
-        payload[f.name] = _plain(value)
-    return payload
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Decimal | datetime):
-        return str(value)
-    return value

@@ -3,10 +3,11 @@ decide what to do with them; the engine never calls the chat layer."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 from engine.domain import Fill, OrderStatus, Side, TradingState
 
@@ -114,3 +115,24 @@ class Notice(Event):
     fields: dict[str, str] = field(default_factory=dict)
     attachment: bytes | None = None
     attachment_name: str = ""
+
+
+def event_payload(event: Event) -> dict[str, object]:
+    """A JSON-friendly view of an event (attachments left out)."""
+    payload: dict[str, object] = {}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, bytes):
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+        payload[f.name] = _plain(value)
+    return payload
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Decimal | datetime):
+        return str(value)
+    return value
