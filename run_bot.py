@@ -109,9 +109,13 @@ def _stop_on_signals() -> asyncio.Event:
 
 async def _console(settings: Settings) -> int:
     from bot.console import run_console
-    from engine.app import build_app
+    from engine.app import StartupError, build_app
 
-    app = await build_app(settings)
+    try:
+        app = await build_app(settings)
+    except StartupError as exc:
+        print(f"Cannot start: {exc}", file=sys.stderr)
+        return 1
     return await run_console(app, stop=_stop_on_signals())
 
 

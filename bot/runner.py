@@ -22,7 +22,7 @@ import discord
 from bot.bot import TradingBot, stop_app
 from bot.discord_transport import DiscordTransport
 from config import Settings
-from engine.app import EngineApp, build_app
+from engine.app import EngineApp, StartupError, build_app
 from engine.clock import SystemClock
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,11 @@ async def run_discord(
     if not token.strip():
         print(NO_TOKEN, file=err)
         return EXIT_CONFIG
-    app = await build(settings)
+    try:
+        app = await build(settings)
+    except StartupError as exc:
+        print(f"Cannot start: {exc}", file=err)
+        return EXIT_ERROR
     bot: TradingBot | None = None
     code = EXIT_ERROR
     try:

@@ -17,11 +17,13 @@ from engine.bus import EventBus
 from engine.clock import Clock, ReplayClock, SystemClock
 from engine.commands import CommandService
 from engine.engine import TradingEngine
+from engine.errors import DomainError
 from engine.events import ConnectionChanged
 from engine.feed.base import MarketDataFeed, PriceListener
 from engine.feed.csv_bars import load_bars_csv
 from engine.feed.replay import SAMPLE_BARS_PATH, ReplayFeed
 from engine.store.journal import Journal
+from engine.store.schema import SchemaError
 from engine.strategy import build_strategy
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,20 @@ class EngineApp:
             self.feed.close()
 
 
+class StartupError(DomainError):
+    """The app cannot be built from what it was given: a one-line reason for the trader."""
+
+
 async def build_app(settings: Settings, *, bus: EventBus | None = None) -> EngineApp:
+    """Wire everything; raises ``StartupError`` for a bad bars file, an unreadable simulator
+    state, a journal newer than this code, or a data dir that cannot be written."""
+    try:
+        return await _build(settings, bus)
+    except (ValueError, OSError, SchemaError) as exc:  # BarDataError is a ValueError
+        raise StartupError(str(exc)) from exc
+
+
+async def _build(settings: Settings, bus: EventBus | None) -> EngineApp:
     bus = bus or EventBus()
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     clock: Clock

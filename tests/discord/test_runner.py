@@ -199,6 +199,20 @@ async def test_run_discord_when_no_token_then_exit_2_without_building(tmp_path: 
     assert built.app is None
 
 
+async def test_run_discord_when_app_cannot_be_built_then_one_line_exit_1(tmp_path: Path) -> None:
+    bars = tmp_path / "bars.csv"
+    bars.write_text("timestamp,symbol,open\n")
+    s = sim_settings(tmp_path, discord={"token": "not-used"}, sim={"replay_csv": bars})
+    err = io.StringIO()
+
+    code = await run_discord(s, stderr=err, handle_signals=False)
+
+    assert code == 1
+    assert err.getvalue().startswith("Cannot start: ")
+    assert "bars.csv" in err.getvalue()
+    assert err.getvalue().count("\n") == 1
+
+
 @pytest.mark.parametrize("failure", [RuntimeError("boom"), ValueError("bad")])
 async def test_run_discord_when_unexpected_failure_then_exit_1_and_closed(
     tmp_path: Path, failure: Exception

@@ -149,3 +149,22 @@ def test_console_when_broker_unreachable_at_start_then_one_line_and_exit_one(
     assert "Cannot start: cannot reach Alpaca" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert "SECRETKEY" not in result.stderr + result.stdout
+
+
+def test_console_when_bars_file_malformed_then_one_line_naming_file_and_line(
+    tmp_path: Path,
+) -> None:
+    bars = tmp_path / "bars.csv"
+    bars.write_text(
+        "timestamp,symbol,open,high,low,close,volume\n"
+        "2026-11-20T14:30:00Z,AAPL,230,231,229,230.5,100\n"
+        "2026-11-20T14:31:00Z,AAPL,230,229,231,230.5,100\n"  # high below low
+    )
+    result = run_bot(
+        "--console", "--data-dir", str(tmp_path / "data"), env={"SIM_REPLAY_CSV": str(bars)}
+    )
+
+    assert result.returncode == 1
+    assert "Cannot start:" in result.stderr
+    assert "bars.csv, line 3" in result.stderr
+    assert "Traceback" not in result.stderr
