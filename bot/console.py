@@ -116,9 +116,14 @@ class Console:
         if args and args != ["now"]:
             raise DomainError("Usage: !flatten [now]")
 
+        last = ""
+
         async def progress(p: FlattenProgress) -> None:
-            if p.phase != "done":
-                self.print(text.render_flatten_progress(p))
+            nonlocal last
+            line = text.render_flatten_progress(p)
+            if p.phase != "done" and line != last:  # a terminal gets each step once
+                self.print(line)
+                last = line
 
         report = await self._app.commands.flatten(ACTOR, progress)
         self.print(text.render_flatten(report))
