@@ -20,8 +20,8 @@ class Knobs:
     requests whose path starts with ``hang_path_prefix`` unanswered until the client gives
     up or the server stops; ``refuse_close`` symbols are refused (403) by the close-position
     endpoints; ``untradable`` symbols are refused everywhere (orders 422 "asset ... is not
-    tradable", closes 403), like a halted or delisted asset; ``rate_limit_per_min`` > 0 enforces a per-minute budget with 429s as Alpaca
-    does (200/min there).
+    tradable", closes 403), like a halted or delisted asset; ``rate_limit_per_min`` > 0
+    enforces a per-minute budget with 429s as Alpaca does (200/min there).
 
     Streams: ``auth_fail`` fails stream authentication (data: error 402; trade updates:
     ``unauthorized``); ``connection_limit`` answers data-stream auth with error 406;
