@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -450,3 +451,15 @@ def history_bars(symbol: str, closes: list[int], end: datetime) -> list[Bar]:
     return [
         bar(symbol, end - timedelta(minutes=count - i), close) for i, close in enumerate(closes)
     ]
+
+
+@asynccontextmanager
+async def priced_execution(tmp_path: Path) -> AsyncIterator[ExecParts]:
+    """``build_execution`` with AAPL at 100 and MSFT at 200, closed afterwards."""
+    p = await build_execution(tmp_path)
+    p.price("AAPL", 100)
+    p.price("MSFT", 200)
+    try:
+        yield p
+    finally:
+        await p.close()

@@ -24,6 +24,7 @@ from tests.unit.engine_stubs import (
     broker_order,
     build_execution,
     ny,
+    priced_execution,
     request,
 )
 
@@ -34,13 +35,8 @@ SINCE = ny(10)
 
 @pytest.fixture
 async def parts(tmp_path: Path) -> AsyncIterator[ExecParts]:
-    p = await build_execution(tmp_path)
-    p.price("AAPL", 100)
-    p.price("MSFT", 200)
-    try:
+    async with priced_execution(tmp_path) as p:
         yield p
-    finally:
-        await p.close()
 
 
 def track(p: ExecParts, cid: str, side: Side = Side.BUY, qty: int = 10) -> Order:

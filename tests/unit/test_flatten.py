@@ -15,7 +15,7 @@ from engine.errors import BrokerRejected, BrokerUnavailable
 from engine.events import TradingStateChanged
 from engine.flatten import Flattener, FlattenProgress
 from tests.support.app import wait_for
-from tests.unit.engine_stubs import DAY, ExecParts, build_execution, ny, request
+from tests.unit.engine_stubs import DAY, ExecParts, build_execution, ny, priced_execution, request
 
 D = Decimal
 REFUSAL = "insufficient qty available for order (requested: 10, available: 0)"
@@ -48,15 +48,10 @@ async def seed(p: ExecParts) -> None:
 
 @pytest.fixture
 async def parts(tmp_path: Path) -> AsyncIterator[ExecParts]:
-    p = await build_execution(tmp_path)
-    p.price("AAPL", 100)
-    p.price("MSFT", 200)
-    try:
+    async with priced_execution(tmp_path) as p:
         await seed(p)
         p.start_consumer()
         yield p
-    finally:
-        await p.close()
 
 
 def transitions(p: ExecParts) -> list[tuple[TradingState, TradingState, str]]:

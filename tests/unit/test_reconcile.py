@@ -12,7 +12,7 @@ from engine.domain import Fill, OrderRequest, OrderStatus, OrderType, Side
 from engine.events import ReconcileDrift
 from engine.orders import Order
 from engine.reconcile import Reconciler, ReconcileResult
-from tests.unit.engine_stubs import ExecParts, build_execution, ny, request
+from tests.unit.engine_stubs import ExecParts, ny, priced_execution, request
 
 D = Decimal
 S = OrderStatus
@@ -22,13 +22,8 @@ SINCE = ny(11, 1)  # after everything the tests place at 11:00
 
 @pytest.fixture
 async def parts(tmp_path: Path) -> AsyncIterator[ExecParts]:
-    p = await build_execution(tmp_path)
-    p.price("AAPL", 100)
-    p.price("MSFT", 200)
-    try:
+    async with priced_execution(tmp_path) as p:
         yield p
-    finally:
-        await p.close()
 
 
 def reconciler(p: ExecParts) -> Reconciler:
