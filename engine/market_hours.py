@@ -36,9 +36,6 @@ class MarketHours:
     def next_open(self, ts: datetime) -> datetime | None:
         return next((s.open for s in self._sessions if s.open > ts), None)
 
-    def current_close(self, ts: datetime) -> datetime | None:
-        return next((s.close for s in self._sessions if s.open <= ts < s.close), None)
-
     @property
     def sessions(self) -> list[TradingSession]:
         return list(self._sessions)

@@ -19,7 +19,6 @@ from typing import Protocol
 from engine.clock import trading_day
 from engine.domain import Bar, ensure_utc
 from engine.feed.base import FeedHealth, MarketDataSink
-from engine.feed.csv_bars import load_bars_csv
 
 BAR_LENGTH = timedelta(minutes=1)
 SAMPLE_BARS_PATH = Path(__file__).resolve().parent / "data" / "sample_bars.csv"
@@ -87,52 +86,6 @@ class ReplayFeed:
         self._known_until: datetime | None = None
         start = self._replay_from.isoformat()
         self.health.detail = f"{self.replay_bars} bars to replay from {start}"
-
-    @classmethod
-    def from_csv(
-        cls,
-        path: Path,
-        *,
-        clock: SettableClock | None = None,
-        speed: float = 0.0,
-        replay_from: datetime | None = None,
-        symbols: Collection[str] | None = None,
-        max_gap: timedelta = timedelta(minutes=5),
-        sleep: Sleep = asyncio.sleep,
-    ) -> ReplayFeed:
-        """Replay a bar CSV (see ``load_bars_csv``); raises ``BarDataError`` if invalid."""
-        return cls(
-            load_bars_csv(path),
-            clock=clock,
-            speed=speed,
-            replay_from=replay_from,
-            symbols=symbols,
-            max_gap=max_gap,
-            sleep=sleep,
-        )
-
-    @classmethod
-    def sample(
-        cls,
-        *,
-        clock: SettableClock | None = None,
-        speed: float = 0.0,
-        replay_from: datetime | None = None,
-        symbols: Collection[str] | None = None,
-        max_gap: timedelta = timedelta(minutes=5),
-        sleep: Sleep = asyncio.sleep,
-    ) -> ReplayFeed:
-        """Replay the bundled sample: AAPL, MSFT, SPY minute bars, 2026-11-19 (history) and
-        2026-11-20 (replayed)."""
-        return cls.from_csv(
-            SAMPLE_BARS_PATH,
-            clock=clock,
-            speed=speed,
-            replay_from=replay_from,
-            symbols=symbols,
-            max_gap=max_gap,
-            sleep=sleep,
-        )
 
     @property
     def replay_from(self) -> datetime:

@@ -9,7 +9,8 @@ import pytest
 
 from config.settings import StrategySettings
 from engine.domain import Bar, Side, Tick
-from engine.feed.replay import ReplayFeed
+from engine.feed.csv_bars import load_bars_csv
+from engine.feed.replay import SAMPLE_BARS_PATH, ReplayFeed
 from engine.strategy import GoldenCross, Signal, bars_to_frame, build_strategy
 
 START = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
@@ -196,7 +197,7 @@ class _CrossCounter:
 
 async def test_sample_second_day_then_each_symbol_crosses_both_ways_a_few_times() -> None:
     strategy = GoldenCross(_settings(long_only=False, fast=10, slow=30))
-    feed = ReplayFeed.sample(speed=0)
+    feed = ReplayFeed(load_bars_csv(SAMPLE_BARS_PATH), speed=0)
     history = {s: await feed.history(s, feed.replay_from, limit=500) for s in feed.symbols}
     counter = _CrossCounter(strategy, history)
 

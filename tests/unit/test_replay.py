@@ -394,7 +394,7 @@ def test_sample_then_prices_are_realistic_per_symbol(symbol: str, low: int, high
 
 async def test_sample_feed_then_first_day_is_history_and_second_is_replayed() -> None:
     clock = ReplayClock(DAY1)
-    feed = ReplayFeed.sample(clock=clock, speed=0)
+    feed = ReplayFeed(load_bars_csv(SAMPLE_BARS_PATH), clock=clock, speed=0)
     sink = RecordingSink()
 
     await feed.run(sink)
