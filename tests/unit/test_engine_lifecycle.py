@@ -249,6 +249,20 @@ async def test_worker_when_day_loss_limit_hit_then_auto_halted_and_flattened_onc
     await run_and_stop(p, check)
 
 
+async def breach_loss_limit_then_override(p: EngineParts) -> None:
+    """Lose past the limit (auto-halt and flatten), lift the halt with an override, then hold
+    a position again (the gate refuses new risk, so through an exit-style unchecked order)."""
+    engine = p.engine
+    await buy_aapl(p)
+    await p.deliver("AAPL", ny(11, 1), 80)
+    await wait_for(
+        lambda: engine.state.state is TradingState.HALTED and not engine.flattener.running
+    )
+    await engine.state.resume("trader", "I know", override=True)
+    await engine.execution.submit(request("manual-2", qty=5), checked=False)
+    await engine.settle()
+
+
 async def test_resume_with_override_when_loss_still_breached_then_no_second_auto_halt(
     tmp_path: Path,
 ) -> None:
@@ -256,16 +270,7 @@ async def test_resume_with_override_when_loss_still_breached_then_no_second_auto
 
     async def check() -> None:
         engine = p.engine
-        await buy_aapl(p)
-        await p.deliver("AAPL", ny(11, 1), 80)
-        await wait_for(
-            lambda: engine.state.state is TradingState.HALTED and not engine.flattener.running
-        )
-
-        await engine.state.resume("trader", "I know", override=True)
-        # A position again (the gate refuses new risk, so an exit-style unchecked order).
-        await engine.execution.submit(request("manual-2", qty=5), checked=False)
-        await engine.settle()
+        await breach_loss_limit_then_override(p)
         await p.deliver("AAPL", ny(11, 2), 79)
         # An auto-halt runs as a background task: let any that was started finish first.
         await wait_for(lambda: not engine._spawned)
@@ -284,15 +289,7 @@ async def test_restart_when_loss_limit_halt_was_overridden_today_then_no_second_
     first = await started(tmp_path, risk={"daily_loss_limit": D(100)})
 
     async def breach_and_override() -> None:
-        engine = first.engine
-        await buy_aapl(first)
-        await first.deliver("AAPL", ny(11, 1), 80)
-        await wait_for(
-            lambda: engine.state.state is TradingState.HALTED and not engine.flattener.running
-        )
-        await engine.state.resume("trader", "I know", override=True)
-        await engine.execution.submit(request("manual-2", qty=5), checked=False)
-        await engine.settle()
+        await breach_loss_limit_then_override(first)
 
     await run_and_stop(first, breach_and_override)
     second = await started(tmp_path, risk={"daily_loss_limit": D(100)}, start=ny(11, 3))
