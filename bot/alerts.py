@@ -27,6 +27,7 @@ from typing import Protocol
 
 from bot.messages import AlertMessage, Channel, describe
 from config.settings import ChannelSettings
+from engine.backoff import backoff_delay
 from engine.bus import EventBus
 from engine.clock import Clock
 from engine.events import Event, Severity
@@ -385,7 +386,9 @@ class AlertRouter:
                     )
                     return
                 self.stats.retried += 1
-                delay = min(MAX_BACKOFF_S, self._retry_base * 2 ** (attempt - 1))
+                delay = backoff_delay(
+                    attempt, base_s=self._retry_base, cap_s=max(MAX_BACKOFF_S, self._retry_base)
+                )
                 log.warning(
                     "alert to #%s failed (%s); retry %d in %.1f s",
                     channel.value,

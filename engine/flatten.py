@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import uuid4
 
+from engine.backoff import backoff_delay
 from engine.broker.port import Broker, CloseResult
 from engine.clock import Clock
 from engine.domain import ZERO, OrderRequest, Side, TradingState
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 MAX_RETRIES_PER_SYMBOL = 3
 CLOSE_ALL_ATTEMPTS = 3
 CLOSE_ALL_BACKOFF_S = 0.2
+CLOSE_ALL_BACKOFF_CAP_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +210,11 @@ class Flattener:
                 if attempt == CLOSE_ALL_ATTEMPTS:
                     notes.append(f"close-all failed: {exc}; retrying symbol by symbol")
                 else:
-                    await asyncio.sleep(CLOSE_ALL_BACKOFF_S * attempt)
+                    await asyncio.sleep(
+                        backoff_delay(
+                            attempt, base_s=CLOSE_ALL_BACKOFF_S, cap_s=CLOSE_ALL_BACKOFF_CAP_S
+                        )
+                    )
             except BrokerError as exc:
                 log.warning("close-all refused: %s", exc)
                 notes.append(f"close-all refused: {exc}; retrying symbol by symbol")

@@ -1,5 +1,5 @@
 """Broker-agnostic protection around remote calls: a circuit breaker, a request budget and a
-retry policy with backoff.
+retry policy (waiting ``engine.backoff.backoff_delay``).
 
 Time is injected (``monotonic`` and ``sleep``) so tests drive every wait with a test clock.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
+from engine.backoff import backoff_delay
 from engine.errors import BrokerUnavailable, CircuitOpen, RateLimited
 
 T = TypeVar("T")
@@ -164,39 +165,6 @@ class RequestBudget:
             self._starts.popleft()
 
 
-class Backoff:
-    """Exponential delays with jitter: ``base_s * factor**n`` capped at ``cap_s``, each
-    reduced by a random part of up to ``jitter`` (0..1) so clients do not retry in step."""
-
-    def __init__(
-        self,
-        *,
-        base_s: float,
-        cap_s: float,
-        factor: float = 2.0,
-        jitter: float = 0.5,
-        rng: random.Random | None = None,
-    ) -> None:
-        if base_s <= 0 or cap_s < base_s:
-            raise ValueError("need 0 < base_s <= cap_s")
-        if not 0.0 <= jitter <= 1.0:
-            raise ValueError("jitter must be within 0..1")
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self._factor = factor
-        self._jitter = jitter
-        self._rng = rng or random.Random()
-        self.attempts = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap_s, self.base_s * self._factor ** min(self.attempts, 64))
-        self.attempts += 1
-        return ceiling * (1.0 - self._jitter * self._rng.random())
-
-    def reset(self) -> None:
-        self.attempts = 0
-
-
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How often and how patiently an idempotent call is retried."""
@@ -211,8 +179,8 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Wait before try ``attempt + 1``: full-jitter backoff, never shorter than the
         venue's Retry-After."""
-        ceiling = min(self.cap_s, self.base_s * 2 ** min(attempt - 1, 64))
-        return max(rng.uniform(0.0, ceiling), retry_after or 0.0)
+        wait = backoff_delay(attempt, base_s=self.base_s, cap_s=self.cap_s, jitter=1.0, rng=rng)
+        return max(wait, retry_after or 0.0)
 
 
 async def retry_call(

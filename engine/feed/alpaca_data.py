@@ -29,7 +29,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from engine.broker.resilience import Backoff
+from engine.backoff import Backoff
 from engine.clock import Clock
 from engine.domain import Bar, Tick, parse_utc, to_decimal
 from engine.errors import DomainError

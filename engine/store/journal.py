@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from engine.backoff import backoff_delay
 from engine.clock import Clock
 from engine.domain import Fill, TradingState
 from engine.orders import Order
@@ -507,7 +508,11 @@ class Journal:
 
     async def _run_flusher(self) -> None:
         while not self._stopping:
-            delay = min(self._flush_interval * 2 ** min(self._failures, 16), _MAX_BACKOFF)
+            delay = backoff_delay(
+                self._failures + 1,
+                base_s=self._flush_interval,
+                cap_s=max(_MAX_BACKOFF, self._flush_interval),
+            )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from config import Settings, load_settings
+from engine.backoff import Backoff
 from engine.broker.alpaca import AlpacaBroker, build_alpaca
 from engine.broker.port import StreamGap, TradeUpdate
-from engine.broker.resilience import Backoff, RequestBudget
+from engine.broker.resilience import RequestBudget
 from engine.clock import Clock, SystemClock
 from engine.domain import Bar, Tick
 from engine.feed.alpaca_data import AlpacaDataFeed

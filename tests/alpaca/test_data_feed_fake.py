@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from engine.broker.resilience import Backoff
+from engine.backoff import Backoff
 from engine.clock import SystemClock
 from engine.domain import Bar, Tick
 from engine.feed.alpaca_data import AlpacaDataFeed, MarketDataFatal

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from engine.backoff import Backoff, backoff_delay
 from engine.broker.resilience import (
-    Backoff,
     BreakerState,
     CircuitBreaker,
     RequestBudget,
@@ -181,6 +181,14 @@ def test_backoff_when_attempts_grow_then_doubles_up_to_cap_with_jitter() -> None
     assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     backoff.reset()
     assert backoff.next() <= 1
+
+
+def test_backoff_delay_when_no_jitter_then_exact_capped_powers() -> None:
+    delays = [backoff_delay(n, base_s=0.2, cap_s=1.0) for n in range(1, 6)]
+
+    assert delays == pytest.approx([0.2, 0.4, 0.8, 1.0, 1.0])
+    with pytest.raises(ValueError, match="attempt"):
+        backoff_delay(0, base_s=1, cap_s=2)
 
 
 def test_retry_policy_when_retry_after_longer_than_backoff_then_retry_after_wins() -> None:

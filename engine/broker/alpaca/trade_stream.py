@@ -27,9 +27,9 @@ from typing import Any, Final
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from engine.backoff import Backoff
 from engine.broker.alpaca import convert
 from engine.broker.port import StreamGap, TradeUpdate
-from engine.broker.resilience import Backoff
 from engine.clock import Clock
 from engine.feed.base import FeedHealth
 
