@@ -51,7 +51,7 @@ def fake_settings(fake: FakeAlpaca, tmp_path: Path, **alpaca: Any) -> Settings:
 def fast(broker: AlpacaBroker, feed: AlpacaDataFeed | None = None) -> None:
     """Test tempo: a budget that never throttles (the budget has its own tests) and quick
     reconnects."""
-    broker.budget = RequestBudget(per_minute=60_000, monotonic=time.monotonic)
+    broker.calls.budget = RequestBudget(per_minute=60_000, monotonic=time.monotonic)
     if broker.stream is not None:
         broker.stream.backoff = Backoff(base_s=0.05, cap_s=0.2)
     if feed is not None:

@@ -235,6 +235,20 @@ def side(word: str) -> Side:
     raise ValueError(f"unknown side {word!r}")
 
 
+def json_object(raw: object) -> Json:
+    """``raw`` when it is a JSON object, else ``ValueError``."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def json_list(raw: object) -> list[Json]:
+    """``raw`` when it is a JSON array of objects, else ``ValueError``."""
+    if not isinstance(raw, list):
+        raise ValueError(f"expected a JSON array, got {type(raw).__name__}")
+    return [json_object(item) for item in raw]
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
