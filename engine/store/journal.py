@@ -6,8 +6,8 @@ Two kinds of writes:
   COMMIT. Rows waiting in the write-behind buffer go first, in the same transaction, so the
   file never holds a fill without the events appended before it.
 * write-behind (events, order upserts, equity snapshots): buffered in memory and written by a
-  flusher task every ``flush_interval`` seconds, or sooner once ``batch_size`` rows wait, all
-  pending rows in one transaction. The hot path never waits on disk.
+  flusher task, all pending rows in one transaction (``engine.store.write_behind``). The hot
+  path never waits on disk.
 
 Every row carries its event time and its knowledge time (``recorded_at``: the clock when the
 journal call was made). Every transaction runs under one ``asyncio.Lock`` inside a task that a
@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import sqlite3
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
@@ -31,7 +28,6 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from engine.backoff import backoff_delay
 from engine.clock import Clock
 from engine.domain import Fill, TradingState
 from engine.orders import Order
@@ -53,43 +49,13 @@ from engine.store.records import (
     state_from_row,
     ts_to_text,
 )
+from engine.store.write_behind import ISOLATE_AFTER, Params, WriteBehind
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Params = tuple[object, ...]
 
-# A batch the database refuses this many times for a reason that is not the disk (a
-# constraint, a type) is written row by row and the refused rows are logged and set aside,
-# so one bad row cannot block the journal forever. Disk errors are retried without limit.
-_ISOLATE_AFTER = 3
-_MAX_BACKOFF = 5.0
-_STOP_TIMEOUT = 5.0
 _CLOSE_FLUSH_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Batch:
-    """A snapshot of the pending rows; ``*_upto`` are the last sequence numbers it holds."""
-
-    events: list[Params]
-    events_upto: int
-    orders: list[tuple[str, Params]]
-    snapshots: list[Params]
-    snapshots_upto: int
-
-    def __len__(self) -> int:
-        return len(self.events) + len(self.orders) + len(self.snapshots)
-
-    def writes(self) -> list[tuple[str, Sequence[Params]]]:
-        writes: list[tuple[str, Sequence[Params]]] = []
-        if self.events:
-            writes.append((schema.INSERT_EVENT, self.events))
-        if self.orders:
-            writes.append((schema.UPSERT_ORDER, [row for _, row in self.orders]))
-        if self.snapshots:
-            writes.append((schema.INSERT_SNAPSHOT, self.snapshots))
-        return writes
 
 
 class Journal:
@@ -98,27 +64,15 @@ class Journal:
     def __init__(
         self, path: Path, clock: Clock, *, flush_interval: float, batch_size: int, max_pending: int
     ) -> None:
-        if flush_interval <= 0 or batch_size < 1 or max_pending < batch_size:
-            raise ValueError("journal: flush_interval > 0 and 1 <= batch_size <= max_pending")
+        self._behind = WriteBehind(
+            path, flush_interval=flush_interval, batch_size=batch_size, max_pending=max_pending
+        )
         self.path = path
         self._clock = clock
-        self._flush_interval = flush_interval
-        self._batch_size = batch_size
-        self._max_pending = max_pending
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
-        self._seq = itertools.count(1)
-        self._events: deque[tuple[int, Params]] = deque()
-        self._orders: dict[str, Params] = {}
-        self._snapshots: deque[tuple[int, Params]] = deque()
-        self._failures = 0
-        self._stopping = False
         self._closed = False
-        self.dropped = 0
-        """Write-behind rows given up on (buffer overflow or refused by the database)."""
 
     @classmethod
     async def open(
@@ -159,7 +113,7 @@ class Journal:
         before = await schema.migrate(self._db, self._clock.now())
         if before != len(schema.MIGRATIONS):
             log.info("journal %s: schema %d -> %d", self.path, before, len(schema.MIGRATIONS))
-        self._flusher = asyncio.create_task(self._run_flusher(), name="journal-flusher")
+        self._behind.start(partial(self._locked, self._write_pending))
 
     async def close(self) -> None:
         """Write what is pending, stop the flusher and close the file. Safe to call twice."""
@@ -167,7 +121,7 @@ class Journal:
             return
         self._closed = True
         try:
-            await self._stop_flusher()
+            await self._behind.stop()
             if self._db is not None:
                 await self._final_flush()
         finally:
@@ -180,22 +134,10 @@ class Journal:
                 except sqlite3.Error:
                     log.exception("journal %s: error closing the database", self.path)
 
-    async def _stop_flusher(self) -> None:
-        task, self._flusher = self._flusher, None
-        if task is None:
-            return
-        self._stopping = True
-        self._wake.set()
-        done, _ = await asyncio.wait({task}, timeout=_STOP_TIMEOUT)
-        if not done:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
     async def _final_flush(self) -> None:
         try:
             async with asyncio.timeout(_CLOSE_FLUSH_TIMEOUT):
-                for _ in range(_ISOLATE_AFTER):
+                for _ in range(ISOLATE_AFTER):
                     if await self._locked(self._write_pending):
                         break
                 while self._inflight:
@@ -235,24 +177,26 @@ class Journal:
         """Queue an event; the payload is JSON-encoded now (Decimal/datetime/enum -> str)."""
         self._check_open()
         row = (kind, payload_to_json(payload), ts_to_text(event_time), self._now())
-        self._events.append((next(self._seq), row))
-        self._queued(self._events)
+        self._behind.add_event(row)
 
     def save_order(self, order: Order) -> None:
         """Queue an upsert of the order's current state (later saves replace earlier ones)."""
         self._check_open()
-        self._orders[order.client_order_id] = order_to_row(order, self._now())
-        self._queued(None)
+        self._behind.add_order(order.client_order_id, order_to_row(order, self._now()))
 
     def save_equity_snapshot(self, snap: EquitySnapshot) -> None:
         self._check_open()
-        self._snapshots.append((next(self._seq), snapshot_to_row(snap, self._now())))
-        self._queued(self._snapshots)
+        self._behind.add_snapshot(snapshot_to_row(snap, self._now()))
 
     @property
     def pending(self) -> int:
         """Write-behind rows not yet committed."""
-        return len(self._events) + len(self._orders) + len(self._snapshots)
+        return self._behind.pending
+
+    @property
+    def dropped(self) -> int:
+        """Write-behind rows given up on (buffer overflow or refused by the database)."""
+        return self._behind.dropped
 
     async def flush(self) -> None:
         """Write every pending row now; rows that cannot be written stay pending."""
@@ -304,7 +248,7 @@ class Journal:
 
     async def has_client_order_id(self, client_order_id: str) -> bool:
         """True if any order or fill we know of (written or pending) uses this id."""
-        if client_order_id in self._orders:
+        if self._behind.has_order(client_order_id):
             return True
         rows = await self._read(schema.SELECT_HAS_CID, (client_order_id, client_order_id))
         return bool(rows)
@@ -357,21 +301,6 @@ class Journal:
             raise RuntimeError(f"journal {self.path} is closed")
         return self._db
 
-    def _queued(self, buffer: deque[tuple[int, Params]] | None) -> None:
-        if buffer is not None and self.pending > self._max_pending:
-            buffer.popleft()
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.error(
-                    "journal %s: %d rows waiting, cannot write them; dropped %d oldest so far",
-                    self.path,
-                    self.pending,
-                    self.dropped,
-                )
-        # While writes fail the flusher backs off; appends must not wake it into a busy loop.
-        if self.pending >= self._batch_size and self._failures == 0:
-            self._wake.set()
-
     async def _locked(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` under the lock in its own task: cancelling the caller cannot stop it
         between BEGIN and COMMIT (the write completes; only the caller stops waiting)."""
@@ -399,7 +328,7 @@ class Journal:
         return await self._locked(partial(self._durable_locked, sql, row))
 
     async def _durable_locked(self, sql: str, row: Params) -> int:
-        batch = self._take_batch()
+        batch = self._behind.take()
         if batch:
             try:
                 counts = await self._transaction([*batch.writes(), (sql, [row])])
@@ -412,42 +341,12 @@ class Journal:
                     exc_info=True,
                 )
             else:
-                self._commit_batch(batch)
+                self._behind.written(batch)
                 return counts[-1]
         return (await self._transaction([(sql, [row])]))[0]
 
     async def _write_pending(self) -> bool:
-        batch = self._take_batch()
-        if not batch:
-            return True
-        try:
-            await self._transaction(batch.writes())
-        except sqlite3.Error as exc:
-            self._failures += 1
-            if self._failures == 1 or self._failures % 20 == 0:
-                log.error(
-                    "journal %s: writing %d rows failed (attempt %d); keeping them",
-                    self.path,
-                    len(batch),
-                    self._failures,
-                    exc_info=exc,
-                )
-            if self._failures >= _ISOLATE_AFTER and not isinstance(exc, sqlite3.OperationalError):
-                await self._write_one_by_one(batch)
-                return True
-            return False
-        self._commit_batch(batch)
-        return True
-
-    async def _write_one_by_one(self, batch: _Batch) -> None:
-        for sql, rows in batch.writes():
-            for row in rows:
-                try:
-                    await self._transaction([(sql, [row])])
-                except sqlite3.Error:
-                    self.dropped += 1
-                    log.exception("journal %s: the database refuses row %r", self.path, row)
-        self._commit_batch(batch)
+        return await self._behind.write(self._transaction)
 
     async def _transaction(self, writes: Iterable[tuple[str, Sequence[Params]]]) -> list[int]:
         """One BEGIN IMMEDIATE ... COMMIT; returns each statement's row count."""
@@ -484,44 +383,3 @@ class Journal:
             return list(await self._conn.execute_fetchall(sql, params))
 
         return await self._locked(work)
-
-    def _take_batch(self) -> _Batch:
-        return _Batch(
-            events=[row for _, row in self._events],
-            events_upto=self._events[-1][0] if self._events else 0,
-            orders=list(self._orders.items()),
-            snapshots=[row for _, row in self._snapshots],
-            snapshots_upto=self._snapshots[-1][0] if self._snapshots else 0,
-        )
-
-    def _commit_batch(self, batch: _Batch) -> None:
-        # Rows may have been appended (or the oldest dropped) while the batch was being
-        # written: remove exactly what was written, by sequence number and identity.
-        while self._events and self._events[0][0] <= batch.events_upto:
-            self._events.popleft()
-        while self._snapshots and self._snapshots[0][0] <= batch.snapshots_upto:
-            self._snapshots.popleft()
-        for cid, row in batch.orders:
-            if self._orders.get(cid) is row:
-                del self._orders[cid]
-        self._failures = 0
-
-    async def _run_flusher(self) -> None:
-        while not self._stopping:
-            delay = backoff_delay(
-                self._failures + 1,
-                base_s=self._flush_interval,
-                cap_s=max(_MAX_BACKOFF, self._flush_interval),
-            )
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            self._wake.clear()
-            if self._stopping or not self.pending:
-                continue
-            try:
-                await self._locked(self._write_pending)
-            except Exception:
-                # Never let the flusher die: rows stay pending and the next round retries.
-                self._failures += 1
-                log.exception("journal %s: flusher error", self.path)

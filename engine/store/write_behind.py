@@ -1,0 +1,218 @@
+"""The journal's write-behind buffer: events, order upserts and equity snapshots.
+
+Rows wait in memory and a flusher task writes them every ``flush_interval`` seconds, or sooner
+once ``batch_size`` rows wait, all pending rows in one transaction, so the hot path never waits
+on disk. The buffer knows nothing of the connection: the journal hands it a transaction runner
+and the flush to run (under the journal's lock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import sqlite3
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.backoff import backoff_delay
+from engine.store import schema
+
+log = logging.getLogger(__name__)
+
+Params = tuple[object, ...]
+Writes = list[tuple[str, Sequence[Params]]]
+Transaction = Callable[[Iterable[tuple[str, Sequence[Params]]]], Awaitable[list[int]]]
+
+# A batch the database refuses this many times for a reason that is not the disk (a
+# constraint, a type) is written row by row and the refused rows are logged and set aside,
+# so one bad row cannot block the journal forever. Disk errors are retried without limit.
+ISOLATE_AFTER = 3
+_MAX_BACKOFF = 5.0
+_STOP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A snapshot of the pending rows; ``*_upto`` are the last sequence numbers it holds."""
+
+    events: list[Params]
+    events_upto: int
+    orders: list[tuple[str, Params]]
+    snapshots: list[Params]
+    snapshots_upto: int
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.orders) + len(self.snapshots)
+
+    def writes(self) -> Writes:
+        writes: Writes = []
+        if self.events:
+            writes.append((schema.INSERT_EVENT, self.events))
+        if self.orders:
+            writes.append((schema.UPSERT_ORDER, [row for _, row in self.orders]))
+        if self.snapshots:
+            writes.append((schema.INSERT_SNAPSHOT, self.snapshots))
+        return writes
+
+
+class WriteBehind:
+    """Pending rows plus the flusher that writes them."""
+
+    def __init__(
+        self, path: Path, *, flush_interval: float, batch_size: int, max_pending: int
+    ) -> None:
+        if flush_interval <= 0 or batch_size < 1 or max_pending < batch_size:
+            raise ValueError("journal: flush_interval > 0 and 1 <= batch_size <= max_pending")
+        self._path = path
+        self._flush_interval = flush_interval
+        self._batch_size = batch_size
+        self._max_pending = max_pending
+        self._seq = itertools.count(1)
+        self._events: deque[tuple[int, Params]] = deque()
+        self._orders: dict[str, Params] = {}
+        self._snapshots: deque[tuple[int, Params]] = deque()
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.failures = 0
+        """Failed write attempts since the last successful one."""
+        self.dropped = 0
+        """Rows given up on (buffer overflow or refused by the database)."""
+
+    # ----- the buffer -----------------------------------------------------------------------
+
+    def add_event(self, row: Params) -> None:
+        self._events.append((next(self._seq), row))
+        self._queued(self._events)
+
+    def add_order(self, client_order_id: str, row: Params) -> None:
+        """Later upserts of the same order replace earlier ones."""
+        self._orders[client_order_id] = row
+        self._queued(None)
+
+    def add_snapshot(self, row: Params) -> None:
+        self._snapshots.append((next(self._seq), row))
+        self._queued(self._snapshots)
+
+    def has_order(self, client_order_id: str) -> bool:
+        return client_order_id in self._orders
+
+    @property
+    def pending(self) -> int:
+        return len(self._events) + len(self._orders) + len(self._snapshots)
+
+    def _queued(self, buffer: deque[tuple[int, Params]] | None) -> None:
+        if buffer is not None and self.pending > self._max_pending:
+            buffer.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error(
+                    "journal %s: %d rows waiting, cannot write them; dropped %d oldest so far",
+                    self._path,
+                    self.pending,
+                    self.dropped,
+                )
+        # While writes fail the flusher backs off; appends must not wake it into a busy loop.
+        if self.pending >= self._batch_size and self.failures == 0:
+            self._wake.set()
+
+    def take(self) -> Batch:
+        return Batch(
+            events=[row for _, row in self._events],
+            events_upto=self._events[-1][0] if self._events else 0,
+            orders=list(self._orders.items()),
+            snapshots=[row for _, row in self._snapshots],
+            snapshots_upto=self._snapshots[-1][0] if self._snapshots else 0,
+        )
+
+    def written(self, batch: Batch) -> None:
+        """Forget what ``batch`` held: it is committed."""
+        # Rows may have been appended (or the oldest dropped) while the batch was being
+        # written: remove exactly what was written, by sequence number and identity.
+        while self._events and self._events[0][0] <= batch.events_upto:
+            self._events.popleft()
+        while self._snapshots and self._snapshots[0][0] <= batch.snapshots_upto:
+            self._snapshots.popleft()
+        for cid, row in batch.orders:
+            if self._orders.get(cid) is row:
+                del self._orders[cid]
+        self.failures = 0
+
+    # ----- writing --------------------------------------------------------------------------
+
+    async def write(self, transaction: Transaction) -> bool:
+        """Write every pending row in one transaction (the caller holds the journal's lock).
+        False when the rows could not be written; they stay pending."""
+        batch = self.take()
+        if not batch:
+            return True
+        try:
+            await transaction(batch.writes())
+        except sqlite3.Error as exc:
+            self.failures += 1
+            if self.failures == 1 or self.failures % 20 == 0:
+                log.error(
+                    "journal %s: writing %d rows failed (attempt %d); keeping them",
+                    self._path,
+                    len(batch),
+                    self.failures,
+                    exc_info=exc,
+                )
+            if self.failures >= ISOLATE_AFTER and not isinstance(exc, sqlite3.OperationalError):
+                await self._write_one_by_one(batch, transaction)
+                return True
+            return False
+        self.written(batch)
+        return True
+
+    async def _write_one_by_one(self, batch: Batch, transaction: Transaction) -> None:
+        for sql, rows in batch.writes():
+            for row in rows:
+                try:
+                    await transaction([(sql, [row])])
+                except sqlite3.Error:
+                    self.dropped += 1
+                    log.exception("journal %s: the database refuses row %r", self._path, row)
+        self.written(batch)
+
+    # ----- the flusher ----------------------------------------------------------------------
+
+    def start(self, flush: Callable[[], Awaitable[bool]]) -> None:
+        """Run ``flush`` (which takes the lock and calls ``write``) whenever rows are due."""
+        self._flusher = asyncio.create_task(self._run(flush), name="journal-flusher")
+
+    async def stop(self) -> None:
+        task, self._flusher = self._flusher, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        done, _ = await asyncio.wait({task}, timeout=_STOP_TIMEOUT)
+        if not done:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self, flush: Callable[[], Awaitable[bool]]) -> None:
+        while not self._stopping:
+            delay = backoff_delay(
+                self.failures + 1,
+                base_s=self._flush_interval,
+                cap_s=max(_MAX_BACKOFF, self._flush_interval),
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self._stopping or not self.pending:
+                continue
+            try:
+                await flush()
+            except Exception:
+                # Never let the flusher die: rows stay pending and the next round retries.
+                self.failures += 1
+                log.exception("journal %s: flusher error", self._path)
