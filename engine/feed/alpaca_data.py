@@ -1,7 +1,7 @@
 """Alpaca's real-time market data (v2 WebSocket, JSON), our own ``websockets`` client.
 
 alpaca-py's ``StockDataStream`` speaks msgpack and busy-spins with nothing subscribed
-(LIBRARY-FACTS.md); the JSON protocol is small: ``[{"T":"success","msg":"connected"}]`` on
+(docs/library-facts.md); the JSON protocol is small: ``[{"T":"success","msg":"connected"}]`` on
 connect, ``{"action":"auth","key","secret"}`` -> ``authenticated``, ``{"action":"subscribe",
 "trades":[..],"bars":[..],"updatedBars":[..]}`` -> ``subscription``, then arrays of messages:
 ``t`` trade, ``b`` minute bar, ``u`` corrected minute bar, ``error`` with a code.

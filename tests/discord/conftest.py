@@ -3,7 +3,7 @@
 dpytest fakes Discord's side: one server with a command channel, another channel, an alerts
 channel, and people with and without rights. IDs are fixed so the settings can name them.
 setup_hook never runs under dpytest (no login), so the harness calls it itself (see
-/work/shared/LIBRARY-FACTS.md). Files the bot sends are written by dpytest as
+docs/library-facts.md). Files the bot sends are written by dpytest as
 ./dpytest_N.dat: the harness runs in tmp_path so they go away with it.
 """
 

@@ -1,8 +1,8 @@
 """Alpaca's trade-updates WebSocket, our own client.
 
 Why not alpaca-py's ``TradingStream``: inside a running loop it needs its private
-``_run_forever``/``stop_ws`` (LIBRARY-FACTS.md), its reconnect loop is fixed and silent, and it
-cannot tell us when it was down. The protocol is three JSON messages, so our own ``websockets``
+``_run_forever``/``stop_ws`` (docs/library-facts.md), its reconnect loop is fixed and silent:
+it cannot tell us when it was down. The protocol is three JSON messages, so our own ``websockets``
 client costs little and gives us what the engine needs: reconnect with exponential backoff
 and jitter, a ``StreamGap`` after every outage so missed fills are recovered from the REST API,
 connectivity callbacks for alerts, and health counters.
