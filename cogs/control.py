@@ -21,6 +21,7 @@ from bot import render, text
 from bot.checks import Access, Caller, audit_denial, caller_from, caller_of, decide, requires
 from bot.confirm import ConfirmError, ConfirmView, Pending
 from bot.dedupe import dedupe_key
+from cogs import hybrid_command
 from engine.clock import Clock
 from engine.commands import MAX_REASON_CHARS
 from engine.domain import TradingState
@@ -117,7 +118,7 @@ class ControlCog(commands.Cog, name="Control"):
 
     # ---- halt ----------------------------------------------------------------------------
 
-    @commands.hybrid_command(  # type: ignore[arg-type]  # discord.py 2.7 stubs vs mypy
+    @hybrid_command(
         name="halt",
         usage="[keep] [reason]",
         description="Stop trading now: cancel orders, close positions ('keep' keeps them)",
@@ -142,7 +143,7 @@ class ControlCog(commands.Cog, name="Control"):
 
     # ---- resume --------------------------------------------------------------------------
 
-    @commands.hybrid_command(  # type: ignore[arg-type]  # discord.py 2.7 stubs vs mypy
+    @hybrid_command(
         name="resume",
         usage="[override | confirm <code>]",
         description="Back to ACTIVE after a preview and a confirmation",
@@ -185,7 +186,7 @@ class ControlCog(commands.Cog, name="Control"):
 
     # ---- flatten -------------------------------------------------------------------------
 
-    @commands.hybrid_command(  # type: ignore[arg-type]  # discord.py 2.7 stubs vs mypy
+    @hybrid_command(
         name="flatten",
         usage="[now | confirm <code>]",
         description="Close every position: preview and confirm, or 'now' for no confirmation",
@@ -293,5 +294,5 @@ class ControlCog(commands.Cog, name="Control"):
             raise CommandError(f"Nothing to confirm for {pending.command}.")
 
 
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(ControlCog(bot))  # type: ignore[arg-type]
+async def setup(bot: TradingBot) -> None:
+    await bot.add_cog(ControlCog(bot))

@@ -8,6 +8,7 @@ from discord.ext import commands
 
 from bot import render
 from bot.checks import CONTROL_OFF, Access, caller_of, control_configured, decide, requires
+from cogs import hybrid_command
 
 if TYPE_CHECKING:
     from bot.bot import TradingBot
@@ -32,9 +33,7 @@ class HelpCog(commands.Cog, name="Help"):
     def __init__(self, bot: TradingBot) -> None:
         self.bot = bot
 
-    @commands.hybrid_command(  # type: ignore[arg-type]  # discord.py 2.7 stubs vs mypy
-        name="help", description="The commands you may run here", ignore_extra=False
-    )
+    @hybrid_command(name="help", description="The commands you may run here", ignore_extra=False)
     @requires(Access.READ)
     async def help(self, ctx: commands.Context[Any]) -> None:
         settings = self.bot.discord_settings
@@ -45,5 +44,5 @@ class HelpCog(commands.Cog, name="Help"):
         await ctx.send(embed=render.help_embed(entries, settings.command_prefix, note))
 
 
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(HelpCog(bot))  # type: ignore[arg-type]
+async def setup(bot: TradingBot) -> None:
+    await bot.add_cog(HelpCog(bot))

@@ -9,7 +9,7 @@ from discord.ext import commands
 
 from bot import charts, render
 from bot.checks import Access, caller_of, requires
-from cogs import send_replies
+from cogs import hybrid_command, send_replies
 
 if TYPE_CHECKING:
     from bot.bot import TradingBot
@@ -23,7 +23,7 @@ class TradingCog(commands.Cog, name="Trading"):
     def __init__(self, bot: TradingBot) -> None:
         self.bot = bot
 
-    @commands.hybrid_command(  # type: ignore[arg-type]  # discord.py 2.7 stubs vs mypy
+    @hybrid_command(
         name="status",
         description="Trading state, equity, day P&L, exposure, feed and broker health",
         ignore_extra=False,
@@ -33,7 +33,7 @@ class TradingCog(commands.Cog, name="Trading"):
         report = await self.bot.app.commands.status(caller_of(ctx).actor)
         await ctx.send(embed=render.status_embed(report))
 
-    @commands.hybrid_command(  # type: ignore[arg-type]  # discord.py 2.7 stubs vs mypy
+    @hybrid_command(
         name="positions",
         description="Open positions, largest first, with unrealized P&L",
         ignore_extra=False,
@@ -43,7 +43,7 @@ class TradingCog(commands.Cog, name="Trading"):
         positions = await self.bot.app.commands.positions(caller_of(ctx).actor)
         await send_replies(ctx, render.positions_replies(positions))
 
-    @commands.hybrid_command(  # type: ignore[arg-type]  # discord.py 2.7 stubs vs mypy
+    @hybrid_command(
         name="orders",
         description="Open orders with age and status",
         ignore_extra=False,
@@ -53,7 +53,7 @@ class TradingCog(commands.Cog, name="Trading"):
         orders = await self.bot.app.commands.orders(caller_of(ctx).actor)
         await send_replies(ctx, render.orders_replies(orders))
 
-    @commands.hybrid_command(  # type: ignore[arg-type]  # discord.py 2.7 stubs vs mypy
+    @hybrid_command(
         name="pnl",
         description="Today's P&L with an equity chart",
         ignore_extra=False,
@@ -71,5 +71,5 @@ class TradingCog(commands.Cog, name="Trading"):
         await send_replies(ctx, render.pnl_replies(report, chart))
 
 
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(TradingCog(bot))  # type: ignore[arg-type]
+async def setup(bot: TradingBot) -> None:
+    await bot.add_cog(TradingCog(bot))
