@@ -1,8 +1,9 @@
 """The exchange simulator: a synchronous core shared by the sim broker, the fake Alpaca
 server and backtests."""
 
-from engine.sim.exchange import CloseOutcome, SimExchange
+from engine.sim.exchange import SimExchange
 from engine.sim.models import (
+    CloseOutcome,
     CommissionModel,
     ExecutionRecord,
     OrderRecord,

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from types import UnionType
-from typing import Any, TypeVar, get_args, get_type_hints
+from typing import Any, NamedTuple, TypeVar, get_args, get_type_hints
 
 from engine.domain import ZERO, OrderType, Side, TimeInForce, parse_utc
 
@@ -135,6 +135,15 @@ class OrderRecord:
     @property
     def remaining_qty(self) -> Decimal:
         return self.qty - self.filled_qty
+
+
+class CloseOutcome(NamedTuple):
+    """One symbol's result of ``close_all`` (Alpaca answers 207 with one item per symbol)."""
+
+    symbol: str
+    status: int
+    order: OrderRecord | None
+    message: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,223 @@
+"""The simulated brokerage account: cash, positions, marks, buying power, day trades and the
+close's equity. ``engine.sim.exchange`` matches orders and calls ``settle`` for each execution;
+everything about money is here.
+
+Rules (the same as the module doc of ``engine.sim.exchange`` states for the whole venue):
+- cash moves by each execution's notional rounded half-up to the cent, plus its commission;
+- a position's average entry price excludes commission; the part of a fill beyond zero (a
+  flip) opens at the fill price;
+- buying power is margin-style ``2 * equity - gross exposure - the opening part of open
+  orders`` (never negative), marked at the last price (the average entry price before any
+  price is known);
+- a day trade is an order whose first execution reduces a position opened or added to on the
+  same trading day; they are counted over the last five sessions;
+- at the first call after a session close, that equity becomes ``last_equity``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from engine.calendar import MarketCalendar
+from engine.clock import trading_day
+from engine.domain import ZERO, Account, Position, Side, parse_utc
+from engine.sim.models import CENT, OrderRecord, round_half_up
+
+MARGIN_MULTIPLIER = Decimal(2)
+DAYTRADE_WINDOW_SESSIONS = 5
+
+
+class Quote(NamedTuple):
+    """The last trade price of a symbol and when it was seen."""
+
+    price: Decimal
+    ts: datetime
+
+
+class SimAccount:
+    """One account's money and positions. Synchronous; the exchange owns time and orders."""
+
+    def __init__(self, starting_cash: Decimal, calendar: MarketCalendar, now: datetime) -> None:
+        if starting_cash <= ZERO:
+            raise ValueError(f"starting_cash must be positive, got {starting_cash}")
+        self._calendar = calendar
+        self.starting_cash = starting_cash
+        self.cash = starting_cash
+        self.positions: dict[str, Position] = {}
+        self.quotes: dict[str, Quote] = {}
+        self.last_equity = starting_cash
+        self.equity_close = calendar.previous_session(now).close
+        self._next_roll = datetime.min.replace(tzinfo=UTC)
+        self.daytrades: list[date] = []
+        self.opened: dict[str, date] = {}
+
+    # -- executions -------------------------------------------------------------------------
+
+    def settle(
+        self,
+        order: OrderRecord,
+        qty: Decimal,
+        price: Decimal,
+        commission: Decimal,
+        now: datetime,
+    ) -> Decimal:
+        """Book one execution of ``order`` (before the order record counts it); returns the
+        symbol's signed position after it."""
+        notional = round_half_up(qty * price, CENT)
+        self.cash -= order.side.sign * notional + commission
+        held = self.positions.get(order.symbol)
+        old_qty = held.qty if held is not None else ZERO
+        old_avg = held.avg_entry_price if held is not None else ZERO
+        delta = qty * order.side.sign
+        new_qty = old_qty + delta
+        reduces = old_qty != ZERO and (old_qty > ZERO) != (delta > ZERO)
+        flips = reduces and new_qty != ZERO and (new_qty > ZERO) != (old_qty > ZERO)
+        if not reduces:
+            avg = (abs(old_qty) * old_avg + qty * price) / abs(new_qty)
+        elif flips:  # the part beyond zero was opened at this price
+            avg = price
+        else:
+            avg = old_avg
+        day = trading_day(now)
+        if reduces and order.filled_qty == ZERO and self.opened.get(order.symbol) == day:
+            self.daytrades.append(day)
+        if not reduces or flips:
+            self.opened[order.symbol] = day
+        if new_qty == ZERO:
+            del self.positions[order.symbol]
+        else:
+            self.positions[order.symbol] = Position(order.symbol, new_qty, avg)
+        return new_qty
+
+    # -- valuation --------------------------------------------------------------------------
+
+    def mark(self, symbol: str) -> Decimal:
+        quote = self.quotes.get(symbol)
+        return quote.price if quote is not None else self.positions[symbol].avg_entry_price
+
+    def last_price(self, symbol: str) -> Decimal | None:
+        quote = self.quotes.get(symbol)
+        return None if quote is None else quote.price
+
+    def session_quote(self, symbol: str, now: datetime) -> Quote | None:
+        """The last price if it was seen in the session open at ``now``."""
+        quote = self.quotes.get(symbol)
+        if quote is None or not self._calendar.is_open(now):
+            return None
+        session = self._calendar.session(trading_day(now))
+        return quote if session is not None and quote.ts >= session.open else None
+
+    def equity(self) -> Decimal:
+        return self.cash + sum((p.qty * self.mark(s) for s, p in self.positions.items()), ZERO)
+
+    def opening_qty(self, symbol: str, side: Side, qty: Decimal) -> Decimal:
+        """The part of an order that would open or add exposure rather than reduce it."""
+        held = self.positions.get(symbol)
+        position = held.qty if held is not None else ZERO
+        reducible = max(ZERO, -position) if side is Side.BUY else max(ZERO, position)
+        return qty - min(qty, reducible)
+
+    def order_price(self, order: OrderRecord) -> Decimal | None:
+        return order.limit_price if order.limit_price is not None else self.last_price(order.symbol)
+
+    def buying_power(self, open_orders: Iterable[OrderRecord]) -> Decimal:
+        gross = sum((abs(p.qty) * self.mark(s) for s, p in self.positions.items()), ZERO)
+        reserved = ZERO
+        for order in open_orders:
+            price = self.order_price(order)
+            if price is not None:
+                opening = self.opening_qty(order.symbol, order.side, order.remaining_qty)
+                reserved += opening * price
+        return max(ZERO, MARGIN_MULTIPLIER * self.equity() - gross - reserved)
+
+    def affordable(self, order: OrderRecord, open_orders: Iterable[OrderRecord]) -> bool:
+        opening = self.opening_qty(order.symbol, order.side, order.qty)
+        price = self.order_price(order)
+        if opening == ZERO or price is None:
+            return True
+        return opening * price <= self.buying_power(open_orders)
+
+    def snapshot(self, now: datetime, open_orders: Iterable[OrderRecord]) -> Account:
+        """The account as the broker reports it, money rounded half-up to the cent."""
+        count = self.daytrade_count(now)
+        return Account(
+            equity=round_half_up(self.equity(), CENT),
+            cash=round_half_up(self.cash, CENT),
+            buying_power=round_half_up(self.buying_power(open_orders), CENT),
+            last_equity=round_half_up(self.last_equity, CENT),
+            daytrade_count=count,
+            pattern_day_trader=count >= 4,
+        )
+
+    def position_list(self) -> list[Position]:
+        """Open positions by symbol, each with its last price."""
+        return [
+            replace(p, current_price=self.quotes[s].price if s in self.quotes else None)
+            for s, p in sorted(self.positions.items())
+        ]
+
+    # -- day trades and the close -----------------------------------------------------------
+
+    def _daytrade_window_start(self, now: datetime) -> date:
+        today = trading_day(now)
+        recent = self._calendar.sessions(today - timedelta(days=14), today)
+        return recent[-DAYTRADE_WINDOW_SESSIONS:][0].day if recent else today
+
+    def daytrade_count(self, now: datetime) -> int:
+        start = self._daytrade_window_start(now)
+        return sum(1 for day in self.daytrades if day >= start)
+
+    def roll_equity(self, now: datetime) -> bool:
+        """At the first call after a session close, that equity becomes ``last_equity``.
+        Returns True when the account changed."""
+        if now < self._next_roll:
+            return False
+        previous = self._calendar.previous_session(now)
+        changed = False
+        if previous.close > self.equity_close:
+            self.last_equity = self.equity()
+            self.equity_close = previous.close
+            start = self._daytrade_window_start(now)
+            self.daytrades = [day for day in self.daytrades if day >= start]
+            changed = True
+        self._next_roll = self._calendar.next_session(previous.close).close
+        return changed
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "starting_cash": str(self.starting_cash),
+            "cash": str(self.cash),
+            "last_equity": str(self.last_equity),
+            "equity_close": self.equity_close.isoformat(),
+            "positions": [
+                {"symbol": p.symbol, "qty": str(p.qty), "avg_entry_price": str(p.avg_entry_price)}
+                for p in self.positions.values()
+            ],
+            "quotes": {
+                s: {"price": str(q.price), "ts": q.ts.isoformat()} for s, q in self.quotes.items()
+            },
+            "daytrades": [day.isoformat() for day in self.daytrades],
+            "opened": {s: day.isoformat() for s, day in self.opened.items()},
+        }
+
+    def load_json(self, state: dict[str, Any]) -> None:
+        """Restore what ``to_json`` wrote; raises KeyError/ValueError/TypeError when damaged."""
+        self.starting_cash = Decimal(state["starting_cash"])
+        self.cash = Decimal(state["cash"])
+        self.last_equity = Decimal(state["last_equity"])
+        self.equity_close = parse_utc(state["equity_close"])
+        self.positions = {
+            p["symbol"]: Position(p["symbol"], Decimal(p["qty"]), Decimal(p["avg_entry_price"]))
+            for p in state["positions"]
+        }
+        self.quotes = {
+            s: Quote(Decimal(q["price"]), parse_utc(q["ts"])) for s, q in state["quotes"].items()
+        }
+        self.daytrades = [date.fromisoformat(d) for d in state["daytrades"]]
+        self.opened = {s: date.fromisoformat(d) for s, d in state["opened"].items()}
