@@ -37,4 +37,7 @@ VOLUME ["/data"]
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python", "run_bot.py", "healthcheck"]
 STOPSIGNAL SIGTERM
-CMD ["python", "run_bot.py"]
+# A configuration error (exit 2: a bad setting, no or a rejected Discord token) is held 5 minutes
+# before exiting, so `restart: unless-stopped` retries slowly instead of in a loop; the error is
+# in `docker compose logs trader`. SIGTERM (docker stop) still ends the wait at once.
+CMD ["python", "run_bot.py", "--config-error-wait", "300"]

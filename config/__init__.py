@@ -1,7 +1,14 @@
 """Typed, validated settings: ``load_settings()`` once at startup, then hand each component
 its own section."""
 
-from config.loading import Settings, env_var_names, load_settings
+from config.loading import (
+    Settings,
+    env_var_names,
+    load_settings,
+    setting_names,
+    setting_prefixes,
+    unknown_setting_names,
+)
 from config.settings import (
     AlpacaSettings,
     ChannelSettings,
@@ -33,4 +40,7 @@ __all__ = [
     "TradingMode",
     "env_var_names",
     "load_settings",
+    "setting_names",
+    "setting_prefixes",
+    "unknown_setting_names",
 ]

@@ -3,6 +3,7 @@ messages that name settings by their environment variable and never show a value
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from datetime import time
@@ -218,6 +219,44 @@ def _scrub(message: str, given: object) -> str:
         if isinstance(leaf, str) and len(leaf.strip()) >= 4 and leaf in message:
             message = message.replace(leaf, "<value hidden>")
     return message
+
+
+def setting_names() -> frozenset[str]:
+    """Every environment variable name that sets something, aliases included."""
+    sections: list[type[BaseSettings]] = [_TradingEnv, *_SECTIONS.values()]
+    return frozenset(
+        name for cls in sections for field in cls.model_fields for name in env_var_names(cls, field)
+    )
+
+
+def setting_prefixes() -> tuple[str, ...]:
+    """The prefixes that mark a name as meant for us: each section's, and the aliases' own
+    (``APCA_``)."""
+    sections: list[type[BaseSettings]] = [_TradingEnv, *_SECTIONS.values()]
+    prefixes = {str(cls.model_config.get("env_prefix", "")).upper() for cls in sections}
+    prefixes |= {name.split("_", 1)[0] + "_" for name in setting_names()}
+    return tuple(sorted(p for p in prefixes if p))
+
+
+def unknown_setting_names(env_file: str | Path | None = ".env") -> list[str]:
+    """One warning per name in the environment or ``env_file`` that carries one of our
+    prefixes but sets nothing (pydantic-settings ignores it silently), with the closest real
+    name. Names only: values are never read into the message."""
+    known = setting_names()
+    prefixes = setting_prefixes()
+    in_file: set[str] = set()
+    if env_file is not None and Path(env_file).is_file():
+        in_file = {k.upper() for k in dotenv_values(env_file, encoding="utf-8")}
+    in_env = {k.upper() for k in os.environ}
+    warnings = []
+    for name in sorted(in_env | in_file):
+        if name in known or not name.startswith(prefixes):
+            continue
+        where = "the environment" if name in in_env else str(env_file)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"did you mean {close[0]}?" if close else "see config/example.env for every name"
+        warnings.append(f"{name} (in {where}) is not a setting and is ignored: {hint}")
+    return warnings
 
 
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:

@@ -6,20 +6,9 @@ import os
 
 import pytest
 
-SETTING_PREFIXES = (
-    "DISCORD_",
-    "ALPACA_",
-    "APCA_",
-    "TRADING_",
-    "CHANNEL_",
-    "RISK_",
-    "STRATEGY_",
-    "SCHEDULE_",
-    "STORAGE_",
-    "SIM_",
-    "ENGINE_",
-    "LOG_",
-)
+from config import setting_prefixes
+
+SETTING_PREFIXES = setting_prefixes()
 
 
 @pytest.fixture(autouse=True)

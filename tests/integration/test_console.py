@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.app import truncated_sample_csv
-from tests.support.console_proc import REPO, ConsoleProcess
+from tests.support.console_proc import ConsoleProcess, run_bot
 
 pytestmark = pytest.mark.slow
-
-
-def run_bot(
-    *args: str, stdin: str = "", env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DISCORD_", "SIM_", "RISK_", "ALPACA_", "APCA_", "TRADING_"))
-    }
-    base.update(env or {})
-    return subprocess.run(
-        [sys.executable, "run_bot.py", "--env-file", os.devnull, *args],
-        cwd=REPO,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=base,
-        timeout=60,
-    )
 
 
 def test_console_when_issue_script_piped_then_flat_book_and_exit_zero(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ in a clean virtualenv, run from outside the source tree."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -48,6 +49,11 @@ def test_dockerfile_when_read_then_copies_every_package_and_runs_as_non_root() -
     assert "HEALTHCHECK" in dockerfile
     assert '"run_bot.py", "healthcheck"' in dockerfile
     assert 'VOLUME ["/data"]' in dockerfile
+    # A configuration error waits before exiting: `restart: unless-stopped` must not loop on it.
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.MULTILINE)
+    assert cmd is not None
+    assert json.loads(cmd.group(1))[:3] == ["python", "run_bot.py", "--config-error-wait"]
+    assert float(json.loads(cmd.group(1))[3]) >= 60
     for secret in ("DISCORD_TOKEN", "APCA_", "ALPACA_", "SECRET"):
         assert secret not in dockerfile, "no secret may be baked into a layer"
     ignored = (REPO / ".dockerignore").read_text().splitlines()
@@ -87,6 +93,8 @@ def test_wheel_when_installed_in_clean_venv_then_help_console_and_healthcheck_wo
 
     usage = run([str(python), "run_bot.py", "--help"], cwd=app, env=env)
     assert "healthcheck" in usage
+    checked = run([str(python), "run_bot.py", "check-config", "--console"], cwd=app, env=env)
+    assert checked.splitlines()[-1] == "Settings OK for the console."
     console = subprocess.Popen(
         [str(python), "run_bot.py", "--console", "--data-dir", str(data)],
         cwd=app,

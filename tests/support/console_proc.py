@@ -4,11 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from config import setting_prefixes
+
 REPO = Path(__file__).resolve().parents[2]
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any setting, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(setting_prefixes())}
+    env.update(extra or {})
+    return env
+
+
+def run_bot(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``run_bot.py <args>`` to completion, reading no ``.env``."""
+    return subprocess.run(
+        [sys.executable, "run_bot.py", "--env-file", os.devnull, *args],
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=clean_env(env),
+        timeout=timeout,
+    )
 
 
 class ConsoleProcess:
@@ -18,8 +43,7 @@ class ConsoleProcess:
 
     @classmethod
     async def start(cls, data_dir: Path, env: dict[str, str] | None = None) -> ConsoleProcess:
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SIM_", "TRADING_"))}
-        full_env.update(env or {})
+        full_env = clean_env(env)
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "run_bot.py",
