@@ -11,13 +11,15 @@ import logging
 import sys
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TextIO
 
-from bot import text
+from bot import charts, reports, text
 from bot.alerts import AlertRouter, ConsoleTransport
 from bot.jobs import TradingJobs
 from engine.app import EngineApp
-from engine.clock import SystemClock
+from engine.clock import SystemClock, trading_day
+from engine.commands import PnLReport
 from engine.errors import DomainError
 from engine.flatten import FlattenProgress
 
@@ -29,7 +31,7 @@ HELP = """Commands:
   !status              state, equity, P&L, health
   !positions           open positions
   !orders              open orders
-  !pnl                 realized / unrealized / day P&L
+  !pnl                 realized / unrealized / day P&L, equity chart as a PNG file
   !halt [reason]       HALT: cancel orders and close every position
   !halt keep [reason]  HALT but keep positions
   !resume [override]   back to ACTIVE (override lifts a loss-limit halt)
@@ -95,8 +97,24 @@ class Console:
 
     async def _pnl(self, args: list[str]) -> bool:
         self._no_args("pnl", args)
-        self.print(text.render_pnl(await self._app.commands.pnl(ACTOR)))
+        report = await self._app.commands.pnl(ACTOR)
+        self.print(text.render_pnl(report))
+        # Discord attaches the equity chart; a terminal gets the same PNG as a file.
+        try:
+            path = await self._write_chart(report)
+        except Exception:
+            log.exception("drawing the equity chart failed")
+            self.print("The equity chart could not be drawn; the details are in the log.")
+        else:
+            self.print(f"📈 Equity chart: {path}")
         return True
+
+    async def _write_chart(self, report: PnLReport) -> Path:
+        png = await charts.equity_curve_png(report.curve)
+        day = report.curve[-1][0] if report.curve else self._app.clock.now()
+        path = self._app.settings.storage.data_dir.resolve() / reports.equity_png_name(trading_day(day))
+        await asyncio.to_thread(path.write_bytes, png)
+        return path
 
     async def _halt(self, args: list[str]) -> bool:
         keep = bool(args) and args[0].lower() == "keep"

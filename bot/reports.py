@@ -242,6 +242,11 @@ async def gather_end_of_day(app: EngineApp, session: TradingSession, actor: str)
     )
 
 
+def equity_png_name(day: date) -> str:
+    """The file name of a day's equity chart: the end-of-day attachment, the console's file."""
+    return f"equity-{day.isoformat()}.png"
+
+
 def end_of_day_message(d: EndOfDayData, chart_png: bytes | None = None) -> AlertMessage:
     s = d.summary
     st = d.stats
@@ -281,7 +286,7 @@ def end_of_day_message(d: EndOfDayData, chart_png: bytes | None = None) -> Alert
         "end-of-day",
         title=f"End of day {d.day.isoformat()}",
         attachment=chart_png,
-        attachment_name=f"equity-{d.day.isoformat()}.png" if chart_png is not None else "",
+        attachment_name=equity_png_name(d.day) if chart_png is not None else "",
     )
 
 

@@ -125,6 +125,14 @@ def _build_sim(settings: Settings) -> tuple[ReplayClock, SimBroker, ReplayFeed]:
     bars = load_bars_csv(path)
     symbols = set(settings.strategy.symbols)
     probe = ReplayFeed(bars, clock=None, speed=0, symbols=symbols)
+    if not probe.symbols:
+        held = sorted({bar.symbol for bar in bars})
+        listed = ", ".join(held[:8]) + (f" and {len(held) - 8} more" if len(held) > 8 else "")
+        raise ValueError(
+            f"{path} holds no bars for the strategy's symbols ({', '.join(sorted(symbols))}) "
+            f"but only for {listed or 'no symbol'}: set STRATEGY_SYMBOLS to symbols in the "
+            "file, or SIM_REPLAY_CSV to another file"
+        )
     clock = ReplayClock(probe.replay_from)
     broker = SimBroker.create(settings.storage.data_dir / SIM_STATE_FILE, sim, clock)
     resume_at = max(probe.replay_from, broker.exchange.last_ts)

@@ -53,6 +53,21 @@ async def test_console_when_positions_held_then_flatten_closes_them_all(tmp_path
     assert "No open orders." in tail
 
 
+def test_console_when_pnl_then_equity_png_written_to_data_dir_and_path_printed(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    result = run_bot("--console", "--data-dir", str(data), stdin="!pnl\n!quit\n")
+
+    assert result.returncode == 0, result.stderr
+    (line,) = [s for s in result.stdout.splitlines() if s.startswith("📈 Equity chart: ")]
+    path = Path(line.removeprefix("📈 Equity chart: "))
+    assert path.parent == data.resolve()
+    assert path.name.startswith("equity-") and path.suffix == ".png"
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "Fees today $" in result.stdout  # the text report comes with it
+
+
 def test_console_when_input_is_malformed_then_clear_message_and_nothing_changes(
     tmp_path: Path,
 ) -> None:
@@ -145,4 +160,25 @@ def test_console_when_bars_file_malformed_then_one_line_naming_file_and_line(
     assert result.returncode == 1
     assert "Cannot start:" in result.stderr
     assert "bars.csv, line 3" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_console_when_bars_file_has_none_of_the_symbols_then_one_line_naming_them(
+    tmp_path: Path,
+) -> None:
+    bars = tmp_path / "tsla.csv"
+    bars.write_text(
+        "timestamp,symbol,open,high,low,close,volume\n"
+        "2026-11-20T14:30:00Z,TSLA,230,231,229,230.5,100\n"
+        "2026-11-20T14:31:00Z,TSLA,230,231,229,230.5,100\n"
+    )
+    result = run_bot(
+        "--console", "--data-dir", str(tmp_path / "data"), env={"SIM_REPLAY_CSV": str(bars)}
+    )
+
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith(f"Cannot start: {bars} holds no bars for the strategy's symbols")
+    assert "(AAPL, MSFT, SPY) but only for TSLA" in line
+    assert "STRATEGY_SYMBOLS" in line
     assert "Traceback" not in result.stderr
