@@ -17,6 +17,7 @@ from typing import TextIO
 from bot import charts, reports, text
 from bot.alerts import AlertRouter, ConsoleTransport
 from bot.jobs import TradingJobs
+from bot.web import WebServer
 from engine.app import EngineApp
 from engine.clock import SystemClock, trading_day
 from engine.commands import PnLReport
@@ -193,10 +194,13 @@ async def run_console(
         app.bus, ConsoleTransport(console.print), app.settings.channels, clock=SystemClock()
     )
     await router.start()
+    web = WebServer(app, router=router) if app.settings.web.enabled else None
     jobs: TradingJobs | None = None
     try:
         try:
             await app.start()
+            if web is not None:
+                await web.start()
         except DomainError as exc:
             # Broker unreachable, keys refused...: one clear line, not a traceback. A
             # container's restart policy tries again.
@@ -208,9 +212,13 @@ async def run_console(
         console.print(
             f"Trading console ({app.settings.mode}); type !help for commands, !quit to exit."
         )
+        if web is not None:
+            console.print(f"Web page: {web.url} (token: {web.token_source})")
         await _serve(console, stdin, out, stop)
     finally:
         try:
+            if web is not None:
+                await web.stop()
             if jobs is not None:
                 await jobs.stop()
             await app.stop()

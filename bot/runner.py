@@ -50,7 +50,7 @@ WireFn = Callable[[EngineApp, TradingBot], None]
 
 def wire_alerts_and_jobs(app: EngineApp, bot: TradingBot) -> None:
     """The alert router (delivering through the bot to the alert channels; started before
-    the engine) and the scheduled jobs (started after it)."""
+    the engine), the scheduled jobs and the web server when enabled (started after it)."""
     from bot.alerts import AlertRouter
     from bot.charts import render_equity_curve
     from bot.jobs import TradingJobs
@@ -63,6 +63,10 @@ def wire_alerts_and_jobs(app: EngineApp, bot: TradingBot) -> None:
     router = AlertRouter(app.bus, DiscordTransport(bot, channels), channels, clock=SystemClock())
     bot.add_service(router, before_engine=True)
     bot.add_service(TradingJobs(app, app.settings.schedule, router, chart=chart))
+    if app.settings.web.enabled:
+        from bot.web import WebServer
+
+        bot.add_service(WebServer(app, router=router))
 
 
 async def _start(bot: TradingBot, token: str) -> None:
@@ -116,6 +120,8 @@ async def run_discord(
         else:
             log.error("Discord closed the connection", exc_info=exc)
             code = _fail(err, FAILED.format(error=f"close code {exc.code}"), EXIT_ERROR)
+    except StartupError as exc:  # the web server could not listen
+        code = _fail(err, f"Cannot start: {exc}", EXIT_ERROR)
     except (aiohttp.ClientError, OSError) as exc:
         code = _fail(err, UNREACHABLE.format(error=_short(exc)), EXIT_ERROR)
     except Exception as exc:

@@ -22,6 +22,7 @@ from config.settings import (
     StorageSettings,
     StrategySettings,
     TradingMode,
+    WebSettings,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "StorageSettings",
     "StrategySettings",
     "TradingMode",
+    "WebSettings",
     "env_var_names",
     "load_settings",
     "setting_names",

@@ -37,6 +37,7 @@ from config.settings import (
     StorageSettings,
     StrategySettings,
     TradingMode,
+    WebSettings,
     _section_config,
 )
 
@@ -97,6 +98,7 @@ class Settings(BaseModel):
     sim: SimSettings
     engine: EngineSettings
     log: LogSettings
+    web: WebSettings
 
     @model_validator(mode="after")
     def _mode_allowed(self) -> Settings:

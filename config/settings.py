@@ -11,6 +11,7 @@ settings but never their values.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from datetime import time
@@ -295,3 +296,60 @@ class LogSettings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+
+MIN_WEB_TOKEN_CHARS = 16
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1): reachable from this machine
+    only."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class WebSettings(BaseSettings):
+    """The read-only web page, JSON API and ``/metrics`` (docs/web.md)."""
+
+    model_config = _section_config("WEB_")
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    """0 picks a free port (tests)."""
+    token: SecretStr | None = None
+    """Bearer token for every route but ``/healthz``. Required off loopback; on loopback,
+    unset means a random token per run, written to ``web-token`` in the data dir."""
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() or c in "/@?#" for c in value.strip()):
+            raise ValueError("must be an IP address or a host name, for example 127.0.0.1")
+        return value.strip()
+
+    @field_validator("token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_WEB_TOKEN_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_WEB_TOKEN_CHARS} characters; make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> WebSettings:
+        if self.enabled and self.token is None and not is_loopback_host(self.host):
+            raise _CrossFieldError(
+                "WEB_TOKEN is required when WEB_HOST is not a loopback address "
+                "(127.0.0.1, ::1, localhost): set a long random token, or keep 127.0.0.1 "
+                "and reach the page through an SSH tunnel",
+                "host",
+                "token",
+            )
+        return self

@@ -1,0 +1,140 @@
+"""The read-only web server, in the bot's own event loop.
+
+``WebServer(app, router=...)`` is a service like the alert router and the scheduler: the bot
+(``bot.runner``) and the console start it after the engine and stop it before. It serves the
+JSON API over the command service's read calls. No route changes anything: every method but
+GET and HEAD is refused with 405 before anything else runs, and every route but ``/healthz``
+needs the bearer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from bot.alerts import AlertRouter
+from bot.web import api
+from bot.web.auth import TOKEN_FILE, TokenCheck, write_token_file
+from engine.app import EngineApp, StartupError
+from engine.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+OPEN_PATHS = frozenset({"/healthz"})
+SHUTDOWN_TIMEOUT_S = 2.0
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_COMMON_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+class WebServer:
+    def __init__(self, app: EngineApp, *, router: AlertRouter | None = None) -> None:
+        self._app = app
+        self._settings = app.settings.web
+        self._router = router
+        self._runner: web.AppRunner | None = None
+        self._token: str | None = (
+            self._settings.token.get_secret_value().strip() if self._settings.token else None
+        )
+        self.url = ""
+        """``http://host:port/`` once started."""
+
+    @property
+    def token_source(self) -> str:
+        """Where the operator finds the token (never the token itself)."""
+        if self._settings.token is not None:
+            return "WEB_TOKEN"
+        return str(self._app.settings.storage.data_dir / TOKEN_FILE)
+
+    async def make_app(self) -> web.Application:
+        """The aiohttp application (tests serve it with aiohttp's test server)."""
+        if self._token is None:
+            data_dir = self._app.settings.storage.data_dir
+            self._token = await asyncio.to_thread(write_token_file, data_dir)
+        check = TokenCheck(self._token)
+
+        @web.middleware
+        async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
+            if request.method not in READ_METHODS:
+                response: web.StreamResponse = _refuse_write(request)
+            elif request.path not in OPEN_PATHS and not check.allows(request):
+                response = _unauthorized(request)
+            else:
+                response = await _run(request, handler)
+            response.headers.update(_COMMON_HEADERS)
+            return response
+
+        webapp = web.Application(middlewares=[guard], client_max_size=1024)
+        webapp.router.add_get("/healthz", self._healthz)
+        for path, handler in api.routes(self._app.commands).items():
+            webapp.router.add_get(path, handler)
+        return webapp
+
+    async def start(self) -> None:
+        """Listen on ``WEB_HOST:WEB_PORT``; ``StartupError`` (one line) when that fails."""
+        host, port = self._settings.host, self._settings.port
+        runner = web.AppRunner(
+            await self.make_app(), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise StartupError(
+                f"the web server cannot listen on {host}:{port} ({exc.strerror or exc}): "
+                "set WEB_PORT to a free port or WEB_ENABLED=false"
+            ) from exc
+        self._runner = runner
+        bound = runner.addresses[0]
+        shown = f"[{bound[0]}]" if ":" in str(bound[0]) else str(bound[0])
+        self.url = f"http://{shown}:{bound[1]}/"
+        log.info("web page on %s (token: %s)", self.url, self.token_source)
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _healthz(self, request: web.Request) -> web.StreamResponse:
+        ready = self._app.engine.ready.is_set()
+        return api.json_response({"ok": ready}, 200 if ready else 503)
+
+
+async def _run(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except api.BadQuery as exc:
+        return api.error_response(400, str(exc))
+    except web.HTTPException as exc:
+        if exc.status == 405:  # not reached for GET/HEAD; kept for a route without GET
+            return _refuse_write(request)
+        return api.error_response(exc.status, exc.reason)
+    except DomainError as exc:
+        return api.error_response(503, str(exc))
+    except Exception:
+        log.exception("web request %s failed", request.path)
+        return api.error_response(500, "internal error; the details are in the log")
+
+
+def _refuse_write(request: web.Request) -> web.StreamResponse:
+    response = api.error_response(405, f"read-only: {request.method} is not allowed here")
+    response.headers["Allow"] = "GET, HEAD"
+    return response
+
+
+def _unauthorized(request: web.Request) -> web.StreamResponse:
+    response = api.error_response(401, "missing or wrong token")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="trader"'
+    return response

@@ -1,0 +1,131 @@
+"""The JSON API against a real engine on the simulator, through aiohttp's test client."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from engine.app import EngineApp
+from tests.support.app import seed_position
+from tests.web.conftest import AUTH, Client
+from tests.web.helpers import eventually, rest_limit_buy
+
+
+def utc(text: str) -> datetime:
+    assert text.endswith("Z"), text
+    return datetime.fromisoformat(text)
+
+
+async def test_status_when_token_given_then_state_money_as_strings_and_times_in_utc(
+    client: Client, sim_app: EngineApp
+) -> None:
+    response = await client.get("/api/status", headers=AUTH)
+
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    body = await response.json()
+    record = sim_app.engine.state.record
+    assert body["state"] == "ACTIVE"
+    assert body["state_actor"] == record.actor
+    assert body["state_reason"] == record.reason
+    assert utc(body["state_since"]) == record.ts.astimezone(UTC)
+    assert utc(body["now"]).tzinfo == UTC
+    assert isinstance(body["equity"], str)
+    assert Decimal(body["equity"]) == sim_app.engine.portfolio.summary().equity
+    assert body["mode"] == "sim"
+    assert body["positions"] == len(sim_app.engine.portfolio.positions())
+    assert body["feed"]["finished"] is True
+    assert body["broker"]["name"] == "sim"
+
+
+async def test_positions_when_sim_holds_positions_then_each_listed_with_decimal_strings(
+    client: Client, sim_app: EngineApp
+) -> None:
+    await seed_position(sim_app, "MSFT", -7)
+
+    body = await (await client.get("/api/positions", headers=AUTH)).json()
+
+    by_symbol = {p["symbol"]: p for p in body}
+    assert set(by_symbol) == {p.symbol for p in sim_app.engine.portfolio.positions()}
+    assert by_symbol["MSFT"]["qty"] == "-7"
+    held = next(p for p in sim_app.engine.portfolio.positions() if p.symbol == "MSFT")
+    assert Decimal(by_symbol["MSFT"]["avg_price"]) == held.avg_price
+    assert Decimal(by_symbol["MSFT"]["market_value"]) == held.market_value
+
+
+async def test_orders_when_limit_order_rests_then_listed_with_iso_creation_time(
+    client: Client, sim_app: EngineApp
+) -> None:
+    order_id = await rest_limit_buy(sim_app, "AAPL", 3, "1.00")
+
+    body = await (await client.get("/api/orders", headers=AUTH)).json()
+
+    (order,) = [o for o in body if o["client_order_id"] == order_id]
+    assert order["symbol"] == "AAPL"
+    assert order["side"] == "buy"
+    assert order["qty"] == "3"
+    assert order["limit_price"] == "1.00"
+    assert order["order_type"] == "limit"
+    assert utc(order["created_at"]) <= sim_app.clock.now()
+
+
+async def test_pnl_when_the_morning_traded_then_summary_and_curve_ending_now(
+    client: Client, sim_app: EngineApp
+) -> None:
+    body = await (await client.get("/api/pnl", headers=AUTH)).json()
+
+    summary = sim_app.engine.portfolio.summary()
+    assert Decimal(body["summary"]["equity"]) == summary.equity
+    assert Decimal(body["summary"]["realized"]) == summary.realized
+    curve = body["curve"]
+    assert curve, "the curve ends with the current equity at least"
+    assert Decimal(curve[-1]["equity"]) == summary.equity
+    times = [utc(point["ts"]) for point in curve]
+    assert times == sorted(times)
+
+
+async def test_read_when_served_then_audited_as_actor_web(
+    client: Client, sim_app: EngineApp
+) -> None:
+    await client.get("/api/positions", headers=AUTH)
+
+    async def audited() -> bool:
+        rows = await sim_app.journal.audit_rows(20)
+        return [(r.command, r.ok) for r in rows if r.actor == "web"] == [("positions", True)]
+
+    await eventually(audited)  # the audit row may be written just behind the reply
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/api/status?verbose=1", "unknown query parameter 'verbose'"),
+        ("/api/positions?x=", "unknown query parameter 'x'"),
+    ],
+)
+async def test_read_when_query_parameter_unknown_then_400_naming_it_and_nothing_run(
+    client: Client, sim_app: EngineApp, path: str, message: str
+) -> None:
+    before = len(await sim_app.journal.audit_rows(500))
+
+    response = await client.get(path, headers=AUTH)
+
+    assert response.status == 400
+    assert message in (await response.json())["error"]
+    assert len(await sim_app.journal.audit_rows(500)) == before
+
+
+async def test_unknown_path_when_token_given_then_404_as_json(client: Client) -> None:
+    response = await client.get("/api/nothing", headers=AUTH)
+
+    assert response.status == 404
+    assert "error" in await response.json()
+
+
+async def test_healthz_when_no_token_then_ok_and_nothing_else(client: Client) -> None:
+    response = await client.get("/healthz")
+
+    assert response.status == 200
+    assert await response.json() == {"ok": True}
