@@ -15,7 +15,7 @@ from engine.commands import (
     ResumeReport,
     StatusReport,
 )
-from engine.engine import HaltResult
+from engine.control import HaltResult
 from engine.flatten import FlattenProgress, FlattenReport
 
 STATE_ICON = {"ACTIVE": "🟢", "REDUCING": "🟡", "HALTED": "🔴"}

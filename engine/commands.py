@@ -15,8 +15,9 @@ from decimal import Decimal
 from typing import TypeVar
 
 from engine.clock import NEW_YORK, trading_day
+from engine.control import HaltResult
 from engine.domain import ZERO, OrderStatus, OrderType, Side, TradingState
-from engine.engine import HaltResult, TradingEngine
+from engine.engine import TradingEngine
 from engine.errors import CommandError, DomainError
 from engine.events import CommandAudited
 from engine.flatten import FlattenReport, ProgressCallback

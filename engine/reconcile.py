@@ -26,12 +26,16 @@ class ReconcileResult:
     positions: int = 0
     open_orders: int = 0
     account: Account | None = None
+    skipped: str = ""
+    """Why this reconcile did not run (empty when it ran)."""
 
     @property
     def clean(self) -> bool:
         return not self.drifts
 
     def summary(self) -> str:
+        if self.skipped:
+            return f"skipped: {self.skipped}"
         parts = [
             f"{self.positions} positions",
             f"{self.open_orders} open orders",

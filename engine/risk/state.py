@@ -93,6 +93,10 @@ class TradingStateController:
             TradingState.ACTIVE, "system", "startup", Cause.STARTUP.value, clock.now()
         )
 
+    def restore(self, record: StateRecord) -> None:
+        """Adopt the record the journal last acknowledged (start-up, before any change)."""
+        self._record = record
+
     @property
     def state(self) -> TradingState:
         return self._record.state

@@ -1,0 +1,188 @@
+"""The engine's control API and its guards: halt, flatten and reconcile (``TradingEngine``
+exposes them as its public methods), the broker calls with their health, and the automatic
+halts that use them (daily loss limit, broker outage).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Coroutine
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+from config.settings import RiskSettings
+from engine.broker.outage import OutageMonitor
+from engine.broker.port import Broker
+from engine.bus import EventBus
+from engine.clock import Clock
+from engine.daily import DayTracker
+from engine.domain import TradingState
+from engine.errors import BrokerError
+from engine.events import Severity
+from engine.execution import ExecutionManager
+from engine.flatten import Flattener, FlattenReport, ProgressCallback
+from engine.health import BrokerHealth
+from engine.loops import ErrorReporter
+from engine.market_hours import MarketHours
+from engine.order_book import OrderBook
+from engine.portfolio import Portfolio
+from engine.reconcile import Reconciler, ReconcileResult
+from engine.risk import Cause, StateRecord, TradingStateController, loss_limit_breached
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RECONCILE_LOOKBACK = timedelta(hours=1)
+"""A reconcile asks for executions since the last successful one, and at least this far."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HaltResult:
+    record: StateRecord
+    cancelled_orders: int
+    flatten: FlattenReport | None
+
+
+class EngineControl:
+    def __init__(
+        self,
+        *,
+        state: TradingStateController,
+        broker: Broker,
+        execution: ExecutionManager,
+        bus: EventBus,
+        portfolio: Portfolio,
+        orders: OrderBook,
+        market: MarketHours,
+        days: DayTracker,
+        clock: Clock,
+        risk: RiskSettings,
+        flatten_deadline_s: float,
+        report: ErrorReporter,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        outage_halt_s: float | None,
+    ) -> None:
+        self._state = state
+        self._broker = broker
+        self.flattener = Flattener(
+            broker=broker,
+            execution=execution,
+            portfolio=portfolio,
+            state=state,
+            market=market,
+            clock=clock,
+            deadline_s=flatten_deadline_s,
+        )
+        self._reconciler = Reconciler(
+            broker=broker,
+            execution=execution,
+            portfolio=portfolio,
+            orders=orders,
+            bus=bus,
+            clock=clock,
+        )
+        self._portfolio = portfolio
+        self._orders = orders
+        self._days = days
+        self._clock = clock
+        self._risk = risk
+        self._report = report
+        self._spawn = spawn
+        self.loss_halt_day: date | None = None
+        """The trading day the loss limit last halted on (it halts once per day)."""
+        self._reconciled_at: datetime | None = None
+        # A broker that measures itself (Alpaca: every call, retries and probes included)
+        # is the one source of truth; call_broker then only reports errors.
+        own_health = getattr(broker, "health", None)
+        self._broker_measures = isinstance(own_health, BrokerHealth)
+        self.broker_health = own_health if isinstance(own_health, BrokerHealth) else BrokerHealth()
+        self.outage: OutageMonitor | None = None
+        if outage_halt_s is not None:
+            self.outage = OutageMonitor(
+                self.broker_health,
+                clock,
+                halt_after_s=outage_halt_s,
+                halt=self.outage_halt,
+                probe=broker.get_clock,
+            )
+
+    def guards(self) -> dict[str, Coroutine[Any, Any, None]]:
+        """The guards' loops the engine runs beside its own, by task name."""
+        guards: dict[str, Coroutine[Any, Any, None]] = {}
+        if self.outage is not None:
+            guards["outage-watchdog"] = self.outage.run()
+        return guards
+
+    async def call_broker(self, call: Coroutine[Any, Any, T]) -> T | None:
+        """Await a broker call, recording health; broker failures are reported, not raised."""
+        started = self._clock.monotonic()
+        try:
+            result = await call
+        except BrokerError as exc:
+            if not self._broker_measures:
+                self.broker_health.failure(self._clock.now(), self._clock.monotonic(), str(exc))
+            self._report("broker", str(exc), Severity.WARNING)
+            return None
+        if not self._broker_measures:
+            self.broker_health.success(self._clock.now(), self._clock.monotonic() - started)
+        return result
+
+    # ---- the trader's controls -----------------------------------------------------------
+
+    async def halt(
+        self, actor: str, reason: str, *, keep_positions: bool = False, cause: str = "manual"
+    ) -> HaltResult:
+        """HALTED (persisted first), every open order cancelled, then flat unless asked not to."""
+        record = await self._state.halt(actor, reason, cause=cause)
+        cancelled = await self.call_broker(self._broker.cancel_all_orders()) or 0
+        report = None
+        if not keep_positions:
+            report = await self.flattener.flatten(actor)
+        return HaltResult(record, cancelled, report)
+
+    async def flatten(self, actor: str, progress: ProgressCallback | None = None) -> FlattenReport:
+        return await self.flattener.flatten(actor, progress)
+
+    async def reconcile(
+        self, reason: str, *, since: datetime | None = None, at_startup: bool = False
+    ) -> ReconcileResult:
+        """Bring positions, cash and open orders in line with the broker (see ``Reconciler``).
+
+        Outside start-up it is skipped while orders are in flight or a flatten runs: a fill
+        landing between the broker's answer and our comparison would look like drift."""
+        now = self._clock.now()
+        if not at_startup and (self.flattener.running or self._orders.open_orders()):
+            log.info("reconcile (%s) skipped: orders in flight", reason)
+            return ReconcileResult(fills_recovered=0, skipped="orders in flight")
+        if since is None:
+            since = now - RECONCILE_LOOKBACK
+            if self._reconciled_at is not None:
+                since = min(since, self._reconciled_at - timedelta(minutes=1))
+        result = await self._reconciler.run(since, at_startup=at_startup)
+        self._reconciled_at = now
+        log.info("reconcile (%s): %s", reason, result.summary())
+        return result
+
+    # ---- automatic halts -----------------------------------------------------------------
+
+    def check_loss_limit(self) -> None:
+        pnl = self._portfolio.day_pnl
+        if self.loss_halt_day == self._days.day or not loss_limit_breached(pnl, self._risk):
+            return
+        # Once per trading day: after a trader's override the gate still refuses new risk,
+        # but the engine does not halt again on every tick.
+        self.loss_halt_day = self._days.day
+        limit = self._risk.daily_loss_limit
+        reason = f"daily loss limit hit: day P&L {pnl:,.2f} <= -{limit:,}"
+        self._spawn(self.halt("risk", reason, cause=Cause.LOSS_LIMIT))
+
+    async def outage_halt(self, reason: str) -> None:
+        """The outage watchdog's halt: keep positions (we cannot reach the broker to close
+        them anyway), cancel what can be cancelled, tell the trader loudly."""
+        self._report("broker", f"HALTING: {reason}", Severity.CRITICAL)
+        if self._state.state is TradingState.HALTED:
+            return
+        await self.halt(
+            "broker-watchdog", reason, keep_positions=True, cause=Cause.BROKER_UNREACHABLE
+        )
