@@ -113,7 +113,8 @@ class Console:
     async def _write_chart(self, report: PnLReport) -> Path:
         png = await charts.equity_curve_png(report.curve)
         day = report.curve[-1][0] if report.curve else self._app.clock.now()
-        path = self._app.settings.storage.data_dir.resolve() / reports.equity_png_name(trading_day(day))
+        data_dir = self._app.settings.storage.data_dir.resolve()
+        path = data_dir / reports.equity_png_name(trading_day(day))
         await asyncio.to_thread(path.write_bytes, png)
         return path
 

@@ -63,7 +63,8 @@ def test_console_when_pnl_then_equity_png_written_to_data_dir_and_path_printed(
     (line,) = [s for s in result.stdout.splitlines() if s.startswith("📈 Equity chart: ")]
     path = Path(line.removeprefix("📈 Equity chart: "))
     assert path.parent == data.resolve()
-    assert path.name.startswith("equity-") and path.suffix == ".png"
+    assert path.name.startswith("equity-")
+    assert path.suffix == ".png"
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert "Fees today $" in result.stdout  # the text report comes with it
 
