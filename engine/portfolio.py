@@ -3,13 +3,19 @@
 Pure synchronous bookkeeping: fills and marks go in, positions, equity and P&L come out.
 Everything is ``Decimal`` and nothing is rounded here (divisions keep the context's 28
 significant digits); rounding happens only for display (``engine.domain.money``).
+
+Equity, gross and net exposure are running totals, moved by each mark and each fill by the
+change in that one position's market value, so reading them costs the same at 1 position or
+2,000 (the loss-limit check reads them on every trade update and every tick of a held symbol).
+The totals are kept in a wide Decimal context, so they equal the sum over the positions
+exactly, however many updates they have seen.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from engine.clock import trading_day
 from engine.domain import ZERO, Fill, Side, ensure_utc
@@ -76,6 +82,11 @@ class PnLSummary:
     by_symbol: list[SymbolPnL]
 
 
+_EXACT = Context(prec=80)
+"""Wide enough that adding and removing market values never rounds (28-digit values whose
+magnitudes differ by up to 50 orders)."""
+
+
 def _by_size(state: PositionState) -> tuple[Decimal, str]:
     return (-abs(state.market_value), state.symbol)
 
@@ -98,6 +109,8 @@ class Portfolio:
         self.day_start_equity: Decimal | None = None
         self._positions: dict[str, PositionState] = {}
         self._last: dict[str, Decimal] = {}
+        self._net = ZERO
+        self._gross = ZERO
         # Per symbol, only for fills of ``self.day``; a key here means the symbol traded today.
         self._day_realized: dict[str, Decimal] = {}
         self._day_commissions: dict[str, Decimal] = {}
@@ -126,11 +139,12 @@ class Portfolio:
         ts = ensure_utc(fill.ts, field="fill ts")
 
         state = self._state(fill.symbol)
+        before = state.market_value
         realized = self._book(state, fill.signed_qty, fill.price, ts)
         state.realized_pnl += realized
         state.commissions += fill.commission
         self.cash -= fill.signed_qty * fill.price + fill.commission
-        self._set_last(fill.symbol, fill.price)
+        self._set_last(fill.symbol, fill.price, before)
 
         if self.day is not None and trading_day(ts) == self.day:
             symbol = fill.symbol
@@ -168,7 +182,7 @@ class Portfolio:
     def mark(self, symbol: str, price: Decimal) -> None:
         """Record the last traded price of ``symbol`` (with or without a position)."""
         _require_positive(price, f"{symbol} price")
-        self._set_last(symbol, price)
+        self._set_last(symbol, price, None)
 
     def last_price(self, symbol: str) -> Decimal | None:
         return self._last.get(symbol)
@@ -208,15 +222,17 @@ class Portfolio:
         if not avg_price.is_finite() or avg_price < ZERO:
             raise ValueError(f"{symbol} avg price must be zero or more, got {avg_price}")
         state = self._state(symbol)
+        before = state.market_value
         if qty == ZERO:
             state.qty, state.avg_price, state.opened_at = ZERO, ZERO, None
-            return
-        same_direction = state.qty != ZERO and (state.qty > ZERO) == (qty > ZERO)
-        if opened_at is not None:
-            state.opened_at = ensure_utc(opened_at, field="opened_at")
-        elif not same_direction:
-            state.opened_at = None
-        state.qty, state.avg_price = qty, avg_price
+        else:
+            same_direction = state.qty != ZERO and (state.qty > ZERO) == (qty > ZERO)
+            if opened_at is not None:
+                state.opened_at = ensure_utc(opened_at, field="opened_at")
+            elif not same_direction:
+                state.opened_at = None
+            state.qty, state.avg_price = qty, avg_price
+        self._revalued(before, state.market_value)
 
     def set_cash(self, cash: Decimal) -> None:
         if not cash.is_finite():
@@ -237,11 +253,13 @@ class Portfolio:
 
     @property
     def gross_exposure(self) -> Decimal:
-        return sum((abs(s.market_value) for s in self._positions.values()), ZERO)
+        """Sum of ``|market value|`` over the positions (a running total)."""
+        return self._gross
 
     @property
     def net_exposure(self) -> Decimal:
-        return sum((s.market_value for s in self._positions.values()), ZERO)
+        """Sum of market values over the positions (a running total)."""
+        return self._net
 
     @property
     def day_pnl(self) -> Decimal | None:
@@ -294,8 +312,21 @@ class Portfolio:
             self._positions[symbol] = state
         return state
 
-    def _set_last(self, symbol: str, price: Decimal) -> None:
+    def _set_last(self, symbol: str, price: Decimal, before: Decimal | None) -> None:
+        """New last price; ``before`` is the position's market value before the change that
+        comes with it (a fill), None to take it now (a mark alone)."""
         self._last[symbol] = price
         state = self._positions.get(symbol)
-        if state is not None:
-            state.last_price = price
+        if state is None:
+            return
+        if before is None:
+            before = state.market_value
+        state.last_price = price
+        self._revalued(before, state.market_value)
+
+    def _revalued(self, before: Decimal, after: Decimal) -> None:
+        """One position's market value moved from ``before`` to ``after``."""
+        if before == after:
+            return
+        self._net = _EXACT.add(self._net, _EXACT.subtract(after, before))
+        self._gross = _EXACT.add(self._gross, _EXACT.subtract(after.copy_abs(), before.copy_abs()))

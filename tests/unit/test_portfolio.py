@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from engine.domain import Fill, Side
-from engine.portfolio import Portfolio
+from engine.portfolio import Portfolio, PositionState
 
 D = Decimal
 # 15:00 UTC = 10:00 in New York (EST), trading day 2026-03-02.
@@ -442,3 +442,28 @@ def test_position_when_caller_mutates_copy_then_book_unchanged() -> None:
     pos = book.position("AAPL")
     assert pos is not None
     assert (pos.qty, pos.avg_price) == (D(10), D(100))
+
+
+def test_equity_and_exposure_when_read_with_many_positions_then_no_position_is_revalued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The loss-limit check reads these on every trade update: with 2,000 positions a sum
+    # per read made a flatten O(N²). Reading them must not touch the positions at all.
+    book = Portfolio(cash=D(1_000_000))
+    for n in range(200):
+        book.apply_fill(fill(BUY if n % 2 else SELL, "3", f"{10 + n}.25", f"S{n}"))
+    reads = 0
+    value = PositionState.market_value.fget
+    assert value is not None
+
+    def counted(state: PositionState) -> Decimal:
+        nonlocal reads
+        reads += 1
+        return value(state)
+
+    monkeypatch.setattr(PositionState, "market_value", property(counted))
+    for _ in range(10):
+        _ = (book.equity, book.gross_exposure, book.net_exposure, book.day_pnl)
+    book.mark("S7", D("99.5"))  # a mark revalues its own position only
+
+    assert reads == 2
