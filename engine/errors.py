@@ -57,3 +57,8 @@ class RateLimited(BrokerUnavailable):
 
 class CircuitOpen(BrokerUnavailable):
     """Calls are short-circuited because the broker has been failing."""
+
+
+class JournalWriteError(DomainError):
+    """The journal could not commit a write (disk full, read-only file, I/O error...): the row
+    is not on disk. ``Journal.writable`` says whether writes work at the moment."""

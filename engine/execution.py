@@ -4,6 +4,12 @@ Submission: risk gate -> order recorded (write-behind) -> broker. Fills: journal
 also de-duplicates by execution id) -> order state machine -> portfolio -> bus. A fill is
 applied to the portfolio exactly once whichever way it arrives: the live stream, recovery
 after a stream gap, or start-up reconciliation.
+
+A fill the journal cannot write (disk full, read-only, I/O error) is still applied: the book
+must match the broker. The journal holds it and writes it as soon as writes work again; the
+execution ids on our orders and the journal's held fills de-duplicate it meanwhile. If the
+process dies first, start-up recovery asks the broker for executions since the last journaled
+fill, which brings it back.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from engine.errors import (
     BrokerUnavailable,
     DomainError,
     DuplicateClientOrderId,
+    JournalWriteError,
 )
 from engine.events import EngineError, FillReceived, OrderUpdated, RiskRejected, Severity
 from engine.order_book import OrderBook, order_from_broker
@@ -95,6 +102,8 @@ class ExecutionManager:
         self.known_ids: set[str] = set()
         self.duplicates_skipped = 0
         self.fills_applied = 0
+        self.fills_held = 0
+        """Fills applied while the journal could not write them (the journal holds them)."""
         self._waiters: set[asyncio.Event] = set()
         self._in_flight: set[str] = set()
         self._expected_from: str | None = None
@@ -321,7 +330,10 @@ class ExecutionManager:
 
     async def apply_fill(self, fill: Fill) -> bool:
         """Apply one execution exactly once. Returns False for an execution already applied."""
-        if not await self.journal.record_fill(fill):
+        order = self.orders.get(fill.client_order_id)
+        if order is not None and fill.execution_id in order.execution_ids:
+            return False
+        if not await self._record(fill):
             return False
         order = self.orders.get(fill.client_order_id)
         if order is None:
@@ -346,6 +358,7 @@ class ExecutionManager:
         except DomainError as exc:
             # The execution is real money: the portfolio takes it even if our order record
             # disagrees; the disagreement is surfaced.
+            order.execution_ids.add(fill.execution_id)
             self.bus.publish(
                 EngineError(
                     ts=self.clock.now(),
@@ -366,6 +379,17 @@ class ExecutionManager:
         )
         self._order_changed(order)
         return True
+
+    async def _record(self, fill: Fill) -> bool:
+        """Journal the fill; False if the journal already has (or holds) it."""
+        try:
+            return await self.journal.record_fill(fill)
+        except JournalWriteError as exc:
+            if not self.journal.hold_fill(fill):
+                return False
+            self.fills_held += 1
+            log.error("fill %s applied but not on disk yet: %s", fill.execution_id, exc)
+            return True
 
     def _note_day_trade(self, fill: Fill) -> None:
         position = self.portfolio.position(fill.symbol)

@@ -10,21 +10,22 @@ Two kinds of writes:
   path never waits on disk.
 
 Every row carries its event time and its knowledge time (``recorded_at``: the clock when the
-journal call was made). Every transaction runs under one ``asyncio.Lock`` inside a task that a
-caller's cancellation cannot cut short, so no transaction is ever left half done.
+journal call was made). Transactions, the lock and the ``writable`` flag live in
+``engine.store.writer``.
+
+A durable write SQLite cannot commit (disk full, read-only, I/O error) raises
+``JournalWriteError``; ``writable`` is then False until a write succeeds again, and
+``on_writable_change(writable, reason)`` hears of each change.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -49,13 +50,10 @@ from engine.store.records import (
     state_from_row,
     ts_to_text,
 )
-from engine.store.write_behind import ISOLATE_AFTER, Params, WriteBehind
+from engine.store.write_behind import Params, WriteBehind
+from engine.store.writer import Writer
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-_CLOSE_FLUSH_TIMEOUT = 10.0
 
 
 class Journal:
@@ -69,9 +67,7 @@ class Journal:
         )
         self.path = path
         self._clock = clock
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
-        self._inflight: set[asyncio.Task[Any]] = set()
+        self._writer = Writer(path, self._behind, self._now)
         self._closed = False
 
     @classmethod
@@ -105,15 +101,15 @@ class Journal:
     async def _start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: we issue BEGIN IMMEDIATE / COMMIT ourselves.
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        mode = await schema.configure(self._db)
+        db = self._writer.db = await aiosqlite.connect(self.path, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        mode = await schema.configure(db)
         if mode != "wal":
             log.warning("journal %s: SQLite refused WAL mode (got %r)", self.path, mode)
-        before = await schema.migrate(self._db, self._clock.now())
+        before = await schema.migrate(db, self._clock.now())
         if before != len(schema.MIGRATIONS):
             log.info("journal %s: schema %d -> %d", self.path, before, len(schema.MIGRATIONS))
-        self._behind.start(partial(self._locked, self._write_pending))
+        self._behind.start(partial(self._writer.locked, self._writer.write_pending))
 
     async def close(self) -> None:
         """Write what is pending, stop the flusher and close the file. Safe to call twice."""
@@ -122,36 +118,39 @@ class Journal:
         self._closed = True
         try:
             await self._behind.stop()
-            if self._db is not None:
-                await self._final_flush()
         finally:
-            db, self._db = self._db, None
-            if db is not None:
-                # aiosqlite's worker thread is not a daemon: it must be stopped or the
-                # process never exits. close() stops it even when closing the file fails.
-                try:
-                    await db.close()
-                except sqlite3.Error:
-                    log.exception("journal %s: error closing the database", self.path)
+            await self._writer.close()
 
-    async def _final_flush(self) -> None:
-        try:
-            async with asyncio.timeout(_CLOSE_FLUSH_TIMEOUT):
-                for _ in range(ISOLATE_AFTER):
-                    if await self._locked(self._write_pending):
-                        break
-                while self._inflight:
-                    await asyncio.wait(set(self._inflight))
-        except TimeoutError:
-            log.error("journal %s: timed out writing pending rows at close", self.path)
-        if self.pending:
-            log.error("journal %s: closed with %d rows not written", self.path, self.pending)
+    @property
+    def writable(self) -> bool:
+        """False from the first write SQLite could not commit until one succeeds again."""
+        return self._writer.writable
+
+    @property
+    def on_writable_change(self) -> Callable[[bool, str], None] | None:
+        """Called with (writable, reason) on each change of ``writable``; must not block."""
+        return self._writer.on_writable_change
+
+    @on_writable_change.setter
+    def on_writable_change(self, callback: Callable[[bool, str], None] | None) -> None:
+        self._writer.on_writable_change = callback
 
     # ----- durable writes -------------------------------------------------------------------
 
     async def record_fill(self, fill: Fill) -> bool:
-        """Store a fill; False (and no change) when its execution_id is already stored."""
+        """Store a fill; False (and no change) when its execution_id is already stored (or
+        held). Raises ``JournalWriteError`` when it cannot be committed: see ``hold_fill``."""
         return await self._durable(schema.INSERT_FILL, fill_to_row(fill, self._now())) == 1
+
+    def hold_fill(self, fill: Fill) -> bool:
+        """Keep a fill that ``record_fill`` could not commit: it is written, before anything
+        else, as soon as writes work again. False when this execution is already held."""
+        self._check_open()
+        key = ("fill", fill.execution_id)
+        return self._behind.hold(key, schema.INSERT_FILL, fill_to_row(fill, self._now()))
+
+    def holds_fill(self, execution_id: str) -> bool:
+        return self._behind.holds(("fill", execution_id))
 
     async def record_trading_state(
         self, state: TradingState, actor: str, reason: str, cause: str, ts: datetime
@@ -201,7 +200,7 @@ class Journal:
     async def flush(self) -> None:
         """Write every pending row now; rows that cannot be written stay pending."""
         self._check_open()
-        await self._locked(self._write_pending)
+        await self._writer.locked(self._writer.write_pending)
 
     # ----- reads ----------------------------------------------------------------------------
 
@@ -216,7 +215,7 @@ class Journal:
     async def load_fills(self, since: datetime | None = None) -> list[Fill]:
         """Fills in event-time order (ties in the order they were recorded)."""
         since_text = ts_to_text(since) if since is not None else ""
-        rows = await self._read(schema.SELECT_FILLS_SINCE, (since_text,))
+        rows = await self._read(schema.SELECT_FILLS_SINCE, (since_text,), flush_first=True)
         return [fill_from_row(row) for row in rows]
 
     async def load_orders(
@@ -230,14 +229,14 @@ class Journal:
 
         async def work() -> tuple[list[sqlite3.Row], list[sqlite3.Row]]:
             # Both queries under one lock hold, so the orders and their fills agree.
-            await self._write_pending()
-            db = self._conn
+            await self._writer.write_pending()
+            db = self._writer.conn
             return list(await db.execute_fetchall(order_sql, params)), list(
                 await db.execute_fetchall(fills_sql, params)
             )
 
         self._check_open()
-        order_rows, fill_rows = await self._locked(work)
+        order_rows, fill_rows = await self._writer.locked(work)
         fills_by_order: dict[str, list[sqlite3.Row]] = {}
         for row in fill_rows:
             fills_by_order.setdefault(row["client_order_id"], []).append(row)
@@ -292,94 +291,15 @@ class Journal:
         return ts_to_text(self._clock.now(), field="clock.now()")
 
     def _check_open(self) -> None:
-        if self._closed or self._db is None:
+        if self._closed or self._writer.db is None:
             raise RuntimeError(f"journal {self.path} is closed")
-
-    @property
-    def _conn(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError(f"journal {self.path} is closed")
-        return self._db
-
-    async def _locked(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Run ``work`` under the lock in its own task: cancelling the caller cannot stop it
-        between BEGIN and COMMIT (the write completes; only the caller stops waiting)."""
-
-        async def run() -> T:
-            async with self._lock:
-                return await work()
-
-        task = asyncio.create_task(run())
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            # Nobody will see this task's outcome: a failure must at least reach the log.
-            task.add_done_callback(self._log_orphan_failure)
-            raise
-
-    def _log_orphan_failure(self, task: asyncio.Task[Any]) -> None:
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("journal %s: a write whose caller went away failed", self.path, exc_info=exc)
 
     async def _durable(self, sql: str, row: Params) -> int:
         self._check_open()
-        return await self._locked(partial(self._durable_locked, sql, row))
-
-    async def _durable_locked(self, sql: str, row: Params) -> int:
-        batch = self._behind.take()
-        if batch:
-            try:
-                counts = await self._transaction([*batch.writes(), (sql, [row])])
-            except sqlite3.Error:
-                # Pending rows must never stop a fill or a halt from being recorded.
-                log.warning(
-                    "journal %s: writing %d pending rows failed; recording the durable row alone",
-                    self.path,
-                    len(batch),
-                    exc_info=True,
-                )
-            else:
-                self._behind.written(batch)
-                return counts[-1]
-        return (await self._transaction([(sql, [row])]))[0]
-
-    async def _write_pending(self) -> bool:
-        return await self._behind.write(self._transaction)
-
-    async def _transaction(self, writes: Iterable[tuple[str, Sequence[Params]]]) -> list[int]:
-        """One BEGIN IMMEDIATE ... COMMIT; returns each statement's row count."""
-        db = self._conn
-        counts: list[int] = []
-        async with db.execute("BEGIN IMMEDIATE"):
-            pass
-        try:
-            for sql, rows in writes:
-                if len(rows) == 1:
-                    async with db.execute(sql, rows[0]) as cursor:
-                        counts.append(cursor.rowcount)
-                else:
-                    async with db.executemany(sql, rows) as cursor:
-                        counts.append(cursor.rowcount)
-            async with db.execute("COMMIT"):
-                pass
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error, ValueError):
-                async with db.execute("ROLLBACK"):
-                    pass
-            raise
-        return counts
+        return await self._writer.durable(sql, row)
 
     async def _read(
         self, sql: str, params: Sequence[object], *, flush_first: bool = False
     ) -> list[sqlite3.Row]:
         self._check_open()
-
-        async def work() -> list[sqlite3.Row]:
-            if flush_first:
-                # Read-your-writes; a failed flush is logged and retried by the flusher.
-                await self._write_pending()
-            return list(await self._conn.execute_fetchall(sql, params))
-
-        return await self._locked(work)
+        return await self._writer.read(sql, params, flush_first=flush_first)

@@ -1,4 +1,5 @@
-"""The journal's write-behind buffer: events, order upserts and equity snapshots.
+"""The journal's write-behind buffer: events, order upserts and equity snapshots, plus the
+durable rows the journal could not write (held until writes work again).
 
 Rows wait in memory and a flusher task writes them every ``flush_interval`` seconds, or sooner
 once ``batch_size`` rows wait, all pending rows in one transaction, so the hot path never waits
@@ -26,10 +27,22 @@ log = logging.getLogger(__name__)
 Params = tuple[object, ...]
 Writes = list[tuple[str, Sequence[Params]]]
 Transaction = Callable[[Iterable[tuple[str, Sequence[Params]]]], Awaitable[list[int]]]
+Outcome = Callable[[sqlite3.Error | None], None]
+HeldKey = tuple[str, str]
+
+# Errors that are the row's (or the code's) fault, not the storage's: retrying cannot help.
+_ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+def is_row_error(exc: sqlite3.Error) -> bool:
+    """True when SQLite refused the row itself (a constraint, a type), False when it could not
+    write at all (disk full, read-only, I/O error, locked, corrupt, missing table)."""
+    return isinstance(exc, _ROW_ERRORS)
+
 
 # A batch the database refuses this many times for a reason that is not the disk (a
 # constraint, a type) is written row by row and the refused rows are logged and set aside,
-# so one bad row cannot block the journal forever. Disk errors are retried without limit.
+# so one bad row cannot block the journal forever. Storage errors are retried without limit.
 ISOLATE_AFTER = 3
 _MAX_BACKOFF = 5.0
 _STOP_TIMEOUT = 5.0
@@ -39,6 +52,7 @@ _STOP_TIMEOUT = 5.0
 class Batch:
     """A snapshot of the pending rows; ``*_upto`` are the last sequence numbers it holds."""
 
+    held: list[tuple[HeldKey, str, Params]]
     events: list[Params]
     events_upto: int
     orders: list[tuple[str, Params]]
@@ -46,10 +60,15 @@ class Batch:
     snapshots_upto: int
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.orders) + len(self.snapshots)
+        return len(self.held) + len(self.events) + len(self.orders) + len(self.snapshots)
 
     def writes(self) -> Writes:
         writes: Writes = []
+        for _, sql, row in self.held:
+            if writes and writes[-1][0] == sql:
+                writes[-1] = (sql, [*writes[-1][1], row])
+            else:
+                writes.append((sql, [row]))
         if self.events:
             writes.append((schema.INSERT_EVENT, self.events))
         if self.orders:
@@ -75,6 +94,9 @@ class WriteBehind:
         self._events: deque[tuple[int, Params]] = deque()
         self._orders: dict[str, Params] = {}
         self._snapshots: deque[tuple[int, Params]] = deque()
+        self._held: dict[HeldKey, tuple[str, Params]] = {}
+        self.probe: tuple[str, Params] | None = None
+        """A row to write when nothing is pending, to learn when failed writes work again."""
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._stopping = False
@@ -98,12 +120,24 @@ class WriteBehind:
         self._snapshots.append((next(self._seq), row))
         self._queued(self._snapshots)
 
+    def hold(self, key: HeldKey, sql: str, row: Params) -> bool:
+        """Keep a durable row that could not be written; it is never dropped and goes first in
+        the next batch. False (and no change) when ``key`` is already held."""
+        if key in self._held:
+            return False
+        self._held[key] = (sql, row)
+        self._queued(None)
+        return True
+
+    def holds(self, key: HeldKey) -> bool:
+        return key in self._held
+
     def has_order(self, client_order_id: str) -> bool:
         return client_order_id in self._orders
 
     @property
     def pending(self) -> int:
-        return len(self._events) + len(self._orders) + len(self._snapshots)
+        return len(self._held) + len(self._events) + len(self._orders) + len(self._snapshots)
 
     def _queued(self, buffer: deque[tuple[int, Params]] | None) -> None:
         if buffer is not None and self.pending > self._max_pending:
@@ -122,6 +156,7 @@ class WriteBehind:
 
     def take(self) -> Batch:
         return Batch(
+            held=[(key, sql, row) for key, (sql, row) in self._held.items()],
             events=[row for _, row in self._events],
             events_upto=self._events[-1][0] if self._events else 0,
             orders=list(self._orders.items()),
@@ -140,19 +175,27 @@ class WriteBehind:
         for cid, row in batch.orders:
             if self._orders.get(cid) is row:
                 del self._orders[cid]
+        for key, _, row in batch.held:
+            if (held := self._held.get(key)) is not None and held[1] is row:
+                del self._held[key]
         self.failures = 0
 
     # ----- writing --------------------------------------------------------------------------
 
-    async def write(self, transaction: Transaction) -> bool:
+    async def write(self, transaction: Transaction, outcome: Outcome) -> bool:
         """Write every pending row in one transaction (the caller holds the journal's lock).
-        False when the rows could not be written; they stay pending."""
+        False when the rows could not be written; they stay pending. ``outcome`` hears of each
+        attempt: the error, or None when rows were written."""
         batch = self.take()
-        if not batch:
-            return True
+        writes = batch.writes()
+        if not writes:
+            if self.probe is None:
+                return True
+            writes = [(self.probe[0], [self.probe[1]])]
         try:
-            await transaction(batch.writes())
+            await transaction(writes)
         except sqlite3.Error as exc:
+            outcome(exc)
             self.failures += 1
             if self.failures == 1 or self.failures % 20 == 0:
                 log.error(
@@ -162,21 +205,32 @@ class WriteBehind:
                     self.failures,
                     exc_info=exc,
                 )
-            if self.failures >= ISOLATE_AFTER and not isinstance(exc, sqlite3.OperationalError):
-                await self._write_one_by_one(batch, transaction)
+            if self.failures >= ISOLATE_AFTER and is_row_error(exc):
+                await self._write_one_by_one(batch, transaction, outcome)
                 return True
             return False
         self.written(batch)
+        outcome(None)
         return True
 
-    async def _write_one_by_one(self, batch: Batch, transaction: Transaction) -> None:
+    async def _write_one_by_one(
+        self, batch: Batch, transaction: Transaction, outcome: Outcome
+    ) -> None:
         for sql, rows in batch.writes():
             for row in rows:
                 try:
                     await transaction([(sql, [row])])
-                except sqlite3.Error:
+                except sqlite3.Error as exc:
+                    if not is_row_error(exc):
+                        outcome(exc)
+                        # The storage failed meanwhile: keep the whole batch for later (an event
+                        # or snapshot written just before may then be written twice; fills,
+                        # orders and meta rows are idempotent).
+                        return
                     self.dropped += 1
                     log.exception("journal %s: the database refuses row %r", self._path, row)
+                else:
+                    outcome(None)
         self.written(batch)
 
     # ----- the flusher ----------------------------------------------------------------------
@@ -208,7 +262,7 @@ class WriteBehind:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
             self._wake.clear()
-            if self._stopping or not self.pending:
+            if self._stopping or not (self.pending or self.probe):
                 continue
             try:
                 await flush()

@@ -1,0 +1,196 @@
+"""The journal's connection: one aiosqlite connection, one lock, every transaction.
+
+Every transaction runs under one ``asyncio.Lock`` inside a task that a caller's cancellation
+cannot cut short, so no transaction is ever left half done. The writer also keeps the
+``writable`` flag: False from the first write SQLite could not commit (disk full, read-only,
+I/O error...) until a write succeeds again; while it is False the flusher keeps retrying (with
+a small probe row when nothing else is pending).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from engine.errors import JournalWriteError
+from engine.store import schema
+from engine.store.write_behind import ISOLATE_AFTER, Params, WriteBehind, is_row_error
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_CLOSE_FLUSH_TIMEOUT = 10.0
+PROBE_KEY = "journal_probe"
+
+
+class Writer:
+    def __init__(self, path: Path, behind: WriteBehind, now: Callable[[], str]) -> None:
+        self.path = path
+        self._behind = behind
+        self._now = now
+        self.db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self.writable = True
+        self.on_writable_change: Callable[[bool, str], None] | None = None
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self.db is None:
+            raise RuntimeError(f"journal {self.path} is closed")
+        return self.db
+
+    async def close(self) -> None:
+        """Write what is pending (within a bound) and close the connection."""
+        db = self.db
+        if db is None:
+            return
+        try:
+            await self._final_flush()
+        finally:
+            self.db = None
+            # aiosqlite's worker thread is not a daemon: it must be stopped or the process
+            # never exits. close() stops it even when closing the file fails.
+            try:
+                await db.close()
+            except sqlite3.Error:
+                log.exception("journal %s: error closing the database", self.path)
+
+    async def _final_flush(self) -> None:
+        try:
+            async with asyncio.timeout(_CLOSE_FLUSH_TIMEOUT):
+                for _ in range(ISOLATE_AFTER):
+                    if await self.locked(self.write_pending):
+                        break
+                while self._inflight:
+                    await asyncio.wait(set(self._inflight))
+        except TimeoutError:
+            log.error("journal %s: timed out writing pending rows at close", self.path)
+        if self._behind.pending:
+            log.error(
+                "journal %s: closed with %d rows not written", self.path, self._behind.pending
+            )
+
+    # ----- the writable flag ----------------------------------------------------------------
+
+    def outcome(self, exc: sqlite3.Error | None) -> None:
+        """Hear how a write went: None when rows were committed, else SQLite's error."""
+        if exc is None:
+            self._behind.probe = None
+            if not self.writable:
+                self._set_writable(True, f"journal {self.path}: writes work again")
+        elif not is_row_error(exc) and self.writable:
+            now = self._now()
+            self._behind.probe = (schema.UPSERT_META, (PROBE_KEY, now, now))
+            self._set_writable(False, f"journal {self.path} cannot be written: {exc}")
+
+    def _set_writable(self, writable: bool, reason: str) -> None:
+        self.writable = writable
+        (log.info if writable else log.error)("%s", reason)
+        if self.on_writable_change is not None:
+            try:
+                self.on_writable_change(writable, reason)
+            except Exception:
+                log.exception("journal %s: on_writable_change failed", self.path)
+
+    # ----- transactions ---------------------------------------------------------------------
+
+    async def locked(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run ``work`` under the lock in its own task: cancelling the caller cannot stop it
+        between BEGIN and COMMIT (the write completes; only the caller stops waiting)."""
+
+        async def run() -> T:
+            async with self._lock:
+                return await work()
+
+        task = asyncio.create_task(run())
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # Nobody will see this task's outcome: a failure must at least reach the log.
+            task.add_done_callback(self._log_orphan_failure)
+            raise
+
+    def _log_orphan_failure(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("journal %s: a write whose caller went away failed", self.path, exc_info=exc)
+
+    async def durable(self, sql: str, row: Params) -> int:
+        """Commit one row (after the pending write-behind rows, in the same transaction when
+        they can be written); its row count. Raises ``JournalWriteError`` when it cannot be
+        committed."""
+
+        async def work() -> int:
+            batch = self._behind.take()
+            if batch:
+                try:
+                    counts = await self.transaction([*batch.writes(), (sql, [row])])
+                except sqlite3.Error:
+                    # Pending rows must never stop a fill or a halt from being recorded.
+                    log.warning(
+                        "journal %s: writing %d pending rows failed; writing the durable row alone",
+                        self.path,
+                        len(batch),
+                        exc_info=True,
+                    )
+                else:
+                    self._behind.written(batch)
+                    self.outcome(None)
+                    return counts[-1]
+            try:
+                counts = await self.transaction([(sql, [row])])
+            except sqlite3.Error as exc:
+                self.outcome(exc)
+                raise JournalWriteError(f"journal {self.path} cannot be written: {exc}") from exc
+            self.outcome(None)
+            return counts[0]
+
+        return await self.locked(work)
+
+    async def write_pending(self) -> bool:
+        """Write the write-behind rows (the caller holds the lock); False if they stay."""
+        return await self._behind.write(self.transaction, self.outcome)
+
+    async def transaction(self, writes: Iterable[tuple[str, Sequence[Params]]]) -> list[int]:
+        """One BEGIN IMMEDIATE ... COMMIT; returns each statement's row count."""
+        db = self.conn
+        counts: list[int] = []
+        async with db.execute("BEGIN IMMEDIATE"):
+            pass
+        try:
+            for sql, rows in writes:
+                if len(rows) == 1:
+                    async with db.execute(sql, rows[0]) as cursor:
+                        counts.append(cursor.rowcount)
+                else:
+                    async with db.executemany(sql, rows) as cursor:
+                        counts.append(cursor.rowcount)
+            async with db.execute("COMMIT"):
+                pass
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                async with db.execute("ROLLBACK"):
+                    pass
+            raise
+        return counts
+
+    async def read(
+        self, sql: str, params: Sequence[object], *, flush_first: bool = False
+    ) -> list[sqlite3.Row]:
+        async def work() -> list[sqlite3.Row]:
+            if flush_first:
+                # Read-your-writes; a failed flush is logged and retried by the flusher.
+                await self.write_pending()
+            return list(await self.conn.execute_fetchall(sql, params))
+
+        return await self.locked(work)
