@@ -5,7 +5,8 @@ start) that reads today's session from the broker's calendar and schedules the d
 jobs: market open, the optional pre-close flatten, and the end-of-day report after the close.
 Holidays get nothing; on a half day the close is 13:00, so the report follows the early close.
 A job that runs late still runs within ``SCHEDULE_MISFIRE_GRACE_SECONDS`` (late runs coalesce
-into one). The dead-man's switch (``engine.watchdog``) runs beside the scheduler.
+into one). The engine runs its own guards (the dead-man's switch included) and its own
+reconcile: the jobs only schedule calls on it.
 
 Each job is a plain async method that takes "now" from the injected clock, and the calendar
 decisions are plain functions, so tests drive them with a ``TestClock``. The schedule runs on
@@ -39,8 +40,7 @@ from engine.commands import PnLReport
 from engine.domain import TradingSession
 from engine.events import Severity
 from engine.flatten import FlattenReport
-from engine.reconcile import Reconciler, ReconcileResult
-from engine.watchdog import Watchdog, check_interval
+from engine.reconcile import ReconcileResult
 
 log = logging.getLogger(__name__)
 
@@ -137,29 +137,11 @@ def recurring_triggers(
     }
 
 
-# ---- engine hooks ----------------------------------------------------------------------
-
-
-def build_watchdog(app: EngineApp, schedule: ScheduleSettings) -> Watchdog:
-    """The dead-man's switch over a started app (its clock drives the feed's timestamps)."""
-    engine = app.engine
-    return Watchdog(
-        state=engine.state,
-        bus=app.bus,
-        clock=app.clock,
-        feed=app.feed.health,
-        market_open=engine.market.is_open,
-        last_beat=lambda: engine.last_beat_mono,
-        stale_data_s=schedule.stale_data_seconds,
-        engine_stale_s=schedule.engine_stale_seconds,
-    )
-
-
 # ---- the jobs --------------------------------------------------------------------------
 
 
 class TradingJobs:
-    """Start after ``app.start()`` (the watchdog needs the started engine); stop before
+    """Start after ``app.start()`` (the boot report reads the started engine); stop before
     ``app.stop()`` and before the router, so the going-down message is still delivered.
 
     ``chart`` renders the end-of-day equity curve to PNG bytes in a worker thread (None: the
@@ -175,7 +157,6 @@ class TradingJobs:
         *,
         clock: Clock | None = None,
         chart: ChartRenderer | None = equity_chart,
-        run_watchdog: bool = True,
         announce: bool = True,
     ) -> None:
         self._app = app
@@ -183,11 +164,8 @@ class TradingJobs:
         self._router = router
         self._clock = clock or SystemClock()
         self._chart = chart
-        self._run_watchdog = run_watchdog
         self._announce = announce
         self._scheduler: AsyncIOScheduler | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self.watchdog: Watchdog | None = None
         self.plan: DayPlan | None = None
 
     @property
@@ -199,9 +177,8 @@ class TradingJobs:
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self, *, paused: bool = False) -> None:
-        """Post the boot report, create and start the scheduler in the running loop, plan
-        today and start the watchdog. ``paused``: jobs are scheduled but do not run (tests)."""
-        loop = asyncio.get_running_loop()
+        """Post the boot report, create and start the scheduler in the running loop and plan
+        today. ``paused``: jobs are scheduled but do not run (tests)."""
         if self._announce:
             self._router.publish(reports.boot_message(self._app))
         scheduler = AsyncIOScheduler(
@@ -224,20 +201,9 @@ class TradingJobs:
         scheduler.start(paused=paused)
         self._scheduler = scheduler
         await self._guarded(JOB_PLAN, self.plan_today)()
-        if self._run_watchdog:
-            self.watchdog = build_watchdog(self._app, self._schedule)
-            interval = check_interval(
-                self._schedule.stale_data_seconds, self._schedule.engine_stale_seconds
-            )
-            self._spawn(loop, self.watchdog.run(interval))
 
     async def stop(self) -> None:
-        """Stop the watchdog and the scheduler (a running job is cancelled), then post the
-        going-down message."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Stop the scheduler (a running job is cancelled), then post the going-down message."""
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None and scheduler.running:
             # AsyncIOScheduler shuts down on the next loop iteration (call_soon_threadsafe).
@@ -245,11 +211,6 @@ class TradingJobs:
             await asyncio.sleep(0)
         if self._announce and scheduler is not None:
             self._router.publish(reports.shutdown_message(self._app))
-
-    def _spawn(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]) -> None:
-        task = loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _guarded(
         self, job_id: str, work: Callable[[], Awaitable[object]]
@@ -363,27 +324,10 @@ class TradingJobs:
         self._router.publish(message)
         return message
 
-    async def reconcile(self) -> ReconcileResult | None:
-        """Compare with the broker; every drift is corrected and published (so alerted).
-
-        Skipped while orders are in flight or a flatten runs: a fill landing between the
-        broker's answer and our comparison would look like drift.
-        """
-        engine = self._app.engine
-        if engine.flattener.running or engine.orders.open_orders():
-            log.info("periodic reconcile skipped: orders in flight")
-            return None
-        lookback = timedelta(minutes=max(60.0, 2 * self._schedule.reconcile_minutes))
-        result = await Reconciler(
-            broker=self._app.broker,
-            execution=engine.execution,
-            portfolio=engine.portfolio,
-            orders=engine.orders,
-            bus=self._app.bus,
-            clock=self._app.clock,
-        ).run(self._app.clock.now() - lookback)
-        log.info("periodic reconcile: %s", result.summary())
-        return result
+    async def reconcile(self) -> ReconcileResult:
+        """The engine's reconcile (``TradingEngine.reconcile``): every drift is corrected and
+        published (so alerted); skipped while orders are in flight or a flatten runs."""
+        return await self._app.engine.reconcile("scheduled")
 
     async def _render_chart(self, pnl: PnLReport) -> bytes | None:
         if self._chart is None:

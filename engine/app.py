@@ -25,6 +25,7 @@ from engine.feed.replay import SAMPLE_BARS_PATH, ReplayFeed
 from engine.store.journal import Journal
 from engine.store.schema import SchemaError
 from engine.strategy import build_strategy
+from engine.watchdog import WatchdogLimits
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,10 @@ async def _build(settings: Settings, bus: EventBus | None) -> EngineApp:
             allowed_symbols=settings.allowed_symbols,
             extra_sinks=extra_sinks,
             outage_halt_s=None if settings.mode == "sim" else settings.alpaca.outage_halt_s,
+            watchdog=WatchdogLimits(
+                stale_data_s=settings.schedule.stale_data_seconds,
+                engine_stale_s=settings.schedule.engine_stale_seconds,
+            ),
         )
     except Exception:
         await journal.close()

@@ -1,6 +1,6 @@
 """The engine's control API and its guards: halt, flatten and reconcile (``TradingEngine``
-exposes them as its public methods), the broker calls with their health, and the automatic
-halts that use them (daily loss limit, broker outage).
+exposes them as its public methods), the broker calls with their health, and the guards that
+act on their own (daily loss limit, broker outage, the dead-man's switch for stale data).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from engine.domain import TradingState
 from engine.errors import BrokerError
 from engine.events import Severity
 from engine.execution import ExecutionManager
+from engine.feed.base import FeedHealth
 from engine.flatten import Flattener, FlattenReport, ProgressCallback
 from engine.health import BrokerHealth
 from engine.loops import ErrorReporter
@@ -29,6 +30,7 @@ from engine.order_book import OrderBook
 from engine.portfolio import Portfolio
 from engine.reconcile import Reconciler, ReconcileResult
 from engine.risk import Cause, StateRecord, TradingStateController, loss_limit_breached
+from engine.watchdog import Watchdog, WatchdogLimits
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,6 +64,9 @@ class EngineControl:
         report: ErrorReporter,
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
         outage_halt_s: float | None,
+        feed: FeedHealth,
+        last_beat: Callable[[], float | None],
+        watchdog: WatchdogLimits | None,
     ) -> None:
         self._state = state
         self._broker = broker
@@ -106,12 +111,27 @@ class EngineControl:
                 halt=self.outage_halt,
                 probe=broker.get_clock,
             )
+        self._watchdog_limits = watchdog
+        self.watchdog: Watchdog | None = None
+        if watchdog is not None:
+            self.watchdog = Watchdog(
+                state=state,
+                bus=bus,
+                clock=clock,
+                feed=feed,
+                market_open=market.is_open,
+                last_beat=last_beat,
+                stale_data_s=watchdog.stale_data_s,
+                engine_stale_s=watchdog.engine_stale_s,
+            )
 
     def guards(self) -> dict[str, Coroutine[Any, Any, None]]:
         """The guards' loops the engine runs beside its own, by task name."""
         guards: dict[str, Coroutine[Any, Any, None]] = {}
         if self.outage is not None:
             guards["outage-watchdog"] = self.outage.run()
+        if self.watchdog is not None and self._watchdog_limits is not None:
+            guards["dead-mans-switch"] = self.watchdog.run(self._watchdog_limits.check_interval_s)
         return guards
 
     async def call_broker(self, call: Coroutine[Any, Any, T]) -> T | None:

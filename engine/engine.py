@@ -38,6 +38,7 @@ from engine.risk import RiskGate, TradingStateController
 from engine.store.journal import Journal
 from engine.store.records import EquitySnapshot
 from engine.strategy.base import Strategy, rows_to_frame
+from engine.watchdog import WatchdogLimits
 from engine.workers import SymbolBuffer
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class TradingEngine:
         allowed_symbols: list[str],
         extra_sinks: list[PriceListener] | None = None,
         outage_halt_s: float | None = None,
+        watchdog: WatchdogLimits | None = None,
     ) -> None:
         self.mode = mode
         self.broker = broker
@@ -132,6 +134,9 @@ class TradingEngine:
             report=self._error,
             spawn=self.spawn,
             outage_halt_s=outage_halt_s,
+            feed=feed.health,
+            last_beat=lambda: self.last_beat_mono,
+            watchdog=watchdog,
         )
         self.flattener = self.control.flattener
         self.broker_health = self.control.broker_health

@@ -2,8 +2,11 @@
 beating sends a critical alert and moves trading to REDUCING.
 
 Plain logic driven by ``check()`` (tests call it with a ``TestClock``) plus a small runner
-loop. The watchdog never overrides a HALT, and on recovery it lifts only a REDUCING it set
-itself (``resume(..., if_cause=...)``), so a person's decision always stands.
+loop, started by the engine itself (``TradingEngine.start``), so an engine run without the
+scheduler is guarded too. The watchdog never overrides a HALT, and on recovery it lifts only a
+REDUCING it set itself (``resume(..., if_cause=...)``), so a person's decision always stands.
+A REDUCING it set before a restart is still its own: the first check after the restart takes
+it over, and fresh data (or a fresh beat) after the restart lifts it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,18 @@ NOTICE_KIND = "watchdog"
 TITLE = "Dead-man's switch"
 
 Sleep = Callable[[float], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchdogLimits:
+    """How old market data and the engine's beat may get during market hours (seconds)."""
+
+    stale_data_s: float
+    engine_stale_s: float
+
+    @property
+    def check_interval_s(self) -> float:
+        return check_interval(self.stale_data_s, self.engine_stale_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +89,7 @@ class Watchdog:
         self._open_since: float | None = None
         # Cause -> monotonic time it tripped; recovery needs evidence newer than that.
         self._tripped: dict[str, float] = {}
+        self._adopted = False
 
     @property
     def tripped(self) -> frozenset[str]:
@@ -83,6 +99,8 @@ class Watchdog:
         """Evaluate once: trip or recover, alert, and move the trading state."""
         now = self._clock.now()
         mono = self._clock.monotonic()
+        if not self._adopted:
+            self._adopt(mono)
         is_open = self._market_open(now)
         if not is_open:
             self._open_since = None
@@ -107,6 +125,15 @@ class Watchdog:
             except Exception:
                 log.exception("watchdog check failed")
             await sleep(interval_s)
+
+    def _adopt(self, mono: float) -> None:
+        """Take over a REDUCING this switch set before a restart (restored from the journal):
+        it counts as tripped now, so only data or a beat newer than the restart lifts it."""
+        self._adopted = True
+        record = self._state.record
+        if _ours(record.state, record.actor, record.cause):
+            log.info("watchdog: REDUCING (%s) from before the restart is ours", record.cause)
+            self._tripped.setdefault(record.cause, mono)
 
     # ---- conditions --------------------------------------------------------------------
 
@@ -167,12 +194,7 @@ class Watchdog:
         del self._tripped[cause]
         log.info("watchdog recovered: %s", cause)
         record = self._state.record
-        ours = (
-            record.state is TradingState.REDUCING
-            and record.actor == ACTOR
-            and record.cause in (Cause.STALE_DATA, Cause.ENGINE_STALE)
-        )
-        if ours and not self._tripped:
+        if _ours(record.state, record.actor, record.cause) and not self._tripped:
             # if_cause: a person who took over the REDUCING meanwhile keeps it.
             after = await self._state.resume(ACTOR, f"{cause} recovered", if_cause=record.cause)
             if after.state is TradingState.ACTIVE:
@@ -189,6 +211,14 @@ class Watchdog:
                 severity=severity,
             )
         )
+
+
+def _ours(state: TradingState, actor: str, cause: str) -> bool:
+    return (
+        state is TradingState.REDUCING
+        and actor == ACTOR
+        and cause in (Cause.STALE_DATA, Cause.ENGINE_STALE)
+    )
 
 
 def check_interval(stale_data_s: float, engine_stale_s: float) -> float:

@@ -68,7 +68,6 @@ async def wire(h: Harness) -> Wired:
         router,
         clock=h.app.clock,  # replay time: 12:00 New York on a trading day
         chart=None,
-        run_watchdog=False,
         announce=False,
     )
     return Wired(h, router, jobs)

@@ -47,6 +47,7 @@ from engine.sim.exchange import SimExchange
 from engine.sim.models import CommissionModel, SlippageModel, TradeUpdateRecord
 from engine.store.journal import Journal
 from engine.strategy.base import Signal, Strategy
+from engine.watchdog import WatchdogLimits
 
 D = Decimal
 DAY = date(2026, 3, 10)  # a Tuesday with a regular session
@@ -414,6 +415,7 @@ async def build_engine(
     risk: dict[str, Any] | None = None,
     strategy: ScriptedStrategy | None = None,
     flatten_deadline_s: float = 3.0,
+    watchdog: WatchdogLimits | None = None,
 ) -> EngineParts:
     """A ``TradingEngine`` (not started) on a persisted simulator in ``tmp_path``: building a
     second one on the same directory is a restart."""
@@ -439,6 +441,7 @@ async def build_engine(
         symbols=list(SYMBOLS),
         allowed_symbols=list(SYMBOLS),
         extra_sinks=[broker.sim],
+        watchdog=watchdog,
     )
     parts = EngineParts(engine, clock, broker, feed, strategy, bus, journal)
     bus.subscribe(Event, parts.events.append)

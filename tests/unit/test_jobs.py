@@ -36,6 +36,7 @@ from engine.app import EngineApp
 from engine.calendar import MarketCalendar
 from engine.clock import NEW_YORK, TestClock
 from engine.commands import PnLReport
+from engine.domain import OrderRequest, Side
 from tests.support.app import sim_settings, start_app, wait_for
 
 
@@ -76,9 +77,7 @@ class Rig:
         self.transport = transport
         self.router = router
 
-    def jobs(
-        self, now: datetime, *, chart: Any = None, watchdog: bool = False, **fields: Any
-    ) -> TradingJobs:
+    def jobs(self, now: datetime, *, chart: Any = None, **fields: Any) -> TradingJobs:
         settings = self.app.settings.schedule.model_copy(update=fields)
         return TradingJobs(
             self.app,
@@ -86,7 +85,6 @@ class Rig:
             self.router,
             clock=TestClock(now),
             chart=chart,
-            run_watchdog=watchdog,
         )
 
     async def delivered(self, kind: str) -> list[tuple[Channel, AlertMessage]]:
@@ -256,9 +254,7 @@ async def test_end_of_day_when_normal_day_then_report_with_figures_and_chart(rig
 async def test_end_of_day_when_half_day_then_report_after_the_early_close(rig: Rig) -> None:
     rig.app.clock.set(ny(27, 9, 30))  # type: ignore[attr-defined]
     clock = TestClock(ny(27, 9, 30))
-    jobs = TradingJobs(
-        rig.app, rig.app.settings.schedule, rig.router, clock=clock, chart=None, run_watchdog=False
-    )
+    jobs = TradingJobs(rig.app, rig.app.settings.schedule, rig.router, clock=clock, chart=None)
     await jobs.market_open()
     clock.set(ny(27, 12, 59))
     before_close = await jobs.end_of_day()
@@ -335,28 +331,26 @@ async def test_reconcile_when_local_position_drifted_then_corrected_and_alerted(
 
 
 async def test_reconcile_when_orders_in_flight_then_skipped(rig: Rig) -> None:
-    class Busy:
-        def open_orders(self) -> list[object]:
-            return [object()]
+    engine = rig.app.engine
+    position = engine.portfolio.positions()[0]
+    engine.portfolio.set_position(position.symbol, position.qty + 5, position.avg_price)
+    request = OrderRequest(
+        client_order_id="in-flight-1", symbol="AAPL", side=Side.BUY, qty=Decimal(1), strategy="t"
+    )
+    await engine.execution.submit(request, checked=False)  # the replay is over: it stays open
+    assert engine.orders.open_orders()
 
-    jobs = rig.jobs(ny(20, 12, 15))
-    real = rig.app.engine.orders
-    rig.app.engine.orders = Busy()  # type: ignore[assignment]
-    try:
-        result = await jobs.reconcile()
-    finally:
-        rig.app.engine.orders = real
+    result = await rig.jobs(ny(20, 12, 15)).reconcile()
 
-    assert result is None
+    assert result.skipped == "orders in flight"
+    assert engine.portfolio.qty(position.symbol) == position.qty + 5  # nothing corrected
 
 
 # ---- scheduler wiring -------------------------------------------------------------------
 
 
 async def test_start_when_trading_day_then_jobs_triggers_and_misfire_grace_set(rig: Rig) -> None:
-    jobs = rig.jobs(
-        ny(27, 8, 0), watchdog=True, preclose_flatten_time=time(15, 55), misfire_grace_seconds=300
-    )
+    jobs = rig.jobs(ny(27, 8, 0), preclose_flatten_time=time(15, 55), misfire_grace_seconds=300)
     await jobs.start(paused=True)  # dated jobs are inspected, not run
     try:
         scheduled = {job.id: job for job in jobs.scheduler.get_jobs()}
@@ -376,7 +370,6 @@ async def test_start_when_trading_day_then_jobs_triggers_and_misfire_grace_set(r
         ] == ["09:30", "12:55", "13:05"]
         assert scheduled[JOB_PLAN].trigger.get_next_fire_time(None, ny(27, 8, 0)) == ny(28, 0, 5)
         assert str(jobs.scheduler.timezone) == "America/New_York"
-        assert jobs.watchdog is not None
     finally:
         await jobs.stop()
     assert jobs._scheduler is None  # type: ignore[attr-defined]
@@ -450,7 +443,7 @@ async def test_scheduled_job_when_it_fails_then_posted_not_raised(rig: Rig) -> N
 async def test_start_and_stop_when_announcing_then_boot_report_and_going_down_message(
     rig: Rig,
 ) -> None:
-    jobs = rig.jobs(ny(26, 12, 0), watchdog=True)
+    jobs = rig.jobs(ny(26, 12, 0))
     await jobs.start()
     scheduler = jobs.scheduler
 
@@ -458,7 +451,6 @@ async def test_start_and_stop_when_announcing_then_boot_report_and_going_down_me
     await asyncio.sleep(0)
 
     assert not scheduler.running
-    assert not jobs._tasks  # type: ignore[attr-defined]
     await rig.delivered("shutdown")
     kinds = [m.kind for _, m in rig.transport.sent if m.kind in ("boot", "shutdown")]
     assert kinds == ["boot", "shutdown"]
