@@ -23,6 +23,7 @@ from engine.clock import SystemClock, trading_day
 from engine.commands import PnLReport
 from engine.errors import DomainError
 from engine.flatten import FlattenProgress
+from engine.journal_owner import JournalOwnerError
 
 log = logging.getLogger(__name__)
 
@@ -204,10 +205,10 @@ async def run_console(
                 await web.start()
         except DomainError as exc:
             # Broker unreachable, keys refused...: one clear line, not a traceback. A
-            # container's restart policy tries again.
+            # container's restart policy tries again, unless a setting must change first.
             log.info("engine failed to start", exc_info=True)  # the trace: log file only
             print(f"Cannot start: {exc}", file=sys.stderr)
-            return 1
+            return 2 if isinstance(exc, JournalOwnerError) else 1
         jobs = TradingJobs(app, app.settings.schedule, router)
         await jobs.start()
         console.print(

@@ -24,6 +24,8 @@ from bot.discord_transport import DiscordTransport
 from config import Settings
 from engine.app import EngineApp, StartupError, build_app
 from engine.clock import SystemClock
+from engine.errors import DomainError
+from engine.journal_owner import JournalOwnerError
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,10 @@ async def run_discord(
             async with bot:
                 await start(bot, token.strip())
         code = EXIT_OK
+    except DomainError as exc:  # raised by the engine's start inside setup_hook
+        log.info("engine failed to start", exc_info=True)
+        config = isinstance(exc, JournalOwnerError)
+        code = _fail(err, f"Cannot start: {exc}", EXIT_CONFIG if config else EXIT_ERROR)
     except discord.LoginFailure:
         code = _fail(err, TOKEN_REJECTED)
     except discord.PrivilegedIntentsRequired:

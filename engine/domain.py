@@ -191,6 +191,8 @@ class Account:
     """Equity at the previous close: the day's starting equity unless we recorded one."""
     daytrade_count: int = 0
     pattern_day_trader: bool = False
+    id: str = ""
+    """The broker's account number; empty for the simulator."""
 
 
 @dataclass(frozen=True, slots=True)

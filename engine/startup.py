@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from engine.clock import trading_day
 from engine.feed.base import MarketDataFeed
+from engine.journal_owner import JournalOwnerError, claim_account, claim_mode
 from engine.market_hours import MarketHours
 from engine.order_book import OrderBook
 from engine.portfolio import Portfolio
@@ -36,12 +37,20 @@ DAY_TRADES = "day_trades"
 async def restore(engine: TradingEngine) -> None:
     """Everything a start does before the engine's loops run."""
     e = engine
+    await claim_mode(e.journal, e.mode, e.storage.data_dir)
     e.clean_last_shutdown = await mark_running(e.journal)
     last = await last_state(e.journal)
     if last is not None:
         e.state.restore(last)
     await e.broker.connect()
     await e.market.refresh()
+    account = await e.broker.get_account()
+    try:
+        await claim_account(e.journal, e.mode, account.id, e.storage.data_dir)
+    except JournalOwnerError:
+        # The refused run never ran: the owner's next start must not see a crash.
+        await unmark_running(e.journal, e.clean_last_shutdown)
+        raise
     last_fill_ts = await restore_book(
         e.journal, e.portfolio, e.orders, e.execution.known_ids, e.clock.now()
     )
@@ -59,6 +68,12 @@ async def mark_running(journal: Journal) -> bool | None:
     clean = await journal.get_meta(CLEAN_SHUTDOWN)
     await journal.set_meta(CLEAN_SHUTDOWN, "false")
     return None if clean is None else clean == "true"
+
+
+async def unmark_running(journal: Journal, clean: bool | None) -> None:
+    """Undo ``mark_running`` (``clean`` is what it returned)."""
+    if clean is not None:
+        await journal.set_meta(CLEAN_SHUTDOWN, "true" if clean else "false")
 
 
 async def mark_clean_stop(journal: Journal) -> None:

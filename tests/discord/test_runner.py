@@ -188,6 +188,25 @@ async def test_run_discord_when_bot_closed_normally_then_exit_0_and_clean_shutdo
     assert await clean_shutdown_flag(s) == "true"
 
 
+async def test_run_discord_when_journal_holds_another_mode_then_cannot_start_exit_2(
+    tmp_path: Path,
+) -> None:
+    s, built, err = settings(tmp_path), Built(), io.StringIO()
+    journal = await Journal.open(s.storage.db_path, SystemClock())
+    await journal.set_meta("owner_mode", "paper")  # a paper run's journal in this data dir
+    await journal.close()
+
+    async def login(bot: TradingBot, token: str) -> None:
+        await bot.setup_hook()  # what discord.py's login does: starts the engine
+
+    code = await run(s, login, built, err)
+
+    assert code == 2
+    (line,) = err.getvalue().splitlines()
+    assert line.startswith(f"Cannot start: the journal in {s.storage.data_dir} holds paper")
+    assert built.journal_closed()
+
+
 async def test_run_discord_when_no_token_then_exit_2_without_building(tmp_path: Path) -> None:
     s = sim_settings(tmp_path)
     built, err = Built(), io.StringIO()

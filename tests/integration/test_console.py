@@ -183,3 +183,34 @@ def test_console_when_bars_file_has_none_of_the_symbols_then_one_line_naming_the
     assert "(AAPL, MSFT, SPY) but only for TSLA" in line
     assert "STRATEGY_SYMBOLS" in line
     assert "Traceback" not in result.stderr
+
+
+def test_console_when_data_dir_holds_sim_journal_and_paper_run_then_exit_two_one_line(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    sim = run_bot("--console", "--data-dir", str(data), stdin="!quit\n")
+    closed = "127.0.0.1:9"  # nothing listens: the refusal comes before any broker call
+    paper = run_bot(
+        "--console",
+        "--data-dir",
+        str(data),
+        stdin="!quit\n",
+        env={
+            "TRADING_MODE": "paper",
+            "APCA_API_KEY_ID": "KEYID",
+            "APCA_API_SECRET_KEY": "SECRETKEY",
+            "ALPACA_TRADING_URL": f"http://{closed}",
+            "ALPACA_TRADE_STREAM_URL": f"ws://{closed}/stream",
+            "ALPACA_DATA_URL": f"http://{closed}",
+            "ALPACA_DATA_STREAM_URL": f"ws://{closed}/v2/iex",
+        },
+    )
+
+    assert sim.returncode == 0, sim.stderr
+    assert paper.returncode == 2
+    (line,) = [s for s in paper.stderr.splitlines() if s.startswith("Cannot start:")]
+    assert line.startswith(f"Cannot start: the journal in {data} holds sim trading")
+    assert f"STORAGE_DATA_DIR={data / 'paper'}" in line
+    assert "Traceback" not in paper.stderr
+    assert "Trading console" not in paper.stdout

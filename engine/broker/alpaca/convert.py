@@ -184,6 +184,7 @@ def account(raw: Json) -> Account:
         last_equity=_dec(raw, "last_equity") or _req_dec(raw, "equity"),
         daytrade_count=int(raw.get("daytrade_count") or 0),
         pattern_day_trader=bool(raw.get("pattern_day_trader") or False),
+        id=str(raw.get("account_number") or raw.get("id") or ""),
     )
 
 
