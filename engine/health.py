@@ -17,11 +17,14 @@ class LatencyStats:
     def __init__(self, window: int = 2048) -> None:
         self._samples: deque[float] = deque(maxlen=window)
         self.count = 0
+        self.total = 0.0
+        """Sum of every duration ever added (with ``count``: a Prometheus summary)."""
         self.max = 0.0
 
     def add(self, seconds: float) -> None:
         self._samples.append(seconds)
         self.count += 1
+        self.total += seconds
         self.max = max(self.max, seconds)
 
     def percentile(self, pct: float) -> float | None:
@@ -44,6 +47,8 @@ class BrokerHealth:
     last_error_at: datetime | None = None
     round_trip_s: float | None = None
     consecutive_failures: int = 0
+    failures: int = 0
+    """Every failure since start (``/metrics``)."""
     down_since_mono: float | None = None
     """Monotonic time of the first failure in the current run of failures."""
     round_trips: LatencyStats = field(default_factory=LatencyStats)
@@ -61,6 +66,7 @@ class BrokerHealth:
         self.last_error = error
         self.last_error_at = now
         self.consecutive_failures += 1
+        self.failures += 1
         if self.down_since_mono is None:
             self.down_since_mono = mono
 

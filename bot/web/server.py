@@ -2,9 +2,9 @@
 
 ``WebServer(app, router=...)`` is a service like the alert router and the scheduler: the bot
 (``bot.runner``) and the console start it after the engine and stop it before. It serves the
-JSON API over the command service's read calls. No route changes anything: every method but
-GET and HEAD is refused with 405 before anything else runs, and every route but ``/healthz``
-needs the bearer token.
+JSON API over the command service's read calls and ``/metrics``. No route changes anything:
+every method but GET and HEAD is refused with 405 before anything else runs, and every route
+but ``/healthz`` needs the bearer token.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from aiohttp import web
 from bot.alerts import AlertRouter
 from bot.web import api
 from bot.web.auth import TOKEN_FILE, TokenCheck, write_token_file
+from bot.web.metrics import CONTENT_TYPE_LATEST, EngineCollector, metrics_registry, render
 from engine.app import EngineApp, StartupError
 from engine.errors import DomainError
 
@@ -39,9 +40,11 @@ _COMMON_HEADERS = {
 
 class WebServer:
     def __init__(self, app: EngineApp, *, router: AlertRouter | None = None) -> None:
+        """Build it before the engine starts, so the metrics' order counters see start-up."""
         self._app = app
         self._settings = app.settings.web
-        self._router = router
+        self._collector = EngineCollector(app, router)
+        self._registry = metrics_registry(self._collector)
         self._runner: web.AppRunner | None = None
         self._token: str | None = (
             self._settings.token.get_secret_value().strip() if self._settings.token else None
@@ -76,6 +79,7 @@ class WebServer:
 
         webapp = web.Application(middlewares=[guard], client_max_size=1024)
         webapp.router.add_get("/healthz", self._healthz)
+        webapp.router.add_get("/metrics", self._metrics)
         for path, handler in api.routes(self._app.commands).items():
             webapp.router.add_get(path, handler)
         return webapp
@@ -104,12 +108,20 @@ class WebServer:
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        try:
+            if runner is not None:
+                await runner.cleanup()
+        finally:
+            self._collector.close()
 
     async def _healthz(self, request: web.Request) -> web.StreamResponse:
         ready = self._app.engine.ready.is_set()
         return api.json_response({"ok": ready}, 200 if ready else 503)
+
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        api.query(request, {})
+        body = render(self._registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def _run(request: web.Request, handler: _Handler) -> web.StreamResponse:

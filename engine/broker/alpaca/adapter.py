@@ -90,6 +90,10 @@ class AlpacaBroker:
     def timeouts(self) -> int:
         return self.calls.timeouts
 
+    @property
+    def budget(self) -> RequestBudget:
+        return self.calls.budget
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def connect(self) -> None:
