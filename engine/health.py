@@ -41,6 +41,12 @@ class LatencyStats:
 
 @dataclass
 class BrokerHealth:
+    """What the broker's answers say about it, for status, heartbeat and the outage watchdog.
+
+    The outage is dated from the first request that went unanswered (its send time, not the
+    moment it timed out), or from an earlier liveness signal (``suspect``: the trade stream
+    dropped or a ping went unanswered) when that came after the broker's last answer."""
+
     ok: bool = True
     last_ok_at: datetime | None = None
     last_error: str = ""
@@ -50,25 +56,63 @@ class BrokerHealth:
     failures: int = 0
     """Every failure since start (``/metrics``)."""
     down_since_mono: float | None = None
-    """Monotonic time of the first failure in the current run of failures."""
+    """Monotonic time the current outage is dated from (None while the broker answers)."""
+    last_answer_mono: float | None = None
+    """Monotonic time of the broker's last answer, when the caller measures it."""
+    suspect_since_mono: float | None = None
+    """A liveness signal says the broker may have been gone since then."""
+    liveness_changed_mono: float | None = None
+    """When the stream last went silent or answered again: the watchdog probes after it."""
     round_trips: LatencyStats = field(default_factory=LatencyStats)
 
-    def success(self, now: datetime, elapsed_s: float) -> None:
+    def success(self, now: datetime, elapsed_s: float, mono: float | None = None) -> None:
         self.ok = True
         self.last_ok_at = now
         self.round_trip_s = elapsed_s
         self.round_trips.add(elapsed_s)
         self.consecutive_failures = 0
         self.down_since_mono = None
+        if mono is not None:
+            self.last_answer_mono = mono
 
-    def failure(self, now: datetime, mono: float, error: str) -> None:
+    def failure(
+        self, now: datetime, mono: float, error: str, sent_mono: float | None = None
+    ) -> None:
+        """A request sent at ``sent_mono`` (default: ``mono``) failed at ``mono``."""
         self.ok = False
         self.last_error = error
         self.last_error_at = now
         self.consecutive_failures += 1
         self.failures += 1
         if self.down_since_mono is None:
-            self.down_since_mono = mono
+            start = mono if sent_mono is None else min(sent_mono, mono)
+            suspect = self.suspect_if_current()
+            if suspect is not None:
+                start = min(start, suspect)
+            if self.last_answer_mono is not None:
+                start = max(start, self.last_answer_mono)
+            self.down_since_mono = start
+
+    def suspect(self, mono: float) -> None:
+        """The broker may have been gone since ``mono`` (its stream dropped, a ping went
+        unanswered): the watchdog probes at once, and an outage that follows is dated from
+        here. The earliest signal since the last answer counts."""
+        if self.suspect_if_current() is None:
+            self.suspect_since_mono = mono
+            self.liveness_changed_mono = mono
+
+    def clear_suspicion(self, mono: float) -> None:
+        """The stream answers again: the broker may be back, so the watchdog probes at once."""
+        if self.suspect_since_mono is not None:
+            self.suspect_since_mono = None
+            self.liveness_changed_mono = mono
+
+    def suspect_if_current(self) -> float | None:
+        """The suspicion, unless the broker has answered since it arose."""
+        since = self.suspect_since_mono
+        if since is None or (self.last_answer_mono is not None and since < self.last_answer_mono):
+            return None
+        return since
 
 
 HEALTH_FILE = "health.json"

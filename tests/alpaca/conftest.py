@@ -4,6 +4,9 @@ built by the real factory, with small timeouts and fast backoff so the suite sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,6 +24,7 @@ from engine.clock import Clock, SystemClock
 from engine.domain import Bar, Tick
 from engine.feed.alpaca_data import AlpacaDataFeed
 from tests.fakes.alpaca import FakeAlpaca
+from tests.support.console_proc import REPO
 
 SYMBOLS = ["AAPL", "MSFT"]
 
@@ -56,6 +60,58 @@ def fast(broker: AlpacaBroker, feed: AlpacaDataFeed | None = None) -> None:
         broker.stream.backoff = Backoff(base_s=0.05, cap_s=0.2)
     if feed is not None:
         feed.backoff = Backoff(base_s=0.05, cap_s=0.2)
+
+
+class StandaloneFake:
+    """``python -m tests.fakes.alpaca`` in its own process, and the environment it printed."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, env: dict[str, str]) -> None:
+        self.proc = proc
+        self.env = env
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+
+@pytest.fixture
+async def standalone_fake() -> AsyncIterator[StandaloneFake]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.fakes.alpaca",
+        "--port",
+        "0",
+        "--speed",
+        "1200",
+        "--always-open",
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    env: dict[str, str] = {}
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            while "ALPACA_DATA_STREAM_URL" not in env:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "the fake exited before printing its environment"
+                key, sep, value = line.strip().partition("=")
+                if sep and key.isupper():
+                    env[key] = value
+        yield StandaloneFake(proc, env)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)  # a test may have stopped it
+                proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            await proc.wait()
+
+
+@pytest.fixture
+def fake_env(standalone_fake: StandaloneFake) -> dict[str, str]:
+    """The environment the standalone fake printed, for a bot in paper mode."""
+    return standalone_fake.env
 
 
 BrokerMaker = Callable[..., AbstractAsyncContextManager[tuple[AlpacaBroker, AlpacaDataFeed]]]

@@ -22,6 +22,7 @@ from engine.errors import (
     RateLimited,
 )
 from tests.alpaca.conftest import BrokerMaker, Collector
+from tests.alpaca.test_outage import probe_now
 from tests.fakes.alpaca import FakeAlpaca, build_exchange
 from tests.support.app import wait_for
 
@@ -306,17 +307,17 @@ async def test_outage_when_broker_down_past_limit_then_halt_callback_once(
             broker.health, clock, halt_after_s=60, halt=halt, probe=broker.get_clock
         )
         fake.knobs.error_rate = 1.0
-        await monitor.probe_if_due()
+        await probe_now(monitor)
         clock.advance(30)
         await monitor.check()
         clock.advance(31)
-        await monitor.probe_if_due()
+        await probe_now(monitor)
         halted = await monitor.check()
         clock.advance(30)
         await monitor.check()
         fake.knobs.error_rate = 0.0
         clock.advance(10)
-        await monitor.probe_if_due()
+        await probe_now(monitor)
         await monitor.check()
 
     assert halted is True

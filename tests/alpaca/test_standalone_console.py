@@ -3,51 +3,14 @@ exactly as a trader would try it by hand: it trades, flattens and halts as on th
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.console_proc import REPO, ConsoleProcess
+from tests.support.console_proc import ConsoleProcess
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def fake_env() -> AsyncIterator[dict[str, str]]:
-    """Start ``python -m tests.fakes.alpaca`` and return the environment it prints."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.fakes.alpaca",
-        "--port",
-        "0",
-        "--speed",
-        "1200",
-        "--always-open",
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    env: dict[str, str] = {}
-    try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(30):
-            while "ALPACA_DATA_STREAM_URL" not in env:
-                line = (await proc.stdout.readline()).decode()
-                assert line, "the fake exited before printing its environment"
-                key, sep, value = line.strip().partition("=")
-                if sep and key.isupper():
-                    env[key] = value
-        yield env
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
-            await proc.wait()
 
 
 async def test_console_when_paper_on_standalone_fake_then_trades_flattens_and_halts(

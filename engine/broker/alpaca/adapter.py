@@ -71,6 +71,8 @@ class AlpacaBroker:
             rng=rng,
         )
         self._stream = stream
+        if stream is not None and stream.liveness is None:
+            stream.liveness = self.calls.health  # a dropped or silent stream: probe at once
         self._first_connect_wait_s = first_connect_wait_s
         self._ids = OrderIds()
 

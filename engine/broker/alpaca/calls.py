@@ -61,6 +61,7 @@ class RestCalls:
         max_workers: int = MAX_WORKERS,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        health: BrokerHealth | None = None,
     ) -> None:
         self._factory = client_factory
         self._clock = clock
@@ -71,7 +72,7 @@ class RestCalls:
         self._max_workers = max_workers
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self.health = BrokerHealth()
+        self.health = health if health is not None else BrokerHealth()
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._clients: list[TradingClient] = []
@@ -127,12 +128,15 @@ class RestCalls:
             if isinstance(exc, BrokerTimeout):
                 self.timeouts += 1  # the socket timeout or the hard limit, whichever came first
             self.breaker.record_failure(str(exc))
-            self.health.failure(self._clock.now(), self._clock.monotonic(), str(exc))
+            self.health.failure(
+                self._clock.now(), self._clock.monotonic(), str(exc), sent_mono=started
+            )
             raise
         finally:
             if outcome == "ok":
                 self.breaker.record_success()
-                self.health.success(self._clock.now(), self._clock.monotonic() - started)
+                mono = self._clock.monotonic()
+                self.health.success(self._clock.now(), mono - started, mono=mono)
             elif outcome == "neutral" and probe:
                 self.breaker.release_probe()
 

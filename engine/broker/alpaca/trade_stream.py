@@ -25,13 +25,14 @@ from decimal import Decimal
 from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from engine.backoff import Backoff
 from engine.broker.alpaca import convert
 from engine.broker.port import StreamGap, TradeUpdate
 from engine.clock import Clock
 from engine.feed.base import FeedHealth
+from engine.health import BrokerHealth
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class TradeUpdateStream:
         ping_interval_s: float = 20.0,
         ping_timeout_s: float = 20.0,
         stable_after_s: float = 30.0,
+        liveness: BrokerHealth | None = None,
+        liveness_s: float = 1.0,
     ) -> None:
         self._url = url
         self._key_id = key_id
@@ -79,6 +82,9 @@ class TradeUpdateStream:
         self._ping_interval_s = ping_interval_s
         self._ping_timeout_s = ping_timeout_s
         self._stable_after_s = stable_after_s
+        self.liveness = liveness
+        """Told when the broker may be gone: the stream dropped or a ping went unanswered."""
+        self.liveness_s = liveness_s
         self._queue: asyncio.Queue[TradeUpdate | StreamGap | _Stop] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
@@ -155,8 +161,13 @@ class TradeUpdateStream:
                     down_at = None
                     self._set_up(first)
                     first = False
-                    async for frame in ws:
-                        self._on_frame(frame)
+                    pinger = asyncio.get_running_loop().create_task(self._watch_liveness(ws))
+                    try:
+                        async for frame in ws:
+                            self._on_frame(frame)
+                    finally:
+                        pinger.cancel()
+                        await asyncio.gather(pinger, return_exceptions=True)
                 reason = "closed by the server"
             except asyncio.CancelledError:
                 raise
@@ -164,6 +175,9 @@ class TradeUpdateStream:
                 reason = str(exc)
             except (OSError, TimeoutError, WebSocketException) as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if self.liveness is not None:
+                    # Cut or refused, not a reply: the broker itself may be gone.
+                    self.liveness.suspect(self._clock.monotonic())
             noticed = self._clock.now()
             if up_at is not None:
                 # Pings notice a dead link only after ping_interval + ping_timeout: updates
@@ -178,6 +192,25 @@ class TradeUpdateStream:
             delay = self.backoff.next()
             self._set_down(f"{reason}; reconnecting in {delay:.1f} s")
             await asyncio.sleep(delay)
+
+    async def _watch_liveness(self, ws: ClientConnection) -> None:
+        """Ping every ``liveness_s`` (pings cost no request budget): a pong missing for that
+        long makes the broker suspect from the ping's send time, so the outage watchdog
+        probes at once and dates an outage that follows from then."""
+        health = self.liveness
+        if health is None:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(self.liveness_s)
+                sent = self._clock.monotonic()
+                pong = await ws.ping()
+                try:
+                    await asyncio.wait_for(asyncio.shield(pong), self.liveness_s)
+                except TimeoutError:
+                    health.suspect(sent)
+                    await pong
+                health.clear_suspicion(self._clock.monotonic())
 
     async def _handshake(self, ws: ClientConnection) -> None:
         auth = {"key_id": self._key_id, "secret_key": self._secret}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections import deque
@@ -59,6 +60,12 @@ class FaultPlan:
         self._rng_seed = knobs.seed
         self._recent: deque[float] = deque()
         self._malformed_sent = 0
+        self.thawed = asyncio.Event()
+        """Cleared while the fake is frozen (``FakeAlpaca.freeze``): nothing is answered."""
+        self.thawed.set()
+
+    async def until_thawed(self) -> None:
+        await self.thawed.wait()
 
     def take_hang(self, path: str) -> bool:
         knobs = self.knobs

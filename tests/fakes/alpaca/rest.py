@@ -69,6 +69,9 @@ def fault_middleware(
         if request.path in stream_paths:
             return await handler(request)
         log.append((request.method, request.path))
+        # Frozen (a SIGSTOPped process): accepted by the kernel, answered only after a thaw.
+        if not faults.thawed.is_set():
+            await _first(faults.until_thawed(), stopping.wait())
         knobs = faults.knobs
         if knobs.latency_ms > 0:
             await asyncio.sleep(knobs.latency_ms / 1000.0)
@@ -97,6 +100,15 @@ def fault_middleware(
         return _with_budget(response, faults)
 
     return middleware
+
+
+async def _first(*waits: Awaitable[object]) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _with_budget(response: web.StreamResponse, faults: FaultPlan) -> web.StreamResponse:

@@ -68,7 +68,7 @@ class FakeAlpaca:
         self._bars = BarStore(history)
         check = credentials_check(key_id, secret_key)
         self._check = check
-        self._trade_hub = TradeStreamHub(check, self.knobs)
+        self._trade_hub = TradeStreamHub(check, self._faults)
         self._data_hub = DataStreamHub(check, self._faults)
         self._account = account_id(key_id)
         self._created_at = self._clock.now()
@@ -116,6 +116,7 @@ class FakeAlpaca:
         if runner is None:
             return
         self._stopping.set()
+        self.thaw()
         await self._trade_hub.close_all()
         await self._data_hub.close_all()
         await runner.cleanup()
@@ -190,6 +191,19 @@ class FakeAlpaca:
         """Symbols of ``channel`` (``trades``, ``quotes``, ``bars``...) that at least one
         authenticated data-stream client is subscribed to."""
         return self._data_hub.subscribed(channel)
+
+    def freeze(self) -> None:
+        """Stop answering, as a SIGSTOPped process: REST requests are accepted but not
+        answered, the trade stream reads nothing, answers no ping and sends nothing.
+        ``thaw()`` resumes all of it where it stopped (as SIGCONT)."""
+        self._faults.thawed.clear()
+
+    def thaw(self) -> None:
+        self._faults.thawed.set()
+
+    @property
+    def frozen(self) -> bool:
+        return not self._faults.thawed.is_set()
 
     def market_now(self) -> datetime:
         """The venue's time: the clock, or the latest market data when that is later."""

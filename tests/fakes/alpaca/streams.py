@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 from engine.domain import Bar, Tick
 from engine.sim.models import TradeUpdateRecord
 from tests.fakes.alpaca.json_models import bar_message, trade_message, trade_update_json
-from tests.fakes.alpaca.knobs import FaultPlan, Knobs
+from tests.fakes.alpaca.knobs import FaultPlan
 
 SLOW_CLIENT_FRAMES = 10_000
 CLOSE_TIMEOUT_S = 2.0
@@ -41,8 +41,16 @@ def credentials_check(key_id: str, secret_key: str) -> Credentials:
 class Connection:
     """One accepted WebSocket with its ordered outbox."""
 
-    def __init__(self, request: web.Request, ws: web.WebSocketResponse, *, binary: bool) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        ws: web.WebSocketResponse,
+        *,
+        binary: bool,
+        thawed: asyncio.Event | None = None,
+    ) -> None:
         self.ws = ws
+        self._thawed = thawed
         self.authenticated = False
         self._transport = request.transport
         self._binary = binary
@@ -96,6 +104,8 @@ class Connection:
             if item is None:
                 await self.ws.close()
                 return
+            if self._thawed is not None:
+                await self._thawed.wait()
             try:
                 if self._binary:
                     await self.ws.send_bytes(item.encode())
@@ -105,8 +115,8 @@ class Connection:
                 return
 
 
-async def _accept(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_S, max_msg_size=1 << 20)
+async def _accept(request: web.Request, *, autoping: bool = True) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_S, max_msg_size=1 << 20, autoping=autoping)
     await ws.prepare(request)
     return ws
 
@@ -120,11 +130,14 @@ def _decode(data: str | bytes) -> dict[str, Any] | None:
 
 
 class TradeStreamHub:
-    """``/stream``: authenticate, listen to ``trade_updates``, then every venue update."""
+    """``/stream``: authenticate, listen to ``trade_updates``, then every venue update.
+    While frozen (``FaultPlan.thawed`` cleared) it reads nothing, answers no ping and sends
+    nothing, as a stopped process."""
 
-    def __init__(self, check: Credentials, knobs: Knobs) -> None:
+    def __init__(self, check: Credentials, faults: FaultPlan) -> None:
         self._check = check
-        self._knobs = knobs
+        self._faults = faults
+        self._knobs = faults.knobs
         self._connections: dict[Connection, bool] = {}  # -> listening to trade_updates
 
     def listening(self) -> int:
@@ -140,15 +153,18 @@ class TradeStreamHub:
                 conn.send_text(text)
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        ws = await _accept(request)
-        conn = Connection(request, ws, binary=True)
+        ws = await _accept(request, autoping=False)
+        conn = Connection(request, ws, binary=True, thawed=self._faults.thawed)
         self._connections[conn] = False
         try:
             while True:
                 msg = await ws.receive()
+                await self._faults.until_thawed()
                 if msg.type in DONE:
                     break
-                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                if msg.type is WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     self._on_message(conn, msg.data)
         finally:
             self._connections.pop(conn, None)
