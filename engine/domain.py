@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
 
 ZERO = Decimal(0)
@@ -56,6 +56,12 @@ def parse_utc(text: str, *, field: str = "timestamp") -> datetime:
 def money(value: Decimal) -> Decimal:
     """Round to the cent for display and cent-level comparisons."""
     return value.quantize(CENT)
+
+
+def settlement(qty: Decimal, price: Decimal) -> Decimal:
+    """The cash one execution of ``qty`` at ``price`` moves, before commission: its notional
+    rounded half-up to the cent, as the broker settles it (and the simulator does)."""
+    return (qty * price).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 class Side(StrEnum):

@@ -1,8 +1,10 @@
 """Positions, cash and P&L under average-cost accounting.
 
 Pure synchronous bookkeeping: fills and marks go in, positions, equity and P&L come out.
-Everything is ``Decimal`` and nothing is rounded here (divisions keep the context's 28
-significant digits); rounding happens only for display (``engine.domain.money``).
+Everything is ``Decimal``. Cash moves as the broker settles it (each execution's notional
+rounded half-up to the cent, ``engine.domain.settlement``), so it matches the broker's to the
+cent; nothing else is rounded here (prices, average costs and P&L keep the context's 28
+significant digits) and display rounds once (``engine.domain.money``).
 
 Equity, gross and net exposure are running totals, moved by each mark and each fill by the
 change in that one position's market value, so reading them costs the same at 1 position or
@@ -18,7 +20,7 @@ from datetime import date, datetime
 from decimal import Context, Decimal
 
 from engine.clock import trading_day
-from engine.domain import ZERO, Fill, Side, ensure_utc
+from engine.domain import ZERO, Fill, Side, ensure_utc, settlement
 
 
 @dataclass(slots=True)
@@ -111,6 +113,7 @@ class Portfolio:
         self._last: dict[str, Decimal] = {}
         self._net = ZERO
         self._gross = ZERO
+        self._fills_cash = ZERO
         # Per symbol, only for fills of ``self.day``; a key here means the symbol traded today.
         self._day_realized: dict[str, Decimal] = {}
         self._day_commissions: dict[str, Decimal] = {}
@@ -143,7 +146,10 @@ class Portfolio:
         realized = self._book(state, fill.signed_qty, fill.price, ts)
         state.realized_pnl += realized
         state.commissions += fill.commission
-        self.cash -= fill.signed_qty * fill.price + fill.commission
+        # Cash moves as the broker settles it: each execution's notional to the cent.
+        moved = fill.side.sign * settlement(fill.qty, fill.price) + fill.commission
+        self.cash -= moved
+        self._fills_cash -= moved
         self._set_last(fill.symbol, fill.price, before)
 
         if self.day is not None and trading_day(ts) == self.day:
@@ -238,6 +244,17 @@ class Portfolio:
         if not cash.is_finite():
             raise ValueError(f"cash must be a finite number, got {cash}")
         self.cash = cash
+
+    @property
+    def cash_base(self) -> Decimal:
+        """The cash the fills booked here do not explain: deposits, withdrawals and every
+        correction adopted from the broker. Journaled, so a restart can tell drift from
+        deposits."""
+        return self.cash - self._fills_cash
+
+    def set_cash_base(self, base: Decimal) -> None:
+        """Cash becomes ``base`` plus what the fills booked here moved (a restart's journal)."""
+        self.set_cash(base + self._fills_cash)
 
     def projected_position(self, symbol: str, side: Side, qty: Decimal) -> Decimal:
         """The signed quantity ``symbol`` would have after a fill of ``qty`` on ``side``."""

@@ -6,17 +6,22 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from engine.broker.port import Broker
 from engine.bus import EventBus
 from engine.clock import Clock
-from engine.domain import ZERO, Account, OrderStatus, money
+from engine.domain import CENT, ZERO, Account, OrderStatus
+from engine.errors import JournalWriteError
 from engine.events import ReconcileDrift
 from engine.execution import ExecutionManager
 from engine.order_book import OrderBook
 from engine.portfolio import Portfolio
 
 log = logging.getLogger(__name__)
+
+CASH_BASE = "cash_base"
+"""Journal meta key: the cash the journaled fills do not explain (see ``_reconcile_cash``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +67,13 @@ class Reconciler:
         self._orders = orders
         self._bus = bus
         self._clock = clock
+        self._stored_base: Decimal | None = None
 
     async def run(self, since: datetime, *, at_startup: bool = False) -> ReconcileResult:
         """Recover missed fills since ``since``, then correct positions, cash and open orders.
 
-        ``at_startup``: our journal holds fills, not deposits, so the cash we start with is
-        the broker's; it is adopted, not reported as drift. Later runs compare it.
+        ``at_startup``: the book was just rebuilt from the journal's fills; the journal's cash
+        base (see ``_reconcile_cash``) is added before cash is compared.
         """
         drifts: list[ReconcileDrift] = []
         known_before = {o.client_order_id for o in self._orders.created_since(since)}
@@ -94,12 +100,7 @@ class Reconciler:
             self._portfolio.set_position(symbol, broker_qty, avg)
 
         account = await self._broker.get_account()
-        if money(account.cash) != money(self._portfolio.cash):
-            if not at_startup:
-                drifts.append(
-                    self._drift("cash", "cash", str(self._portfolio.cash), str(account.cash))
-                )
-            self._portfolio.set_cash(account.cash)
+        drifts += await self._reconcile_cash(account, at_startup)
 
         broker_open = await self._broker.get_open_orders()
         open_ids = {r.client_order_id for r in broker_open}
@@ -140,6 +141,36 @@ class Reconciler:
             open_orders=len(broker_open),
             account=account,
         )
+
+    async def _reconcile_cash(self, account: Account, at_startup: bool) -> list[ReconcileDrift]:
+        """A cash difference of a cent or more is drift; the broker's cash is adopted.
+
+        Our journal holds fills, not deposits: its ``cash_base`` is the cash those fills do not
+        explain (deposits, withdrawals, corrections adopted from the broker), so a restart
+        rebuilds the cash we expect and compares it too. Only a first start, with no base
+        yet, adopts the broker's cash without a word.
+        """
+        journal = self._execution.journal  # the journal whose fills the cash is built from
+        portfolio = self._portfolio
+        first_start = False
+        if at_startup:
+            stored = await journal.get_meta(CASH_BASE)
+            first_start = stored is None
+            self._stored_base = None if stored is None else Decimal(stored)
+            if self._stored_base is not None:
+                portfolio.set_cash_base(self._stored_base)
+        local = portfolio.cash
+        drifts: list[ReconcileDrift] = []
+        if abs(account.cash - local) >= CENT and not first_start:
+            drifts.append(self._drift("cash", "cash", str(local), str(account.cash)))
+        portfolio.set_cash(account.cash)
+        if portfolio.cash_base != self._stored_base:
+            try:
+                await journal.set_meta(CASH_BASE, str(portfolio.cash_base))
+                self._stored_base = portfolio.cash_base
+            except JournalWriteError as exc:  # written by the next reconcile instead
+                log.warning("cash base not journaled: %s", exc)
+        return drifts
 
     def _drift(self, kind: str, key: str, local: str, broker: str) -> ReconcileDrift:
         return ReconcileDrift(ts=self._clock.now(), kind=kind, key=key, local=local, broker=broker)

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from engine.calendar import MarketCalendar
 from engine.clock import trading_day
-from engine.domain import ZERO, Account, Position, Side, parse_utc
+from engine.domain import ZERO, Account, Position, Side, parse_utc, settlement
 from engine.sim.models import CENT, OrderRecord, round_half_up
 
 MARGIN_MULTIPLIER = Decimal(2)
@@ -67,8 +67,7 @@ class SimAccount:
     ) -> Decimal:
         """Book one execution of ``order`` (before the order record counts it); returns the
         symbol's signed position after it."""
-        notional = round_half_up(qty * price, CENT)
-        self.cash -= order.side.sign * notional + commission
+        self.cash -= order.side.sign * settlement(qty, price) + commission
         held = self.positions.get(order.symbol)
         old_qty = held.qty if held is not None else ZERO
         old_avg = held.avg_entry_price if held is not None else ZERO

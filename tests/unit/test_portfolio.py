@@ -467,3 +467,19 @@ def test_equity_and_exposure_when_read_with_many_positions_then_no_position_is_r
     book.mark("S7", D("99.5"))  # a mark revalues its own position only
 
     assert reads == 2
+
+
+def test_apply_fill_when_notional_has_fractions_of_a_cent_then_cash_moves_as_settled() -> None:
+    # The broker settles each execution's notional to the cent, half-up: booking the exact
+    # notional drifted from the broker's cash on every sub-penny fill.
+    book = Portfolio(cash=D(10_000))
+
+    book.apply_fill(fill(BUY, "3", "0.1235", "PENY"))  # 0.3705 settles as 0.37
+    book.apply_fill(fill(SELL, "3", "0.1255", "PENY"))  # 0.3765 settles as 0.38
+    book.apply_fill(fill(BUY, "1", "0.125", "PENY", commission="0.01"))  # 0.125 -> 0.13
+
+    assert book.cash == D("9999.87")
+    assert book.cash_base == D(10_000)
+    pos = book.position("PENY")
+    assert pos is not None
+    assert pos.realized_pnl == D("0.0060")  # P&L itself is not rounded

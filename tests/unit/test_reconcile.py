@@ -11,7 +11,7 @@ import pytest
 from engine.domain import Fill, OrderRequest, OrderStatus, OrderType, Side
 from engine.events import ReconcileDrift
 from engine.orders import Order
-from engine.reconcile import Reconciler, ReconcileResult
+from engine.reconcile import CASH_BASE, Reconciler, ReconcileResult
 from tests.unit.engine_stubs import ExecParts, ny, priced_execution, request
 
 D = Decimal
@@ -82,10 +82,40 @@ async def test_run_when_only_a_fill_was_missed_then_recovered_marked_and_clean(
     assert result.summary() == "1 positions, 0 open orders, 1 missed fills recovered, no drift"
 
 
-async def test_run_when_cash_differs_at_startup_then_adopted_without_drift(
+async def test_run_when_cash_differs_at_first_startup_then_adopted_without_drift(
     parts: ExecParts,
 ) -> None:
+    # A first start knows no deposits: the broker's cash is where the book starts.
     parts.portfolio.set_cash(D(123))
+
+    result = await reconciler(parts).run(SINCE, at_startup=True)
+
+    assert result.clean
+    assert parts.portfolio.cash == D("100000.00")
+    assert await parts.journal.get_meta(CASH_BASE) == "100000.00"
+
+
+async def test_run_when_restarted_cash_is_a_cent_off_the_broker_then_drift_published(
+    parts: ExecParts,
+) -> None:
+    # The journal's fills plus its cash base rebuild the cash we expect after a restart; a
+    # cent or more away from the broker's is drift, even at start-up.
+    await parts.execution.submit(request("c1"))  # buys 10 AAPL at 100: -1,000.00
+    await parts.pump()
+    await parts.journal.set_meta(CASH_BASE, "99999.988")
+
+    result = await reconciler(parts).run(SINCE, at_startup=True)
+
+    assert drifts(result) == [("cash", "cash", "98999.988", "99000.00")]
+    assert parts.portfolio.cash == D("99000.00")
+    assert await parts.journal.get_meta(CASH_BASE) == "100000.00"  # the next start is clean
+    assert (await reconciler(parts).run(SINCE, at_startup=True)).clean
+
+
+async def test_run_when_cash_is_off_by_less_than_a_cent_then_adopted_without_drift(
+    parts: ExecParts,
+) -> None:
+    await parts.journal.set_meta(CASH_BASE, "100000.006")
 
     result = await reconciler(parts).run(SINCE, at_startup=True)
 
