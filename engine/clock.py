@@ -82,3 +82,22 @@ class ReplayClock:
         new = ensure_utc(ts)
         if new > self._now:
             self._now = new
+
+
+class TradingDays:
+    """``trading_day`` for times that arrive in order (bars): one zone conversion per day,
+    then a comparison of two UTC datetimes per call."""
+
+    def __init__(self) -> None:
+        self.day: date | None = None
+        self.starts_at = self.ends_at = datetime.min.replace(tzinfo=UTC)
+        """The current day as ``[starts_at, ends_at)`` in UTC."""
+
+    def of(self, ts: datetime) -> date:
+        if not self.starts_at <= ts < self.ends_at or self.day is None:
+            day = self.day = trading_day(ts)
+            midnight = datetime.min.time()
+            self.starts_at = datetime.combine(day, midnight, NEW_YORK).astimezone(UTC)
+            next_day = datetime.combine(day + timedelta(days=1), midnight, NEW_YORK)
+            self.ends_at = next_day.astimezone(UTC)
+        return self.day

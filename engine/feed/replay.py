@@ -2,15 +2,26 @@
 
 Bars before ``replay_from`` are history (served by ``history()``, as a live feed would serve
 its REST backfill); bars from ``replay_from`` on are delivered by ``run()`` one timestamp
-group at a time, with the clock set to each bar's close before the sink sees it.
+group at a time, with the clock set to each bar's close before the sink sees it. The bars
+come from a ``BarSource``: a list in memory, or a CSV streamed on each pass.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from bisect import bisect_left, bisect_right
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from bisect import bisect_left
+from collections import Counter, deque
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from pathlib import Path
@@ -34,17 +45,46 @@ class SettableClock(Protocol):
     def monotonic(self) -> float: ...
 
 
+class BarSource(Protocol):
+    """Bars a replay reads, any number of times, in time order: ``BarList`` (in memory) or
+    ``engine.feed.csv_bars.CsvBars`` (streamed from the file on every pass)."""
+
+    counts: Mapping[str, int]
+    """Bars per symbol."""
+    last_session_start: datetime | None
+
+    def bars(self, start: datetime | None = None) -> Iterator[Bar]: ...
+
+
+class BarList:
+    """Bars already in memory, as a ``BarSource``."""
+
+    def __init__(self, bars: Iterable[Bar]) -> None:
+        self._bars = sorted(bars, key=lambda b: (b.ts, b.symbol))
+        self._stamps = [b.ts for b in self._bars]
+        self.counts: Mapping[str, int] = Counter(b.symbol for b in self._bars)
+        self.last_session_start: datetime | None = (
+            _last_session_start(self._bars) if self._bars else None
+        )
+
+    def bars(self, start: datetime | None = None) -> Iterator[Bar]:
+        first = 0 if start is None else bisect_left(self._stamps, start)
+        return iter(self._bars[first:])
+
+
 class ReplayFeed:
     """A ``MarketDataFeed`` over a fixed set of bars.
 
     ``speed``: 0 = as fast as possible, 1 = real time, N = N times faster. Waits between bar
     groups longer than ``max_gap`` of market time (overnight, halts) are shortened to it, so a
     multi-day replay does not sit idle through the night. ``sleep`` is injectable for tests.
+    ``history_limit``: bars per symbol kept for ``history()`` (None: all); with a streamed
+    source that keeps memory flat in the length of the file.
     """
 
     def __init__(
         self,
-        bars: Sequence[Bar],
+        bars: Sequence[Bar] | BarSource,
         *,
         clock: SettableClock | None = None,
         speed: float = 0.0,
@@ -52,38 +92,37 @@ class ReplayFeed:
         symbols: Collection[str] | None = None,
         max_gap: timedelta = timedelta(minutes=5),
         sleep: Sleep = asyncio.sleep,
+        history_limit: int | None = None,
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be 0 (as fast as possible) or positive")
-        wanted = {s.upper() for s in symbols} if symbols is not None else None
-        ordered = sorted(
-            (b for b in bars if wanted is None or b.symbol in wanted),
-            key=lambda b: (b.ts, b.symbol),
-        )
+        self._source: BarSource = BarList(bars) if isinstance(bars, Sequence) else bars
+        self._wanted = {s.upper() for s in symbols} if symbols is not None else None
         self.health = FeedHealth()
         self._clock = clock
         self._speed = speed
         self._max_gap_s = max_gap.total_seconds()
         self._sleep = sleep
+        default_start = self._source.last_session_start or datetime.min.replace(tzinfo=UTC)
         self._replay_from = (
             ensure_utc(replay_from, field="replay_from")
             if replay_from is not None
-            else _last_session_start(ordered)
+            else default_start
         )
-        split = bisect_left([b.ts for b in ordered], self._replay_from) if ordered else 0
-        self._history_count = split
-        self._groups: list[list[Bar]] = [
-            list(group) for _, group in groupby(ordered[split:], key=lambda b: b.ts)
-        ]
-        self._next_group = 0
+        # Per symbol, the newest bars delivered so far (history before the replay, then
+        # what it has delivered): a live feed never serves bars from the future.
+        self._recent: dict[str, deque[Bar]] = {
+            s: deque(maxlen=history_limit) for s in self._source.counts if self._wants(s)
+        }
+        self._history_count = 0
+        for bar in self._source.bars():
+            if bar.ts >= self._replay_from:
+                break
+            if bar.symbol in self._recent:
+                self._recent[bar.symbol].append(bar)
+                self._history_count += 1
+        self._delivered_ts: datetime | None = None
         self._running = False
-        # Per-symbol ts index for history(): a live feed never serves bars from the future,
-        # so history only reaches as far as what has been delivered.
-        self._by_symbol: dict[str, list[Bar]] = {}
-        for bar in ordered:
-            self._by_symbol.setdefault(bar.symbol, []).append(bar)
-        self._ts_by_symbol = {s: [b.ts for b in lst] for s, lst in self._by_symbol.items()}
-        self._known_until: datetime | None = None
         start = self._replay_from.isoformat()
         self.health.detail = f"{self.replay_bars} bars to replay from {start}"
 
@@ -93,7 +132,7 @@ class ReplayFeed:
 
     @property
     def symbols(self) -> tuple[str, ...]:
-        return tuple(sorted(self._by_symbol))
+        return tuple(sorted(self._recent))
 
     @property
     def history_bars(self) -> int:
@@ -101,12 +140,8 @@ class ReplayFeed:
 
     @property
     def replay_bars(self) -> int:
-        return sum(len(group) for group in self._groups)
-
-    @property
-    def first_replay_ts(self) -> datetime | None:
-        """Start of the first bar ``run()`` will deliver (None when there is none)."""
-        return self._groups[0][0].ts if self._groups else None
+        total = sum(self._source.counts[s] for s in self._recent)
+        return total - self._history_count
 
     async def run(self, sink: MarketDataSink) -> None:
         """Deliver the remaining bars; after a cancellation a new ``run`` resumes where the
@@ -116,46 +151,59 @@ class ReplayFeed:
         self._running = True
         self.health.connected = True
         self.health.detail = "replaying"
+        groups = self._groups()
         try:
-            while self._next_group < len(self._groups):
-                group = self._groups[self._next_group]
+            group = next(groups, None)
+            while group is not None:
                 self._deliver(group, sink)
-                self._next_group += 1
-                await self._sleep(self._wait_after(group))
+                following = next(groups, None)
+                await self._sleep(self._wait_between(group, following))
                 if self._speed == 0:
                     await sink.settle()
+                group = following
             self.health.finished = True
             self.health.detail = f"replay finished ({self.health.messages} bars)"
         except asyncio.CancelledError:
             self.health.detail = "replay stopped"
             raise
         finally:
+            groups.close()
             self.health.connected = False
             self._running = False
 
     def close(self) -> None:
-        """Nothing to release: the replay lives in memory."""
+        """Nothing to release: files are open only while a pass reads them."""
 
     async def history(self, symbol: str, end: datetime, limit: int) -> list[Bar]:
-        bars = self._by_symbol.get(symbol.upper())
-        if not bars or limit <= 0:
+        recent = self._recent.get(symbol.upper())
+        if not recent or limit <= 0:
             return []
-        stamps = self._ts_by_symbol[symbol.upper()]
-        stop = bisect_left(stamps, ensure_utc(end, field="end"))
-        known = (
-            bisect_left(stamps, self._replay_from)
-            if self._known_until is None
-            else bisect_right(stamps, self._known_until)
+        end = ensure_utc(end, field="end")
+        before = [b for b in recent if b.ts < end]
+        return before[-limit:]
+
+    def _wants(self, symbol: str) -> bool:
+        return self._wanted is None or symbol in self._wanted
+
+    def _groups(self) -> Generator[list[Bar]]:
+        """The bars still to deliver, one timestamp at a time, each sorted by symbol."""
+        after = self._delivered_ts
+        start = self._replay_from if after is None else max(after, self._replay_from)
+        bars = (
+            b
+            for b in self._source.bars(start)
+            if b.symbol in self._recent and (after is None or b.ts > after)
         )
-        stop = min(stop, known)
-        return bars[max(0, stop - limit) : stop]
+        for _, group in groupby(bars, key=lambda b: b.ts):
+            yield sorted(group, key=lambda b: b.symbol)
 
     def _deliver(self, group: list[Bar], sink: MarketDataSink) -> None:
         ts = group[0].ts
         if self._clock is not None:
             self._clock.set(ts + BAR_LENGTH)
-        self._known_until = ts
+        self._delivered_ts = ts
         for bar in group:
+            self._recent[bar.symbol].append(bar)
             sink.on_bar(bar)
             self.health.messages += 1
         self.health.last_message_at = ts
@@ -163,19 +211,17 @@ class ReplayFeed:
             self._clock.monotonic() if self._clock is not None else time.monotonic()
         )
 
-    def _wait_after(self, group: list[Bar]) -> float:
+    def _wait_between(self, group: list[Bar], following: list[Bar] | None) -> float:
         """Seconds to wait before the next group; 0 still yields so other tasks run."""
-        if self._speed == 0 or self._next_group >= len(self._groups):
+        if self._speed == 0 or following is None:
             return 0.0
-        gap = (self._groups[self._next_group][0].ts - group[0].ts).total_seconds()
+        gap = (following[0].ts - group[0].ts).total_seconds()
         return min(gap, self._max_gap_s) / self._speed
 
 
 def _last_session_start(bars: Sequence[Bar]) -> datetime:
     """Start of the last New York trading date in ``bars`` (sorted); with a single date
     everything is replayed, so that is the first bar."""
-    if not bars:
-        return datetime.min.replace(tzinfo=UTC)
     last_day = trading_day(bars[-1].ts)
     # Walk back over the last day only: files can hold months of bars.
     start = len(bars) - 1

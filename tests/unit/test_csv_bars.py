@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.feed.csv_bars import BarDataError, load_bars_csv
+from engine.feed.csv_bars import BarDataError, CsvBars, load_bars_csv
 
 HEADER = "timestamp,symbol,open,high,low,close,volume"
 
@@ -157,3 +157,61 @@ def test_load_when_file_is_missing_then_bar_data_error(tmp_path: Path) -> None:
 
 def test_bar_data_error_is_a_value_error() -> None:
     assert issubclass(BarDataError, ValueError)
+
+
+# --- CsvBars: the streamed replay source ----------------------------------------------
+
+
+def test_csv_bars_when_file_sorted_by_time_then_streamed_not_held(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        [
+            HEADER,
+            "2026-11-19T14:30:00Z,MSFT,420,421,419,420,800",
+            "2026-11-19T14:30:00Z,AAPL,230,231,229,230,1000",
+            "2026-11-20T14:30:00Z,AAPL,231,232,230,231,1000",
+            "2026-11-20T14:31:00Z,AAPL,232,233,231,232,1000",
+        ],
+    )
+
+    source = CsvBars(path)
+
+    assert source.held is None
+    assert dict(source.counts) == {"MSFT": 1, "AAPL": 3}
+    assert source.last_session_start == datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
+    assert [b.close for b in source.bars()] == [Decimal(v) for v in (420, 230, 231, 232)]
+    later = source.bars(datetime(2026, 11, 20, 14, 31, tzinfo=UTC))
+    assert [b.close for b in later] == [Decimal(232)]
+
+
+def test_csv_bars_when_file_not_sorted_by_time_then_held_sorted_in_memory(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        [
+            HEADER,
+            "2026-11-19T14:31:00Z,AAPL,231,232,230,231,1000",
+            "2026-11-19T14:30:00Z,AAPL,230,231,229,230,1000",
+        ],
+    )
+
+    source = CsvBars(path)
+
+    assert source.held == load_bars_csv(path)
+    assert [b.close for b in source.bars()] == [Decimal(230), Decimal(231)]
+
+
+def test_csv_bars_when_duplicate_in_sorted_file_then_error_names_both_lines(
+    tmp_path: Path,
+) -> None:
+    path = _write(
+        tmp_path,
+        [
+            HEADER,
+            "2026-11-19T14:30:00Z,AAPL,230,231,229,230,1000",
+            "2026-11-19T14:30:00Z,MSFT,420,421,419,420,800",
+            "2026-11-19T14:30:00Z,aapl,230,231,229,230,1000",
+        ],
+    )
+
+    with pytest.raises(BarDataError, match=r"line 4: duplicate bar for AAPL .* line 2\)"):
+        CsvBars(path)

@@ -15,7 +15,7 @@ import pytest
 from engine.clock import ReplayClock, trading_day
 from engine.domain import Bar, Tick
 from engine.feed.base import MarketDataFeed
-from engine.feed.csv_bars import load_bars_csv
+from engine.feed.csv_bars import CsvBars, load_bars_csv
 from engine.feed.replay import SAMPLE_BARS_PATH, ReplayFeed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -404,3 +404,51 @@ async def test_sample_feed_then_first_day_is_history_and_second_is_replayed() ->
     assert len(sink.bars) == 1170
     assert len(await feed.history("AAPL", DAY2, limit=500)) == 390
     assert clock.now() == DAY2 + timedelta(minutes=390)  # 16:00 New York
+
+
+async def test_sample_when_streamed_from_the_file_then_same_bars_and_history_as_in_memory() -> None:
+    streamed = ReplayFeed(CsvBars(SAMPLE_BARS_PATH), speed=0, history_limit=31)
+    held = ReplayFeed(load_bars_csv(SAMPLE_BARS_PATH), speed=0)
+    streamed_sink, held_sink = RecordingSink(), RecordingSink()
+
+    before = await streamed.history("AAPL", DAY2, limit=31)
+    await streamed.run(streamed_sink)
+    await held.run(held_sink)
+
+    assert streamed.replay_from == held.replay_from == DAY2
+    assert (streamed.history_bars, streamed.replay_bars) == (held.history_bars, held.replay_bars)
+    assert streamed_sink.bars == held_sink.bars
+    assert before == (await held.history("AAPL", DAY2, limit=500))[-31:]
+    # Memory flat in the length of the file: it keeps what the strategies asked for.
+    assert len(await streamed.history("AAPL", DAY2 + timedelta(days=1), limit=1000)) == 31
+
+
+async def test_run_when_streamed_and_cancelled_then_a_new_run_resumes_after_the_last_group(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bars.csv"
+    lines = ["timestamp,symbol,open,high,low,close,volume"] + [
+        f"{(DAY1 + timedelta(minutes=m)).isoformat()},{s},1,1,1,1,1"
+        for m in range(4)
+        for s in ("AAPL", "MSFT")
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    gate = asyncio.Event()
+
+    async def sleep(delay: float) -> None:
+        await gate.wait()
+
+    feed = ReplayFeed(CsvBars(path), speed=1, sleep=sleep)
+    sink = RecordingSink()
+    task = asyncio.create_task(feed.run(sink))
+    await asyncio.wait_for(sink.first.wait(), timeout=5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gate.set()
+
+    await feed.run(sink)
+
+    assert [(b.ts, b.symbol) for b in sink.bars] == [
+        (DAY1 + timedelta(minutes=m), s) for m in range(4) for s in ("AAPL", "MSFT")
+    ]
