@@ -20,10 +20,10 @@ from config.settings import (
     SettingsError,
     SimSettings,
     StorageSettings,
-    StrategySettings,
     TradingMode,
     WebSettings,
 )
+from config.strategies import StrategySettings, StrategySlot
 
 __all__ = [
     "AlpacaSettings",
@@ -38,6 +38,7 @@ __all__ = [
     "SimSettings",
     "StorageSettings",
     "StrategySettings",
+    "StrategySlot",
     "TradingMode",
     "WebSettings",
     "env_var_names",

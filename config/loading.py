@@ -35,11 +35,11 @@ from config.settings import (
     SettingsError,
     SimSettings,
     StorageSettings,
-    StrategySettings,
     TradingMode,
     WebSettings,
     _section_config,
 )
+from config.strategies import COLLECTED_PREFIX, StrategySettings
 
 
 class _TradingEnv(BaseSettings):
@@ -109,8 +109,8 @@ class Settings(BaseModel):
 
     @property
     def allowed_symbols(self) -> list[str]:
-        """``RISK_ALLOWED_SYMBOLS``, or the strategy's symbols when that is empty."""
-        return list(self.risk.allowed_symbols or self.strategy.symbols)
+        """``RISK_ALLOWED_SYMBOLS``, or every strategy's symbols when that is empty."""
+        return list(self.risk.allowed_symbols or self.strategy.traded_symbols)
 
     def startup_notices(self) -> list[str]:
         """Lines to log at startup saying where orders go."""
@@ -135,8 +135,10 @@ class Settings(BaseModel):
         summary = {"TRADING_MODE": self.mode, "TRADING_ALLOW_LIVE": _show(self.allow_live)}
         for name, section_cls in _SECTIONS.items():
             section = getattr(self, name)
-            for field in section_cls.model_fields:
-                summary[env_var_names(section_cls, field)[0]] = _show(getattr(section, field))
+            for field, info in section_cls.model_fields.items():
+                if not info.exclude:  # excluded: collected from variables named below
+                    summary[env_var_names(section_cls, field)[0]] = _show(getattr(section, field))
+        summary |= {k: _show(v) for k, v in self.strategy.collected_variables().items()}
         return summary
 
 
@@ -227,7 +229,11 @@ def setting_names() -> frozenset[str]:
     """Every environment variable name that sets something, aliases included."""
     sections: list[type[BaseSettings]] = [_TradingEnv, *_SECTIONS.values()]
     return frozenset(
-        name for cls in sections for field in cls.model_fields for name in env_var_names(cls, field)
+        name
+        for cls in sections
+        for field, info in cls.model_fields.items()
+        if not info.exclude  # collected from variables of their own: strategy parameters
+        for name in env_var_names(cls, field)
     )
 
 
@@ -236,7 +242,7 @@ def setting_prefixes() -> tuple[str, ...]:
     (``APCA_``)."""
     sections: list[type[BaseSettings]] = [_TradingEnv, *_SECTIONS.values()]
     prefixes = {str(cls.model_config.get("env_prefix", "")).upper() for cls in sections}
-    prefixes |= {name.split("_", 1)[0] + "_" for name in setting_names()}
+    prefixes |= {name.split("_", 1)[0] + "_" if "_" in name else name for name in setting_names()}
     return tuple(sorted(p for p in prefixes if p))
 
 
@@ -252,8 +258,8 @@ def unknown_setting_names(env_file: str | Path | None = ".env") -> list[str]:
     in_env = {k.upper() for k in os.environ}
     warnings = []
     for name in sorted(in_env | in_file):
-        if name in known or not name.startswith(prefixes):
-            continue
+        if name in known or name.startswith(COLLECTED_PREFIX) or not name.startswith(prefixes):
+            continue  # COLLECTED_PREFIX: strategy parameters, checked by the strategy loader
         where = "the environment" if name in in_env else str(env_file)
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
         hint = f"did you mean {close[0]}?" if close else "see config/example.env for every name"

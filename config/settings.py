@@ -72,9 +72,25 @@ def _symbols(value: list[str]) -> list[str]:
     return list(dict.fromkeys(upper))
 
 
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _names(value: list[str]) -> list[str]:
+    lower = [s.lower() for s in value]
+    if not all(_NAME.fullmatch(s) and "__" not in s for s in lower):
+        raise ValueError(
+            "names are a letter then letters, digits or single '_' (at most 32), "
+            "separated by commas"
+        )
+    if len(set(lower)) != len(lower):
+        raise ValueError("each name may appear once")
+    return lower
+
+
 # NoDecode: a list comes from "1,2,3", not JSON.
 IdList = Annotated[list[PositiveInt], NoDecode, BeforeValidator(_split_csv)]
 SymbolList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv), AfterValidator(_symbols)]
+NameList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv), AfterValidator(_names)]
 
 
 def _section_config(prefix: str) -> SettingsConfigDict:
@@ -170,32 +186,6 @@ class RiskSettings(BaseSettings):
     require_market_open: bool = True
 
 
-class StrategySettings(BaseSettings):
-    model_config = _section_config("STRATEGY_")
-
-    name: Literal["golden_cross"] = "golden_cross"
-    symbols: SymbolList = Field(default_factory=lambda: ["AAPL", "MSFT", "SPY"])
-    fast: int = Field(default=10, gt=0)
-    slow: int = Field(default=30, gt=1)
-    order_qty: Decimal = Field(default=Decimal(10), gt=0)
-    long_only: bool = True
-
-    @field_validator("symbols")
-    @classmethod
-    def _not_empty(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one symbol is required")
-        return value
-
-    @model_validator(mode="after")
-    def _fast_below_slow(self) -> StrategySettings:
-        if self.fast >= self.slow:
-            raise _CrossFieldError(
-                "STRATEGY_FAST must be smaller than STRATEGY_SLOW", "fast", "slow"
-            )
-        return self
-
-
 class ScheduleSettings(BaseSettings):
     model_config = _section_config("SCHEDULE_")
 
@@ -273,7 +263,6 @@ class EngineSettings(BaseSettings):
     model_config = _section_config("ENGINE_")
 
     flatten_deadline_s: float = Field(default=25.0, gt=0)
-    history_bars: int = Field(default=500, gt=10)
     loop_lag_interval_s: float = Field(default=0.25, gt=0)
     health_interval_s: float = Field(default=15.0, gt=0)
     """How often the engine writes its liveness file (``health.json`` in the data dir)."""

@@ -20,11 +20,11 @@ from engine.engine import TradingEngine
 from engine.errors import DomainError
 from engine.events import ConnectionChanged
 from engine.feed.base import MarketDataFeed, PriceListener
-from engine.feed.csv_bars import load_bars_csv
+from engine.feed.csv_bars import CsvBars
 from engine.feed.replay import SAMPLE_BARS_PATH, ReplayFeed
 from engine.store.journal import Journal
 from engine.store.schema import SchemaError
-from engine.strategy import build_strategy
+from engine.strategy import StrategyHost, load_strategies
 from engine.watchdog import WatchdogLimits
 
 log = logging.getLogger(__name__)
@@ -68,13 +68,15 @@ async def build_app(settings: Settings, *, bus: EventBus | None = None) -> Engin
 
 async def _build(settings: Settings, bus: EventBus | None) -> EngineApp:
     bus = bus or EventBus()
+    # First: a strategy that cannot be loaded stops start-up before anything is touched.
+    strategies = StrategyHost(load_strategies(settings.strategy.slots))
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     clock: Clock
     broker: Broker
     feed: MarketDataFeed
     extra_sinks: list[PriceListener] = []
     if settings.mode == "sim":
-        clock, sim_broker, feed = _build_sim(settings)
+        clock, sim_broker, feed = _build_sim(settings, strategies)
         broker = sim_broker
         extra_sinks.append(sim_broker)
     else:
@@ -91,14 +93,13 @@ async def _build(settings: Settings, bus: EventBus | None) -> EngineApp:
             mode=settings.mode,
             broker=broker,
             feed=feed,
-            strategy=build_strategy(settings.strategy),
+            strategies=strategies,
             journal=journal,
             bus=bus,
             clock=clock,
             risk=settings.risk,
             settings=settings.engine,
             storage=settings.storage,
-            symbols=list(settings.strategy.symbols),
             allowed_symbols=settings.allowed_symbols,
             extra_sinks=extra_sinks,
             outage_halt_s=None if settings.mode == "sim" else settings.alpaca.outage_halt_s,
@@ -122,25 +123,29 @@ async def _build(settings: Settings, bus: EventBus | None) -> EngineApp:
     )
 
 
-def _build_sim(settings: Settings) -> tuple[ReplayClock, SimBroker, ReplayFeed]:
-    """The simulator and a replay of minute bars. A restarted simulator resumes the replay
-    where its market left off, so the 'broker' and the market stay consistent."""
+def _build_sim(
+    settings: Settings, strategies: StrategyHost
+) -> tuple[ReplayClock, SimBroker, ReplayFeed]:
+    """The simulator and a replay of minute bars, streamed from the file (it keeps only the
+    history the strategies ask for). A restarted simulator resumes the replay where its
+    market left off, so the 'broker' and the market stay consistent."""
     sim = settings.sim
     path = sim.replay_csv or SAMPLE_BARS_PATH
-    bars = load_bars_csv(path)
-    symbols = set(settings.strategy.symbols)
-    probe = ReplayFeed(bars, clock=None, speed=0, symbols=symbols)
-    if not probe.symbols:
-        held = sorted({bar.symbol for bar in bars})
+    bars = CsvBars(path)
+    symbols = set(strategies.symbols)
+    if not symbols & set(bars.counts):
+        held = sorted(bars.counts)
         listed = ", ".join(held[:8]) + (f" and {len(held) - 8} more" if len(held) > 8 else "")
         raise ValueError(
             f"{path} holds no bars for the strategy's symbols ({', '.join(sorted(symbols))}) "
-            f"but only for {listed or 'no symbol'}: set STRATEGY_SYMBOLS to symbols in the "
-            "file, or SIM_REPLAY_CSV to another file"
+            f"but only for {listed or 'no symbol'}: set STRATEGY_SYMBOLS (or each "
+            "STRATEGY_<NAME>__SYMBOLS) to symbols in the file, or SIM_REPLAY_CSV to another file"
         )
-    clock = ReplayClock(probe.replay_from)
+    replay_from = bars.last_session_start
+    assert replay_from is not None  # a CsvBars holds at least one bar
+    clock = ReplayClock(replay_from)
     broker = SimBroker.create(settings.storage.data_dir / SIM_STATE_FILE, sim, clock)
-    resume_at = max(probe.replay_from, broker.exchange.last_ts)
+    resume_at = max(replay_from, broker.exchange.last_ts)
     clock.set(resume_at)
     feed = ReplayFeed(
         bars,
@@ -148,8 +153,9 @@ def _build_sim(settings: Settings) -> tuple[ReplayClock, SimBroker, ReplayFeed]:
         speed=sim.replay_multiplier,
         replay_from=resume_at,
         symbols=symbols,
+        history_limit=max(strategies.warmup_bars(s) for s in symbols),
     )
-    if resume_at > probe.replay_from:
+    if resume_at > replay_from:
         log.info("simulator resumes the replay at %s", resume_at.isoformat())
     return clock, broker, feed
 

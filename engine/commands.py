@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import TypeVar
@@ -23,6 +23,7 @@ from engine.events import CommandAudited
 from engine.flatten import FlattenReport, ProgressCallback
 from engine.portfolio import PnLSummary
 from engine.risk import StateRecord
+from engine.strategy.pnl import UNASSIGNED, StrategyPnL, pnl_by_strategy
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -39,6 +40,8 @@ class PositionView:
     market_value: Decimal
     unrealized_pnl: Decimal
     unrealized_pct: Decimal | None
+    strategy: str = ""
+    """The strategy trading this symbol; empty: none does (adopted or opened by hand)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,8 @@ class PnLReport:
     summary: PnLSummary
     curve: list[tuple[datetime, Decimal]]
     """Equity through the trading day, oldest first, ending with the current value."""
+    by_strategy: list[StrategyPnL] = field(default_factory=list)
+    """The book grouped by the strategy owning each symbol (unowned ones last, as "")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +140,8 @@ class ResumePreview:
 class ResumeReport:
     previous: TradingState
     record: StateRecord
+    strategies: tuple[str, ...] = ()
+    """Strategies paused after an error that this resume started again."""
 
 
 class CommandService:
@@ -185,12 +192,15 @@ class CommandService:
             state = self._engine.state
             if self._engine.flattener.running:
                 raise CommandError("A flatten is running; resume when it has finished.")
-            if state.state is TradingState.ACTIVE:
+            paused = bool(self._engine.strategies.paused)
+            if state.state is TradingState.ACTIVE and not paused:
                 raise CommandError("Trading is already ACTIVE.")
-            previous = state.state
-            reason = "resumed with loss-limit override" if override else "resumed"
-            record = await state.resume(actor, reason, override=override)
-            return ResumeReport(previous, record)
+            previous, record = state.state, state.record
+            if previous is not TradingState.ACTIVE:
+                reason = "resumed with loss-limit override" if override else "resumed"
+                record = await state.resume(actor, reason, override=override)
+            resumed = tuple(await self._engine.resume_strategies()) if paused else ()
+            return ResumeReport(previous, record, resumed)
 
         return await self._audited(
             actor,
@@ -198,7 +208,7 @@ class CommandService:
             "override" if override else "",
             True,
             run,
-            lambda r: f"{r.previous.value} -> {r.record.state.value}",
+            _short_resume,
         )
 
     async def flatten(self, actor: str, progress: ProgressCallback | None = None) -> FlattenReport:
@@ -311,6 +321,7 @@ class CommandService:
 
     async def _positions(self) -> list[PositionView]:
         views = []
+        owners = self._engine.strategies.owners
         for p in self._engine.portfolio.positions():
             cost = abs(p.qty * p.avg_price)
             pct = p.unrealized_pnl / cost * 100 if cost and p.last_price is not None else None
@@ -323,6 +334,7 @@ class CommandService:
                     market_value=p.market_value,
                     unrealized_pnl=p.unrealized_pnl,
                     unrealized_pct=pct,
+                    strategy=owners.get(p.symbol, UNASSIGNED),
                 )
             )
         return views
@@ -354,7 +366,9 @@ class CommandService:
         curve = [(s.ts, s.equity) for s in snapshots if s.ts <= now]
         summary = e.portfolio.summary()
         curve.append((now, summary.equity))
-        return PnLReport(summary=summary, curve=curve)
+        host = e.strategies
+        by_strategy = pnl_by_strategy(summary, e.portfolio, host.owners, order=list(host.specs))
+        return PnLReport(summary=summary, curve=curve, by_strategy=by_strategy)
 
     async def _flatten_preview(self) -> FlattenPreview:
         e = self._engine
@@ -392,6 +406,11 @@ def _clean_reason(reason: str) -> str:
 
 def _short_status(r: StatusReport) -> str:
     return f"{r.state.value}, equity {r.equity:.2f}, {r.positions} positions"
+
+
+def _short_resume(r: ResumeReport) -> str:
+    strategies = f"; strategies {', '.join(r.strategies)} resumed" if r.strategies else ""
+    return f"{r.previous.value} -> {r.record.state.value}{strategies}"
 
 
 def _short_pnl(r: PnLReport) -> str:

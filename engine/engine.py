@@ -18,28 +18,26 @@ from typing import Any
 
 from config.settings import EngineSettings, RiskSettings, StorageSettings
 from engine import loops, startup
+from engine.bar_path import BarPath
 from engine.broker.port import Broker
 from engine.bus import EventBus
 from engine.clock import Clock, trading_day
 from engine.control import EngineControl, HaltResult
 from engine.daily import DayTracker
-from engine.domain import ZERO, Account, Bar, OrderRequest, Tick, TradingState
-from engine.events import EngineError, Event, Notice, Severity, event_payload
+from engine.domain import ZERO, Account, Bar, Tick
+from engine.events import EngineError, Event, FillReceived, Notice, Severity, event_payload
 from engine.execution import ExecutionManager
 from engine.feed.base import MarketDataFeed, PriceListener
 from engine.flatten import FlattenReport, ProgressCallback
 from engine.health import HEALTH_FILE, LatencyStats
 from engine.market_hours import MarketHours
 from engine.order_book import OrderBook
-from engine.orders import make_client_order_id
 from engine.portfolio import Portfolio
 from engine.reconcile import ReconcileResult
 from engine.risk import RiskGate, TradingStateController
 from engine.store.journal import Journal
-from engine.store.records import EquitySnapshot
-from engine.strategy.base import Strategy, rows_to_frame
+from engine.strategy.host import StrategyHost
 from engine.watchdog import WatchdogLimits
-from engine.workers import SymbolBuffer
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +51,13 @@ class TradingEngine:
         mode: str,
         broker: Broker,
         feed: MarketDataFeed,
-        strategy: Strategy,
+        strategies: StrategyHost,
         journal: Journal,
         bus: EventBus,
         clock: Clock,
         risk: RiskSettings,
         settings: EngineSettings,
         storage: StorageSettings,
-        symbols: list[str],
         allowed_symbols: list[str],
         extra_sinks: list[PriceListener] | None = None,
         outage_halt_s: float | None = None,
@@ -69,24 +66,21 @@ class TradingEngine:
         self.mode = mode
         self.broker = broker
         self.feed = feed
-        self.strategy = strategy
+        self.strategies = strategies
         self.journal = journal
         self.bus = bus
         self.clock = clock
         self.risk_settings = risk
         self.settings = settings
         self.storage = storage
-        self.symbols = symbols
-        self._extra_sinks = extra_sinks or []
+        self.symbols = list(strategies.symbols)
 
         self.portfolio = Portfolio()
         self.orders = OrderBook()
         self.market = MarketHours(broker, clock)
         self.days = DayTracker(self.market)
         self.gate = RiskGate(risk, allowed_symbols)
-        self.buffers = {s: SymbolBuffer(s, settings.history_bars) for s in symbols}
         self.loop_lag = LatencyStats()
-        self.signal_latency = LatencyStats()
         self.account: Account | None = None
         self.last_heartbeat: datetime | None = None
         self.last_beat_mono: float | None = None
@@ -94,12 +88,9 @@ class TradingEngine:
         self.clean_last_shutdown: bool | None = None
         self.started_mono: float | None = None
         self.ready = asyncio.Event()
-        self.signals = 0
 
-        self._bar_seen: dict[str, float] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
-        self._last_snapshot: datetime | None = None
         self._activity = loops.Activity()
         self._stopped = False
         self._unsubscribe = bus.subscribe(Event, self._journal_event)
@@ -141,6 +132,25 @@ class TradingEngine:
         self.flattener = self.control.flattener
         self.broker_health = self.control.broker_health
         self.call_broker = self.control.call_broker
+        self.bars = BarPath(
+            host=strategies,
+            portfolio=self.portfolio,
+            orders=self.orders,
+            execution=self.execution,
+            state=self.state,
+            clock=clock,
+            journal=journal,
+            snapshot_every=timedelta(seconds=storage.equity_snapshot_seconds),
+            activity=self._activity,
+            call_broker=self.call_broker,
+            flattening=lambda: self.flattener.running,
+            check_loss_limit=self.control.check_loss_limit,
+            roll_day=self._roll_day_if_needed,
+            spawn=self.spawn,
+            report=self._error,
+            sinks=extra_sinks or (),
+        )
+        self._unsubscribe_fills = bus.subscribe(FillReceived, self.bars.on_fill)
 
     # ---- lifecycle (the start-up restore steps are in engine.startup) -------------------
 
@@ -164,7 +174,7 @@ class TradingEngine:
             "liveness": loops.write_liveness(
                 storage.data_dir / HEALTH_FILE, settings.health_interval_s, self.state, self.clock
             ),
-            **{f"worker-{buf.symbol}": self._worker(buf) for buf in self.buffers.values()},
+            "bars": self.bars.run(),
             **self.control.guards(),
         }
         loop = asyncio.get_running_loop()
@@ -175,7 +185,7 @@ class TradingEngine:
         ``ENGINE_SHUTDOWN_GRACE_S`` to finish, optionally flatten, then everything closes."""
         if self._stopped:
             return
-        self._stopped = True
+        self._stopped = self.bars.stopped = True
         for task in self._tasks:
             if task.get_name() == "feed":
                 task.cancel()
@@ -203,104 +213,41 @@ class TradingEngine:
                 await startup.mark_clean_stop(self.journal)
         finally:
             self._unsubscribe()
+            self._unsubscribe_fills()
             await self.journal.close()
         log.info("engine stopped")
 
-    # ---- the bar/evaluate path: market data -> mark -> strategy -> risk -> order ----------
+    # ---- market data in: the bar path (engine.bar_path) --------------------------------
 
     def on_bar(self, bar: Bar) -> None:
-        for sink in self._extra_sinks:
-            sink.on_bar(bar)
-        buf = self.buffers.get(bar.symbol)
-        if buf is not None:
-            self._bar_seen[bar.symbol] = self.clock.monotonic()
-            buf.push_bar(bar)
+        self.bars.on_bar(bar)
 
     def on_tick(self, tick: Tick) -> None:
-        for sink in self._extra_sinks:
-            sink.on_tick(tick)
-        buf = self.buffers.get(tick.symbol)
-        if buf is not None:
-            buf.push_tick(tick)
+        self.bars.on_tick(tick)
 
     async def settle(self) -> None:
-        """Replay pacing (see ``MarketDataSink.settle``): return once every worker and the
-        trade-update consumer are idle and no update is waiting."""
+        """Replay pacing (see ``MarketDataSink.settle``): return once the bar path, the
+        orders it sent and the trade-update consumer are idle and no update is waiting."""
         while True:
             # Let tasks woken by the last delivery start before judging whether all is quiet.
             for _ in range(3):
                 await asyncio.sleep(0)
-            if self._activity.busy == 0 and not any(b.pending for b in self.buffers.values()):
+            if self._activity.busy == 0 and self.bars.idle:
+                self.bars.maybe_snapshot()  # the minute's marks and fills are all in
                 return
             await self._activity.wait_idle()
 
-    async def _worker(self, buf: SymbolBuffer) -> None:
-        while True:
-            update = await buf.next_update()
-            self._activity.begin()
-            try:
-                self._mark(buf.symbol, update.bar, update.tick)
-                if update.bar is not None:
-                    await self._roll_day_if_needed()
-                    await self._evaluate(buf, update.bar)
-                self._maybe_snapshot()
-                if self.portfolio.qty(buf.symbol) != ZERO:
-                    # Only a held symbol's price can move the day's P&L.
-                    self.control.check_loss_limit()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("worker %s failed on an update", buf.symbol)
-                self._error("strategy", f"{buf.symbol}: {exc}")
-            finally:
-                self._activity.end()
+    async def resume_strategies(self) -> list[str]:
+        """Start every strategy paused after an error again (``!resume``); their names."""
+        return await self.bars.resume_strategies(self.feed)
 
-    def _mark(self, symbol: str, bar: Bar | None, tick: Tick | None) -> None:
-        """Mark to the newer of the bar's close (as of the bar's end) and the last trade."""
-        if bar is not None and (tick is None or bar.ts + BAR_LENGTH > tick.ts):
-            self.portfolio.mark(symbol, bar.close)
-        elif tick is not None:
-            self.portfolio.mark(symbol, tick.price)
+    @property
+    def signals(self) -> int:
+        return self.bars.signals
 
-    async def _evaluate(self, buf: SymbolBuffer, bar: Bar) -> None:
-        if self._stopped or self.state.state is TradingState.HALTED or self.flattener.running:
-            return
-        needed = self.strategy.warmup_bars + 1
-        if len(buf.rows) < needed or self.orders.has_open(buf.symbol):
-            return
-        frame = rows_to_frame(buf.recent_rows(needed))
-        signal = self.strategy.on_bar(buf.symbol, frame, self.portfolio.qty(buf.symbol))
-        if signal is None:
-            return
-        self.signals += 1
-        request = OrderRequest(
-            client_order_id=make_client_order_id(signal.strategy, signal.symbol, signal.ts),
-            symbol=signal.symbol,
-            side=signal.side,
-            qty=signal.qty,
-            strategy=signal.strategy,
-        )
-        result = await self.call_broker(self.execution.submit(request))
-        seen = self._bar_seen.get(buf.symbol)
-        if result is not None and result.order is not None and seen is not None:
-            self.signal_latency.add(self.clock.monotonic() - seen)
-
-    def _maybe_snapshot(self) -> None:
-        now = self.clock.now()
-        interval = timedelta(seconds=self.storage.equity_snapshot_seconds)
-        if self._last_snapshot is not None and now - self._last_snapshot < interval:
-            return
-        self._last_snapshot = now
-        self.journal.save_equity_snapshot(
-            EquitySnapshot(
-                ts=now,
-                equity=self.portfolio.equity,
-                cash=self.portfolio.cash,
-                day_pnl=self.portfolio.day_pnl,
-                gross_exposure=self.portfolio.gross_exposure,
-                net_exposure=self.portfolio.net_exposure,
-            )
-        )
+    @property
+    def signal_latency(self) -> LatencyStats:
+        return self.bars.signal_latency
 
     # ---- public control API (engine.control) ----------------------------------------------
 
@@ -343,7 +290,7 @@ class TradingEngine:
         await self.refresh_account()
         await self.market.ensure_fresh()
         await self._roll_day_if_needed()
-        self._maybe_snapshot()
+        self.bars.maybe_snapshot()
 
     async def _roll_day_if_needed(self) -> None:
         day = trading_day(self.clock.now())
@@ -356,7 +303,7 @@ class TradingEngine:
 
     @property
     def dropped_updates(self) -> int:
-        return sum(buf.dropped for buf in self.buffers.values())
+        return self.bars.queue.dropped
 
     @property
     def uptime_s(self) -> float:

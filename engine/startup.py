@@ -9,20 +9,17 @@ over the parts it needs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from engine.clock import trading_day
-from engine.feed.base import MarketDataFeed
 from engine.journal_owner import JournalOwnerError, claim_account, claim_mode
 from engine.market_hours import MarketHours
 from engine.order_book import OrderBook
 from engine.portfolio import Portfolio
 from engine.risk import Cause, StateRecord
 from engine.store.journal import Journal
-from engine.workers import SymbolBuffer
 
 if TYPE_CHECKING:
     from engine.engine import TradingEngine
@@ -59,7 +56,7 @@ async def restore(engine: TradingEngine) -> None:
     e.account = e.last_reconcile.account
     await open_day(e, trading_day(e.clock.now()))
     e.control.loss_halt_day = await loss_halt_day(e.journal, e.clock.now())
-    await warm_up(e.feed, e.buffers, e.portfolio, e.clock.now(), e.settings.history_bars)
+    await e.bars.warm_up(e.feed)
 
 
 async def mark_running(journal: Journal) -> bool | None:
@@ -161,22 +158,3 @@ async def loss_halt_day(journal: Journal, now: datetime) -> date | None:
         if record.cause == Cause.LOSS_LIMIT:
             return today
     return None
-
-
-async def warm_up(
-    feed: MarketDataFeed,
-    buffers: Mapping[str, SymbolBuffer],
-    portfolio: Portfolio,
-    now: datetime,
-    history_bars: int,
-) -> None:
-    """Seed each symbol's buffer with its recent history and mark it at the last close."""
-    for symbol, buf in buffers.items():
-        try:
-            bars = await feed.history(symbol, now, history_bars)
-        except Exception as exc:
-            log.warning("no warm-up history for %s: %s", symbol, exc)
-            continue
-        buf.seed(bars)
-        if bars:
-            portfolio.mark(symbol, bars[-1].close)

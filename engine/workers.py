@@ -1,99 +1,85 @@
-"""Per-symbol latest-value buffers between the feed and the strategy workers.
+"""Market data waiting for the engine's bar path, per symbol.
 
-The feed side is synchronous and O(1): it appends the bar to a bounded history (so indicators
-never miss a bar) and bumps a version. The worker wakes, looks only at the newest state, and
-counts how many updates it coalesced: a burst never builds a queue of stale work.
+The feed side is synchronous and O(1): a bar is appended to its symbol's pending list (a
+strategy must see every bar, so bars never coalesce), a tick replaces the older one. One
+dispatcher takes symbols out in the order they first got data and handles each in a slice
+of the loop, so a burst neither queues stale work nor holds a command or a heartbeat
+behind it. What arrives faster than it is handled folds into one handling, and is counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.domain import Bar, Tick
-from engine.strategy.base import BarRow, bar_row
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Update:
-    """What a worker gets when it wakes: the newest bar (if a new one arrived) and tick."""
+    """What arrived for one symbol since it was last handled."""
 
-    bar: Bar | None
-    tick: Tick | None
-    coalesced: int
-    """Updates that arrived since the last wake and were folded into this one."""
+    symbol: str
+    bars: list[Bar] = field(default_factory=list)
+    """Every bar, oldest first; only the newest may lead to an order."""
+    tick: Tick | None = None
+    """The newest trade, if one arrived."""
+    count: int = 0
+    """Updates folded into this one."""
+
+    @property
+    def coalesced(self) -> int:
+        return max(0, self.count - 1)
 
 
-class SymbolBuffer:
-    def __init__(self, symbol: str, history: int) -> None:
-        self.symbol = symbol
-        self.bars: deque[Bar] = deque(maxlen=history)
-        self.rows: deque[BarRow] = deque(maxlen=history)
-        """``bars`` as float rows, converted once on arrival for cheap strategy frames."""
-        self.last_tick: Tick | None = None
+class MarketDataQueue:
+    def __init__(self) -> None:
+        self._pending: dict[str, Update] = {}  # insertion order: first come, first served
+        self._last_tick: dict[str, Tick] = {}
+        self._wake = asyncio.Event()
         self.updates = 0
         self.dropped = 0
-        self._seen = 0
-        self._bar_pending = False
-        self._tick_pending = False
-        self._wake = asyncio.Event()
-
-    def seed(self, bars: list[Bar]) -> None:
-        """Warm-up history; does not wake the worker."""
-        for bar in bars:
-            self._store_bar(bar)
+        """Updates folded into a later one: stale ticks, and bars a newer bar followed
+        before they were handled (their strategy still saw them, but could not trade)."""
 
     def push_bar(self, bar: Bar) -> None:
-        if self._store_bar(bar):
-            self._bar_pending = True
-            self._touch()
+        self._update(bar.symbol).bars.append(bar)
 
     def push_tick(self, tick: Tick) -> None:
-        if self.last_tick is not None and tick.ts < self.last_tick.ts:
+        last = self._last_tick.get(tick.symbol)
+        if last is not None and tick.ts < last.ts:
             return
-        self.last_tick = tick
-        self._tick_pending = True
-        self._touch()
+        self._last_tick[tick.symbol] = tick
+        self._update(tick.symbol).tick = tick
+
+    def last_tick(self, symbol: str) -> Tick | None:
+        return self._last_tick.get(symbol)
 
     @property
     def pending(self) -> bool:
-        """An update is waiting for the worker."""
-        return self._wake.is_set()
+        """An update is waiting to be handled."""
+        return bool(self._pending)
 
-    async def next_update(self) -> Update:
-        await self._wake.wait()
-        return self.take()
+    async def wait(self) -> None:
+        """Until something is pending."""
+        while not self._pending:
+            self._wake.clear()
+            await self._wake.wait()
 
-    def take(self) -> Update:
-        self._wake.clear()
-        coalesced = max(0, self.updates - self._seen - 1)
-        self.dropped += coalesced
-        self._seen = self.updates
-        bar = self.bars[-1] if self._bar_pending and self.bars else None
-        tick = self.last_tick if self._tick_pending else None
-        self._bar_pending = self._tick_pending = False
-        return Update(bar=bar, tick=tick, coalesced=coalesced)
+    def pop(self) -> Update | None:
+        """The symbol that has waited longest, with everything it got; None when idle."""
+        if not self._pending:
+            return None
+        symbol = next(iter(self._pending))
+        update = self._pending.pop(symbol)
+        self.dropped += update.coalesced
+        return update
 
-    def recent_rows(self, count: int) -> list[BarRow]:
-        """The newest ``count`` rows, oldest first."""
-        start = max(0, len(self.rows) - count)
-        return [self.rows[i] for i in range(start, len(self.rows))]
-
-    def _store_bar(self, bar: Bar) -> bool:
-        if self.bars:
-            last = self.bars[-1]
-            if bar.ts < last.ts:
-                return False  # late bar: history already moved on
-            if bar.ts == last.ts:
-                # An updated bar replaces the one it corrects.
-                self.bars[-1] = bar
-                self.rows[-1] = bar_row(bar)
-                return True
-        self.bars.append(bar)
-        self.rows.append(bar_row(bar))
-        return True
-
-    def _touch(self) -> None:
+    def _update(self, symbol: str) -> Update:
         self.updates += 1
-        self._wake.set()
+        update = self._pending.get(symbol)
+        if update is None:
+            update = self._pending[symbol] = Update(symbol)
+            self._wake.set()
+        update.count += 1
+        return update

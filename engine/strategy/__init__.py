@@ -1,6 +1,27 @@
-"""Strategies: pure functions of bar history that emit signals."""
+"""Strategies as plug-ins: the contract, the host that runs them, the built-ins."""
 
-from engine.strategy.base import Signal, Strategy, bars_to_frame, build_strategy
-from engine.strategy.golden_cross import GoldenCross
+from engine.strategy.base import NoParams, Signal, Strategy
+from engine.strategy.golden_cross import GoldenCross, GoldenCrossParams
+from engine.strategy.host import OrderIntent, StrategyHost, size_order
+from engine.strategy.indicators import RSI, RollingMean, SessionVWAP
+from engine.strategy.loader import StrategyConfigError, StrategySpec, load_strategies
+from engine.strategy.vwap_reversion import VWAPReversion, VWAPReversionParams
 
-__all__ = ["GoldenCross", "Signal", "Strategy", "bars_to_frame", "build_strategy"]
+__all__ = [
+    "RSI",
+    "GoldenCross",
+    "GoldenCrossParams",
+    "NoParams",
+    "OrderIntent",
+    "RollingMean",
+    "SessionVWAP",
+    "Signal",
+    "Strategy",
+    "StrategyConfigError",
+    "StrategyHost",
+    "StrategySpec",
+    "VWAPReversion",
+    "VWAPReversionParams",
+    "load_strategies",
+    "size_order",
+]

@@ -1,91 +1,116 @@
-"""The strategy contract: a pure function of a symbol's bar history and its position."""
+"""The strategy contract: what a strategy is given, what it may return, the hooks it may use.
+
+A strategy is a class in one Python file. The host (``engine.strategy.host``) makes one
+instance per symbol it trades, so ``self`` holds that symbol's state, and calls ``on_bar``
+once for every closed bar of that symbol, oldest first: the warm-up history, then each live
+bar. It never sees a bar before it has closed, so it cannot look ahead. The same object runs
+on live data, in the replay and in the backtest. See docs/strategies.md.
+"""
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date
 from decimal import Decimal
+from typing import ClassVar, Generic, TypeVar
 
-import numpy as np
-import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
-from config.settings import StrategySettings
-from engine.domain import Bar, Side
+from engine.clock import trading_day
+from engine.domain import Bar, Fill, Side
 
-FRAME_COLUMNS = ("open", "high", "low", "close", "volume")
+
+class NoParams(BaseModel):
+    """The parameters of a strategy that has none."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class ParamsError(ValueError):
+    """Raise it from a ``Params`` validator to name the parameters a check is about, so the
+    error names their settings (``STRATEGY_FAST, STRATEGY_SLOW: ...``)."""
+
+    def __init__(self, message: str, *fields: str) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """An order the strategy wants; ``qty`` is positive, ``side`` gives the direction."""
+    """What a strategy wants: ``BUY`` means "be long", ``SELL`` "be out, or short".
 
-    strategy: str
-    symbol: str
+    Leave ``qty`` unset and the host sizes the order from the strategy's settings (order
+    size, long-only); set it (positive) to choose the quantity yourself.
+    """
+
     side: Side
-    qty: Decimal
-    ts: datetime
-    """Start time of the bar that triggered the signal."""
-    reason: str
+    reason: str = ""
+    qty: Decimal | None = None
 
 
-class Strategy(ABC):
-    """Decides from bar history alone. Implementations keep no state between calls, so the
-    same code runs on live data, replays and backtests."""
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
-    name: str
+
+class Strategy(ABC, Generic[P]):
+    """Subclass this, declare ``Params`` (a pydantic model: the settings validate against
+    it) and implement ``on_bar``. Every other hook is optional."""
+
+    Params: ClassVar[type[BaseModel]] = NoParams
+    name: ClassVar[str] = ""
+    """What orders, P&L and alerts call it unless the settings name it; default: the class
+    name in snake case (``MeanRevert`` -> ``mean_revert``)."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("name"):
+            cls.name = _snake(cls.__name__)
+
+    def __init__(self, params: P, symbol: str) -> None:
+        self.params = params
+        self.symbol = symbol
 
     @property
-    @abstractmethod
     def warmup_bars(self) -> int:
-        """Bars needed before ``on_bar`` can return a signal."""
+        """Bars this strategy must have seen before it may trade. The host asks for exactly
+        this much history and ignores signals until it has been seen."""
+        return 0
 
     @abstractmethod
-    def on_bar(self, symbol: str, bars: pd.DataFrame, position_qty: Decimal) -> Signal | None:
-        """``bars``: the frame ``bars_to_frame`` builds, newest last. ``position_qty`` is
-        signed (negative = short)."""
+    def on_bar(self, bar: Bar, position: Decimal) -> Signal | None:
+        """One closed bar of ``self.symbol``; ``position`` is the signed quantity held
+        (negative = short). Update your state and return a ``Signal`` to trade.
 
+        Called for every bar, including warm-up bars and bars the host cannot act on (an
+        order still open, trading halted): keep state updates unconditional.
+        """
 
-BarRow = tuple[int, float, float, float, float, float]
-"""A bar as ``(ts in epoch microseconds, open, high, low, close, volume)``."""
+    def on_start(self, history: Sequence[Bar], position: Decimal) -> None:
+        """Warm up from ``history`` (oldest first, at most ``warmup_bars``) before the first
+        live bar. The default feeds it through ``on_day_start``/``on_bar`` exactly as live
+        bars are fed, ignoring the signals; override it to warm up differently."""
+        day: date | None = None
+        for bar in history:
+            bar_day = trading_day(bar.ts)
+            if bar_day != day:
+                if day is not None:
+                    self.on_day_end(day)
+                self.on_day_start(bar_day)
+                day = bar_day
+            self.on_bar(bar, position)
 
+    def on_fill(self, fill: Fill) -> None:
+        """A fill of one of this strategy's own orders for ``self.symbol``."""
 
-def bar_row(bar: Bar) -> BarRow:
-    """Convert once, when a bar arrives, so building frames later is cheap."""
-    micros = round(bar.ts.timestamp() * 1_000_000)
-    return (
-        micros,
-        float(bar.open),
-        float(bar.high),
-        float(bar.low),
-        float(bar.close),
-        float(bar.volume),
-    )
+    def on_day_start(self, day: date) -> None:
+        """Before the first bar of trading day ``day`` (New York date)."""
 
-
-def rows_to_frame(rows: Sequence[BarRow]) -> pd.DataFrame:
-    """Rows from ``bar_row`` as a frame indexed by ``ts`` (UTC) with float OHLCV columns.
-
-    Floats are fine here: indicators compare prices, they do not account for money.
-    """
-    stamps = np.fromiter((r[0] for r in rows), dtype="int64", count=len(rows))
-    # Straight from the int64 microseconds: ~5x cheaper than pd.to_datetime on this path.
-    index = pd.DatetimeIndex(stamps.view("datetime64[us]"), name="ts").tz_localize("UTC")
-    values = np.array([r[1:] for r in rows], dtype="float64").reshape(len(rows), 5)
-    return pd.DataFrame(values, index=index, columns=list(FRAME_COLUMNS), copy=False)
-
-
-def bars_to_frame(bars: Sequence[Bar]) -> pd.DataFrame:
-    """One symbol's bars as a frame indexed by ``ts`` (UTC) with float OHLCV columns."""
-    return rows_to_frame([bar_row(b) for b in bars])
-
-
-def build_strategy(settings: StrategySettings) -> Strategy:
-    """The strategy named by ``settings.name``."""
-    # Imported here: the concrete strategies import this module.
-    from engine.strategy.golden_cross import GoldenCross
-
-    if settings.name == "golden_cross":
-        return GoldenCross(settings)
-    raise ValueError(f"unknown strategy {settings.name!r}")
+    def on_day_end(self, day: date) -> None:
+        """After the last bar of ``day``: called when the next day's first bar arrives, or
+        when the run ends."""

@@ -15,7 +15,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 import engine.app
@@ -25,7 +24,7 @@ from engine.broker.alpaca import build_alpaca
 from engine.clock import NEW_YORK
 from engine.domain import Bar, OrderRequest, OrderType, Side, Tick, TimeInForce
 from engine.orders import make_client_order_id
-from engine.strategy.base import Signal, Strategy
+from engine.strategy import NoParams, Signal, Strategy, StrategyHost, StrategySpec
 from tests.alpaca.conftest import fake_settings, fast
 from tests.fakes.alpaca import FakeAlpaca
 from tests.fakes.alpaca.venue import build_exchange
@@ -257,20 +256,15 @@ async def test_flatten_when_second_flatten_arrives_while_running_then_it_joins(
     assert close_alls == 1
 
 
-class AlwaysSell(Strategy):
+class AlwaysSell(Strategy[NoParams]):
     """Signals a one-share sale on every bar. Selling from a long only reduces, so the
     REDUCING gate lets it through: only the flatten itself can stop it racing the close order
     (and turning the position short)."""
 
     name = "always_sell"
 
-    @property
-    def warmup_bars(self) -> int:
-        return 1
-
-    def on_bar(self, symbol: str, bars: pd.DataFrame, position_qty: Decimal) -> Signal | None:
-        ts = bars.index[-1].to_pydatetime()
-        return Signal(self.name, symbol, Side.SELL, D(1), ts, "test")
+    def on_bar(self, bar: Bar, position: Decimal) -> Signal | None:
+        return Signal(Side.SELL, "test", qty=D(1))
 
 
 async def test_flatten_when_running_then_strategy_sends_nothing(
@@ -278,7 +272,8 @@ async def test_flatten_when_running_then_strategy_sends_nothing(
 ) -> None:
     async with flatten_env(tmp_path, monkeypatch) as env:
         await seed_position(env.app, "AAPL", 10)
-        env.app.engine.strategy = AlwaysSell()
+        spec = StrategySpec("always_sell", AlwaysSell, NoParams(), ("AAPL",), D(1), False)
+        env.app.engine.bars.host = StrategyHost([spec])  # in place of the configured one
         env.fake.knobs.latency_ms = 200
         mark = len(env.fake.requests)
         flatten = asyncio.create_task(env.app.commands.flatten("tester"))

@@ -19,7 +19,7 @@ from engine.clock import SystemClock
 from engine.domain import OrderRequest, OrderStatus, Side, Tick
 from engine.engine import TradingEngine
 from engine.store.journal import Journal
-from engine.strategy import build_strategy
+from engine.strategy import StrategyHost, load_strategies
 from tests.alpaca.conftest import BrokerMaker, Collector, Connections, fake_settings, fast
 from tests.fakes.alpaca import FakeAlpaca, build_exchange
 from tests.support.app import wait_for
@@ -112,14 +112,13 @@ async def test_engine_when_stream_dropped_mid_fill_then_every_fill_applied_once(
             mode=settings.mode,
             broker=broker,
             feed=feed,
-            strategy=build_strategy(settings.strategy),
+            strategies=StrategyHost(load_strategies(settings.strategy.slots)),
             journal=journal,
             bus=EventBus(),
             clock=SystemClock(),
             risk=settings.risk,
             settings=settings.engine,
             storage=settings.storage,
-            symbols=list(settings.strategy.symbols),
             allowed_symbols=settings.allowed_symbols,
         )
         await engine.start()

@@ -58,7 +58,7 @@ async def test_command_when_in_flight_then_feed_workers_and_lag_task_keep_runnin
         return PNG_MAGIC + b"stub"
 
     def bars_seen() -> int:
-        return sum(buf.updates for buf in engine.buffers.values())
+        return engine.bars.queue.updates
 
     monkeypatch.setattr(bot.charts, "equity_curve_png", chart_that_waits_for_the_engine)
     assert not live.app.feed.health.finished, "the replay should still be playing"

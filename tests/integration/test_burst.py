@@ -1,60 +1,70 @@
-"""A burst of market data never queues stale work: the worker sees only the latest."""
+"""A burst of market data never queues stale work: the strategy sees every bar once, only the
+newest may trade, and other tasks get the loop between slices of the burst."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
+from engine import bar_path
 from engine.domain import Bar, Tick
+from engine.strategy import Signal
 from tests.support.app import sim_settings, start_app, wait_for
 
 BURST = 10_000
 
 
-async def test_burst_when_ten_thousand_updates_in_one_go_then_worker_sees_latest_and_counts_drops(
+async def test_burst_when_ten_thousand_updates_in_one_go_then_every_bar_seen_only_newest_trades(
     tmp_path: Path,
 ) -> None:
     app = await start_app(sim_settings(tmp_path, strategy={"symbols": ["AAPL"]}))
     engine = app.engine
     try:
-        evaluations = 0
-        original = engine.strategy.on_bar
+        strategy = engine.strategies.instance("AAPL")
+        assert strategy is not None
+        seen: list[datetime] = []
+        original = strategy.on_bar
 
-        def counting(symbol, frame, position):  # type: ignore[no-untyped-def]
-            nonlocal evaluations
-            evaluations += 1
-            return original(symbol, frame, position)
+        def counting(bar: Bar, position: Decimal) -> Signal | None:
+            seen.append(bar.ts)
+            return original(bar, position)
 
-        engine.strategy.on_bar = counting  # type: ignore[method-assign]
+        strategy.on_bar = counting  # type: ignore[method-assign]
         dropped_before = engine.dropped_updates
         lag_samples_before = engine.loop_lag.count
-        start = engine.buffers["AAPL"].bars[-1].ts
+        signals_before = engine.signals
+        start = app.clock.now()
         price = Decimal("230.00")
 
         # One synchronous burst: nothing yields to the loop until every update is pushed.
         # A realistic timeline: a trade every second, a minute bar at each minute's end.
+        bars = 0
         for i in range(BURST):
             price = Decimal("230.00") + Decimal(i % 100) / 100
             ts = start + timedelta(minutes=1, seconds=i)
             if i % 60 == 59:
                 bar_ts = ts - timedelta(seconds=59)
                 engine.on_bar(Bar("AAPL", bar_ts, price, price, price, price, Decimal(1000)))
+                bars += 1
             else:
                 engine.on_tick(Tick("AAPL", ts, price, Decimal(100)))
         await engine.settle()
         # let the loop-lag monitor take a sample after the burst
         await wait_for(lambda: engine.loop_lag.count > lag_samples_before + 2, within=10)
 
-        assert evaluations <= 2, "the worker evaluated stale bars instead of the latest"
+        assert len(seen) == bars, "the strategy must see every bar, once"
+        assert seen == sorted(seen)
+        assert engine.signals - signals_before <= 1, "only the newest bar may trade"
         assert engine.portfolio.last_price("AAPL") == price
         assert engine.dropped_updates - dropped_before >= BURST - 2
-        assert len(engine.buffers["AAPL"].bars) == app.settings.engine.history_bars
         status = await app.commands.status("test")
         assert status.dropped_updates == engine.dropped_updates
-        # Bounded: handling 10,000 updates one by one through the strategy would stall the
-        # loop for seconds; coalesced, the worst lag stays far below that.
+        # Bounded: handling 10,000 updates one by one would stall the loop for seconds;
+        # coalesced, the worst lag stays far below that.
         assert engine.loop_lag.max < 1.0, f"loop lag {engine.loop_lag.max:.3f} s"
     finally:
         await app.stop()
@@ -73,7 +83,7 @@ async def test_burst_when_updates_arrive_then_other_tasks_keep_running(tmp_path:
                 await asyncio.sleep(0)
 
         beat = asyncio.create_task(heartbeat())
-        start = engine.buffers["AAPL"].bars[-1].ts
+        start = app.clock.now()
         for batch in range(20):
             for i in range(500):
                 n = batch * 500 + i
@@ -83,5 +93,42 @@ async def test_burst_when_updates_arrive_then_other_tasks_keep_running(tmp_path:
         beat.cancel()
 
         assert ticks >= 20
+    finally:
+        await app.stop()
+
+
+async def test_burst_when_a_minute_wakes_every_symbol_then_other_tasks_run_between_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await start_app(sim_settings(tmp_path))
+    engine = app.engine
+    try:
+        # A zero slice makes the dispatcher yield after every symbol, whatever this
+        # machine's speed: what is tested is that it yields, not how fast it is.
+        monkeypatch.setattr(bar_path, "SLICE_S", 0.0)
+        # Halted: no order is sent, so no yield comes from sending one.
+        await app.commands.halt("test", "burst", keep_positions=True)
+        handled_when_other_ran: list[int] = []
+        pending_before = engine.dropped_updates
+        start = app.clock.now()
+
+        async def other() -> None:
+            while True:
+                handled_when_other_ran.append(
+                    sum(1 for s in engine.symbols if engine.portfolio.last_price(s) == 1)
+                )
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other())
+        await asyncio.sleep(0)
+        one = Decimal(1)
+        for symbol in engine.symbols:  # one minute's bars for every symbol at once
+            engine.on_bar(Bar(symbol, start, one, one, one, one, Decimal(10)))
+        await engine.settle()
+        task.cancel()
+
+        assert engine.dropped_updates == pending_before
+        marked_mid_burst = [n for n in handled_when_other_ran if 0 < n < len(engine.symbols)]
+        assert marked_mid_burst, "another task ran only before or after the whole burst"
     finally:
         await app.stop()

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 from config.settings import EngineSettings, RiskSettings, StorageSettings
 from engine.broker.port import BrokerOrder, CloseResult, StreamGap, TradeUpdate
@@ -46,7 +46,7 @@ from engine.risk import RiskGate, TradingStateController
 from engine.sim.exchange import SimExchange
 from engine.sim.models import CommissionModel, SlippageModel, TradeUpdateRecord
 from engine.store.journal import Journal
-from engine.strategy.base import Signal, Strategy
+from engine.strategy import Signal, Strategy, StrategyHost, StrategySpec
 from engine.watchdog import WatchdogLimits
 
 D = Decimal
@@ -247,28 +247,43 @@ class ScriptedFeed:
         self.health.connected = False
 
 
-class ScriptedStrategy(Strategy):
-    """Returns the signal a test queued for a symbol, once; records every call."""
+class _ScriptParams(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
+    script: Any
+
+
+class _Scripted(Strategy[_ScriptParams]):
     name = "scripted"
-
-    def __init__(self, warmup: int = 1, qty: Decimal = Decimal(10)) -> None:
-        self._warmup = warmup
-        self._qty = qty
-        self.calls: list[str] = []
-        self.queued: dict[str, Side] = {}
+    Params = _ScriptParams
 
     @property
     def warmup_bars(self) -> int:
-        return self._warmup
+        return int(self.params.script.warmup)
 
-    def on_bar(self, symbol: str, bars: pd.DataFrame, position_qty: Decimal) -> Signal | None:
-        self.calls.append(symbol)
-        side = self.queued.pop(symbol, None)
-        if side is None:
-            return None
-        ts = bars.index[-1].to_pydatetime()
-        return Signal(self.name, symbol, side, self._qty, ts, "scripted")
+    def on_bar(self, bar: Bar, position: Decimal) -> Signal | None:
+        script: ScriptedStrategy = self.params.script
+        script.calls.append(self.symbol)
+        side = script.queued.pop(self.symbol, None)
+        return None if side is None else Signal(side, "scripted", qty=script.qty)
+
+
+class ScriptedStrategy:
+    """A strategy whose signals a test queues per symbol (each used once, by the next bar
+    of that symbol); records every bar it is shown. ``spec`` makes what the host runs."""
+
+    name = _Scripted.name
+
+    def __init__(self, warmup: int = 1, qty: Decimal = Decimal(10)) -> None:
+        self.warmup = warmup
+        self.qty = qty
+        self.calls: list[str] = []
+        self.queued: dict[str, Side] = {}
+
+    def spec(self, symbols: tuple[str, ...]) -> StrategySpec:
+        return StrategySpec(
+            self.name, _Scripted, _ScriptParams(script=self), symbols, self.qty, False
+        )
 
 
 @dataclass
@@ -431,14 +446,13 @@ async def build_engine(
         mode="sim",
         broker=broker,
         feed=feed,
-        strategy=strategy,
+        strategies=StrategyHost([strategy.spec(SYMBOLS)]),
         journal=journal,
         bus=bus,
         clock=clock,
         risk=_risk_settings(risk),
-        settings=EngineSettings(flatten_deadline_s=flatten_deadline_s, history_bars=50),
+        settings=EngineSettings(flatten_deadline_s=flatten_deadline_s),
         storage=StorageSettings(data_dir=tmp_path, write_behind_ms=20),
-        symbols=list(SYMBOLS),
         allowed_symbols=list(SYMBOLS),
         extra_sinks=[broker.sim],
         watchdog=watchdog,

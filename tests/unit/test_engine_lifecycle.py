@@ -156,69 +156,98 @@ async def test_start_when_down_for_days_then_fills_since_the_last_known_one_reco
     await run_and_stop(second, check)
 
 
-async def test_start_when_feed_has_history_then_buffers_warmed_and_first_live_bar_evaluated(
+async def test_start_when_warmup_is_history_plus_one_then_first_live_bar_trades(
     tmp_path: Path,
 ) -> None:
-    strategy = ScriptedStrategy(warmup=len(HISTORY_CLOSES))  # needs history + 1 bars
+    # Warm-up is exactly ``warmup_bars``: 5 history bars + the first live bar make 6, so a
+    # signal on that bar is an order (it used to take one bar more).
+    strategy = ScriptedStrategy(warmup=len(HISTORY_CLOSES) + 1)
     p = await started(tmp_path, strategy=strategy)
 
     async def check() -> None:
-        buf = p.engine.buffers["AAPL"]
-        assert [b.close for b in buf.bars] == [D(c) for c in HISTORY_CLOSES]
+        assert strategy.calls == ["AAPL"] * 5 + ["MSFT"] * 5  # each saw its history
         assert p.engine.portfolio.last_price("AAPL") == D(100)
-        assert not buf.pending  # warm-up does not count as an update
+        assert not p.engine.bars.queue.pending  # warm-up does not count as an update
+        strategy.queued["AAPL"] = Side.BUY
 
         await p.deliver("AAPL", ny(11), 101)
 
-        assert strategy.calls == ["AAPL"]
+        assert strategy.calls[-1] == "AAPL"
+        assert p.engine.portfolio.qty("AAPL") == D(10)
 
     await run_and_stop(p, check)
 
 
-# ---- the worker's guards ---------------------------------------------------------------
+async def test_start_when_one_bar_short_of_warmup_then_first_live_bar_does_not_trade(
+    tmp_path: Path,
+) -> None:
+    strategy = ScriptedStrategy(warmup=len(HISTORY_CLOSES) + 2)
+    p = await started(tmp_path, strategy=strategy)
+
+    async def check() -> None:
+        strategy.queued["AAPL"] = Side.BUY
+
+        await p.deliver("AAPL", ny(11), 101)
+
+        assert "AAPL" not in strategy.queued  # the strategy asked...
+        assert p.engine.signals == 0  # ...but had not seen its 7 bars yet
+        assert p.engine.portfolio.qty("AAPL") == D(0)
+
+    await run_and_stop(p, check)
 
 
-async def test_worker_when_halted_then_marks_price_but_strategy_not_called(
+# ---- the bar path's guards: the strategy sees every bar, the order is dropped ----------
+
+
+async def test_bar_when_halted_then_marks_price_strategy_sees_it_and_no_order(
     running: EngineParts,
 ) -> None:
     await running.engine.halt("trader", "pause", keep_positions=True)
+    seen = len(running.strategy.calls)
+    running.strategy.queued["AAPL"] = Side.BUY
 
     await running.deliver("AAPL", ny(11), 103)
 
-    assert running.strategy.calls == []
+    assert running.strategy.calls[seen:] == ["AAPL"]  # its state stays current
+    assert running.engine.signals == 0
     assert running.engine.portfolio.last_price("AAPL") == D(103)
 
 
-async def test_worker_when_flatten_running_then_strategy_not_called(
+async def test_bar_when_flatten_running_then_no_order_and_trading_after_it_ends(
     running: EngineParts,
 ) -> None:
     gate = asyncio.Event()
     running.broker.close_all_gate = gate
     flatten = asyncio.get_running_loop().create_task(running.engine.flatten("trader"))
     await wait_for(lambda: running.broker.close_all_calls == 1)
+    running.strategy.queued["AAPL"] = Side.BUY
 
     await running.deliver("AAPL", ny(11), 101)
 
-    assert running.strategy.calls == []
+    assert running.engine.signals == 0
     gate.set()
     report = await asyncio.wait_for(flatten, timeout=5)
     assert report.flat
+    running.strategy.queued["AAPL"] = Side.BUY
     await running.deliver("AAPL", ny(11, 1), 101)
-    assert running.strategy.calls == ["AAPL"]
+    assert running.engine.signals == 1
 
 
-async def test_worker_when_symbol_has_open_order_then_only_that_symbol_skipped(
+async def test_bar_when_symbol_has_open_order_then_only_that_symbol_cannot_trade(
     running: EngineParts,
 ) -> None:
     resting = OrderRequest("rest-1", "AAPL", Side.BUY, D(5), OrderType.LIMIT, D(97), strategy="t")
     result = await running.engine.execution.submit(resting)
     assert result.order is not None
     assert result.order.is_open
+    running.strategy.queued.update(AAPL=Side.BUY, MSFT=Side.BUY)
 
     await running.deliver("AAPL", ny(11), 100)
     await running.deliver("MSFT", ny(11), 100)
 
-    assert running.strategy.calls == ["MSFT"]
+    assert running.engine.signals == 1
+    assert running.engine.portfolio.qty("MSFT") == D(10)
+    assert running.engine.portfolio.qty("AAPL") == D(0)
 
 
 # ---- loss limit ------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def build_alpaca(settings: Settings, clock: Clock) -> tuple[AlpacaBroker, Alpaca
         data_stream_url(alpaca),
         key_id,
         secret,
-        settings.strategy.symbols,
+        settings.strategy.traded_symbols,
         clock,
         history=AlpacaHistory(data_client, feed=alpaca.data_feed, timeout_s=timeout),
     )

@@ -1,0 +1,281 @@
+"""The bar path: market data -> mark -> strategy host -> risk gate -> order.
+
+The feed hands bars and ticks over synchronously (``on_bar``/``on_tick``, O(1)). One
+dispatcher task takes each symbol's pending data in turn: it marks the symbol, feeds every
+new bar to the strategy host, and sends an order the host asks for in a task of its own (the
+broker's answer never holds the next symbol up). It works in slices of ``SLICE_S`` and lets
+the loop run between slices and after each order, so a minute that wakes 500 symbols at once
+never keeps a command, a heartbeat or a fill waiting for long. Once everything pending has
+been handled (every symbol of the minute marked) it takes the equity snapshot and checks the
+loss limit: once per batch, not once per symbol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from engine.clock import Clock
+from engine.domain import Bar, Tick, TradingState
+from engine.events import FillReceived, Severity
+from engine.execution import ExecutionManager, SubmitResult
+from engine.feed.base import MarketDataFeed, PriceListener
+from engine.health import LatencyStats
+from engine.order_book import OrderBook
+from engine.portfolio import Portfolio
+from engine.risk import TradingStateController
+from engine.store.journal import Journal
+from engine.store.records import EquitySnapshot
+from engine.strategy.host import OrderIntent, StrategyHost
+from engine.workers import MarketDataQueue, Update
+
+log = logging.getLogger(__name__)
+
+BAR_LENGTH = timedelta(minutes=1)
+SLICE_S = 0.002
+"""Longest stretch of bar handling before the dispatcher lets other tasks run."""
+
+BrokerCall = Callable[[Coroutine[Any, Any, SubmitResult]], Awaitable[SubmitResult | None]]
+Report = Callable[[str, str, Severity], None]
+
+
+class Busy(Protocol):
+    """What the engine counts as work in flight (replay pacing and a graceful stop wait
+    for it): ``engine.loops.Activity`` fits."""
+
+    def begin(self) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class BarPath:
+    def __init__(
+        self,
+        *,
+        host: StrategyHost,
+        portfolio: Portfolio,
+        orders: OrderBook,
+        execution: ExecutionManager,
+        state: TradingStateController,
+        clock: Clock,
+        journal: Journal,
+        snapshot_every: timedelta,
+        activity: Busy,
+        call_broker: BrokerCall,
+        flattening: Callable[[], bool],
+        check_loss_limit: Callable[[], None],
+        roll_day: Callable[[], Awaitable[None]],
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        report: Report,
+        sinks: Sequence[PriceListener] = (),
+    ) -> None:
+        self.host = host
+        self.queue = MarketDataQueue()
+        self.signals = 0
+        """Orders the strategies asked for and the path sent to the risk gate."""
+        self.signal_latency = LatencyStats()
+        """Bar handed over by the feed -> order acknowledged by the broker."""
+        self.stopped = False
+        self._portfolio = portfolio
+        self._orders = orders
+        self._execution = execution
+        self._state = state
+        self._clock = clock
+        self._journal = journal
+        self._snapshot_every = snapshot_every
+        self._activity = activity
+        self._call_broker = call_broker
+        self._flattening = flattening
+        self._check_loss_limit = check_loss_limit
+        self._roll_day = roll_day
+        self._spawn = spawn
+        self._report = report
+        self._sinks = list(sinks)
+        self._owned = frozenset(host.symbols)
+        self._bar_seen: dict[str, float] = {}
+        self._submitting: set[str] = set()
+        self._draining = False
+        self._last_snapshot: datetime | None = None
+        host.on_pause = self._paused
+
+    # ---- the feed's side: synchronous, O(1) ------------------------------------------
+
+    def on_bar(self, bar: Bar) -> None:
+        for sink in self._sinks:
+            sink.on_bar(bar)
+        if bar.symbol in self._owned:
+            self._bar_seen[bar.symbol] = self._clock.monotonic()
+            self.queue.push_bar(bar)
+
+    def on_tick(self, tick: Tick) -> None:
+        for sink in self._sinks:
+            sink.on_tick(tick)
+        if tick.symbol in self._owned:
+            self.queue.push_tick(tick)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting, nothing being handled, no order of ours on its way."""
+        return not (self.queue.pending or self._draining or self._submitting)
+
+    # ---- warm-up and strategies ------------------------------------------------------
+
+    async def warm_up(self, feed: MarketDataFeed, symbols: Sequence[str] | None = None) -> None:
+        """Give each strategy exactly the history it asked for, and mark each symbol at its
+        last close."""
+        for symbol, bars in (await self._history(feed, symbols or self.host.symbols)).items():
+            self.host.warm_up(symbol, bars, self._portfolio.qty(symbol))
+            if bars:
+                self._portfolio.mark(symbol, bars[-1].close)
+
+    async def resume_strategies(self, feed: MarketDataFeed) -> list[str]:
+        """Restart every paused strategy on fresh instances and fresh history."""
+        resumed = []
+        for name in list(self.host.paused):
+            symbols = self.host.specs[name].symbols
+            history = await self._history(feed, symbols)
+            positions = {s: self._portfolio.qty(s) for s in symbols}
+            if self.host.resume(name, history, positions):
+                resumed.append(name)
+        return resumed
+
+    def on_fill(self, event: FillReceived) -> None:
+        """Tell the strategy that placed the order about its fill (a bus subscriber)."""
+        order = self._orders.get(event.fill.client_order_id)
+        if order is not None and order.strategy:
+            self.host.on_fill(event.fill, order.strategy)
+
+    async def _history(self, feed: MarketDataFeed, symbols: Sequence[str]) -> dict[str, list[Bar]]:
+        now = self._clock.now()
+        found: dict[str, list[Bar]] = {}
+        for symbol in symbols:
+            wanted = self.host.warmup_bars(symbol)
+            try:
+                found[symbol] = await feed.history(symbol, now, wanted) if wanted else []
+            except Exception as exc:
+                log.warning("no warm-up history for %s: %s", symbol, exc)
+                found[symbol] = []
+        return found
+
+    def _paused(self, name: str, reason: str) -> None:
+        message = (
+            f"strategy {name} paused after an error ({reason}); its symbols get no new "
+            "orders, the other strategies keep trading. !resume (or a restart) starts it again."
+        )
+        self._report("strategy", message, Severity.CRITICAL)
+
+    # ---- the dispatcher --------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.queue.wait()
+            self._activity.begin()
+            self._draining = True
+            try:
+                await self._roll_day()
+                slice_end = loop.time() + SLICE_S
+                any_sent = False
+                while (update := self.queue.pop()) is not None:
+                    try:
+                        sent = self._handle(update)
+                    except Exception as exc:
+                        log.exception("bar path failed on %s", update.symbol)
+                        self._report("strategy", f"{update.symbol}: {exc}", Severity.WARNING)
+                        sent = False
+                    # After an order, yield at once: its task reaches the broker before the
+                    # rest of the burst is handled.
+                    if sent or loop.time() >= slice_end:
+                        await asyncio.sleep(0)
+                        slice_end = loop.time() + SLICE_S
+                    any_sent = any_sent or sent
+                self._draining = False
+                if not any_sent:
+                    # With orders sent, their fills are still on the way: the replay's settle
+                    # (or the next batch, or the periodic beat) takes the snapshot instead.
+                    self.maybe_snapshot()
+                self._check_loss_limit()
+            finally:
+                self._draining = False
+                self._activity.end()
+
+    def _handle(self, update: Update) -> bool:
+        symbol = update.symbol
+        bars = update.bars
+        self._mark(symbol, bars[-1] if bars else None, update.tick)
+        if not bars:
+            return False
+        position = self._portfolio.qty(symbol)
+        may_trade = self._may_trade(symbol)
+        last = len(bars) - 1
+        sent = False
+        for i, bar in enumerate(bars):
+            # Every bar updates the strategy; only the newest may trade (older ones are stale).
+            intent = self.host.on_bar(bar, position, may_trade=may_trade and i == last)
+            if intent is not None:
+                self._submit(intent)
+                sent = True
+        return sent
+
+    def _may_trade(self, symbol: str) -> bool:
+        return not (
+            self.stopped
+            or self._state.state is TradingState.HALTED
+            or self._flattening()
+            or symbol in self._submitting
+            or self._orders.has_open(symbol)
+        )
+
+    def _mark(self, symbol: str, bar: Bar | None, tick: Tick | None) -> None:
+        """Mark to the newer of the bar's close (as of the bar's end) and the last trade."""
+        if bar is not None and (tick is None or bar.ts + BAR_LENGTH > tick.ts):
+            self._portfolio.mark(symbol, bar.close)
+        elif tick is not None:
+            self._portfolio.mark(symbol, tick.price)
+
+    def _submit(self, intent: OrderIntent) -> None:
+        self.signals += 1
+        self._submitting.add(intent.symbol)
+        self._activity.begin()
+        self._spawn(self._send(intent))
+
+    async def _send(self, intent: OrderIntent) -> None:
+        try:
+            result = await self._call_broker(self._execution.submit(intent.request()))
+            seen = self._bar_seen.get(intent.symbol)
+            if result is not None and result.order is not None and seen is not None:
+                self.signal_latency.add(self._clock.monotonic() - seen)
+        except Exception as exc:
+            log.exception("order for %s failed", intent.symbol)
+            self._report("orders", f"{intent.symbol}: order not sent: {exc}", Severity.WARNING)
+        finally:
+            self._submitting.discard(intent.symbol)
+            self._activity.end()
+
+    # ---- equity snapshots ------------------------------------------------------------
+
+    def maybe_snapshot(self) -> None:
+        """Snapshot equity if the interval has passed, but only while ``idle``: a minute's
+        snapshot is taken once every symbol of that minute has been marked and the orders
+        it caused have been answered. Called after each batch, by the periodic beat, and by
+        the replay's settle once the fills are in too."""
+        if not self.idle:
+            return
+        now = self._clock.now()
+        if self._last_snapshot is not None and now - self._last_snapshot < self._snapshot_every:
+            return
+        self._last_snapshot = now
+        p = self._portfolio
+        self._journal.save_equity_snapshot(
+            EquitySnapshot(
+                ts=now,
+                equity=p.equity,
+                cash=p.cash,
+                day_pnl=p.day_pnl,
+                gross_exposure=p.gross_exposure,
+                net_exposure=p.net_exposure,
+            )
+        )
