@@ -202,6 +202,7 @@ class TradingEngine:
         for task in [*self._tasks, *self._spawned]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._spawned, return_exceptions=True)
+        await self.execution.close()
         try:
             await self.broker.close()
         except Exception:

@@ -15,14 +15,13 @@ fill, which brings it back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from engine.broker.port import Broker, BrokerOrder, TradeUpdate
+from engine.broker.port import Broker, TradeUpdate
 from engine.bus import EventBus
 from engine.clock import Clock, trading_day
 from engine.daily import DayTracker
@@ -34,10 +33,13 @@ from engine.errors import (
     DuplicateClientOrderId,
     JournalWriteError,
 )
-from engine.events import EngineError, FillReceived, OrderUpdated, RiskRejected, Severity
-from engine.order_book import OrderBook, order_from_broker
+from engine.events import EngineError, FillReceived, RiskRejected, Severity
+from engine.fill_checks import FILL_EVENTS, check_fill_update, fill_refusal
+from engine.order_book import OrderBook
+from engine.order_tracking import OrderTracker
 from engine.orders import Order
 from engine.portfolio import Portfolio
+from engine.recovery import Recovery
 from engine.risk import (
     RejectReason,
     RiskContext,
@@ -50,18 +52,8 @@ from engine.store.journal import Journal
 log = logging.getLogger(__name__)
 S = OrderStatus
 
-# Venue words that are not fills, mapped onto our states. Anything else (done_for_day,
-# replaced, calculated...) carries no state change for us.
-_EVENT_STATUS: dict[str, OrderStatus] = {
-    "new": S.SUBMITTED,
-    "accepted": S.SUBMITTED,
-    "pending_new": S.SUBMITTED,
-    "order_cancel_rejected": S.SUBMITTED,
-    "pending_cancel": S.CANCEL_PENDING,
-    "canceled": S.CANCELLED,
-    "expired": S.EXPIRED,
-    "rejected": S.REJECTED,
-}
+# How far back a recovery after a refused update looks (the update arrived just now).
+RECOVERY_LOOKBACK = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +64,7 @@ class SubmitResult:
     detail: str = ""
 
 
-class ExecutionManager:
+class ExecutionManager(OrderTracker):
     def __init__(
         self,
         *,
@@ -88,26 +80,21 @@ class ExecutionManager:
         market_open: Callable[[datetime], bool],
         buying_power: Callable[[], Decimal],
     ) -> None:
+        super().__init__(journal=journal, bus=bus, clock=clock, orders=orders)
         self.broker = broker
-        self.journal = journal
-        self.bus = bus
-        self.clock = clock
         self.portfolio = portfolio
-        self.orders = orders
         self.state = state
         self.gate = gate
         self.days = days
         self._market_open = market_open
         self._buying_power = buying_power
-        self.known_ids: set[str] = set()
         self.duplicates_skipped = 0
         self.fills_applied = 0
         self.fills_held = 0
         """Fills applied while the journal could not write them (the journal holds them)."""
-        self._waiters: set[asyncio.Event] = set()
-        self._in_flight: set[str] = set()
-        self._expected_from: str | None = None
+        self.in_flight: set[str] = set()
         """Client ids of submits awaiting the broker's answer."""
+        self.recovery = Recovery(self)
 
     # ---- submission -------------------------------------------------------------------
 
@@ -177,7 +164,7 @@ class ExecutionManager:
         if checked:
             self.days.orders_today += 1  # the kill switch's own orders do not use the quota
         self.journal.save_order(order)
-        self._in_flight.add(order.client_order_id)
+        self.in_flight.add(order.client_order_id)
         try:
             record = await self.broker.submit_order(request)
         except DuplicateClientOrderId:
@@ -186,7 +173,7 @@ class ExecutionManager:
             if existing is not None:
                 self.apply_broker_record(order, existing)
         except BrokerRejected as exc:
-            self._set_status(order, S.REJECTED, str(exc))
+            self.set_status(order, S.REJECTED, str(exc))
         except BrokerUnavailable as exc:
             # It may or may not have reached the broker: the order stays PENDING and the
             # next recovery asks the broker by client_order_id.
@@ -201,137 +188,85 @@ class ExecutionManager:
         else:
             self.apply_broker_record(order, record)
         finally:
-            self._in_flight.discard(order.client_order_id)
+            self.in_flight.discard(order.client_order_id)
         return SubmitResult(order)
 
     # ---- status and fills -------------------------------------------------------------
 
-    def apply_broker_record(
-        self, order: Order, record: BrokerOrder, *, authoritative: bool = False
-    ) -> None:
-        """Bring an order's status in line with a broker snapshot.
-
-        Normally executions arrive as fills, so a FILLED snapshot only confirms the order is
-        live. ``authoritative`` (recovery and reconciliation, after missed fills were applied)
-        accepts the broker's final state even when not every execution could be matched.
-        """
-        if record.broker_order_id and order.broker_order_id != record.broker_order_id:
-            self.orders.link_broker_id(order, record.broker_order_id)
-        target = record.status
-        closes = target is S.FILLED or not order.can_transition(target)
-        if authoritative and target.is_terminal and order.is_open and closes:
-            order.sync_terminal(
-                target,
-                record.filled_qty,
-                record.filled_avg_price,
-                self.clock.now(),
-                record.broker_status,
-            )
-            self._order_changed(order)
-            return
-        if target in (S.FILLED, S.PARTIALLY_FILLED):
-            target = S.SUBMITTED
-        reason = record.broker_status if target.is_terminal else ""
-        self._set_status(order, target, reason)
-
-    def _set_status(self, order: Order, target: OrderStatus, reason: str = "") -> None:
-        if target is order.status or not order.can_transition(target):
-            if target is not order.status:
-                log.debug(
-                    "ignoring stale %s for %s (%s)",
-                    target.value,
-                    order.client_order_id,
-                    order.status.value,
-                )
-            return
-        order.transition(target, self.clock.now(), reason)
-        self._order_changed(order)
-
-    def _order_changed(self, order: Order) -> None:
-        self.journal.save_order(order)
-        self.bus.publish(
-            OrderUpdated(
-                ts=self.clock.now(),
-                client_order_id=order.client_order_id,
-                symbol=order.symbol,
-                side=order.side,
-                qty=order.qty,
-                status=order.status,
-                filled_qty=order.filled_qty,
-                reason=order.reason,
-                strategy=order.strategy,
-            )
-        )
-        self._notify()
-
     async def on_trade_update(self, update: TradeUpdate) -> None:
-        order = self._order_for(update.order)
-        fill = update.to_fill()
-        if fill is not None:
-            await self.apply_fill(fill)
+        known = self.known_order(update.order)
+        if update.event in FILL_EVENTS:
+            await self._on_fill_update(update, known)
             return
-        status = _EVENT_STATUS.get(update.event)
-        if status is None:
-            return
-        reason = update.event if status.is_terminal else ""
-        if order.status is S.CANCEL_PENDING and status is S.SUBMITTED:
-            if update.event != "order_cancel_rejected":
-                return  # a late "new"/"accepted" says nothing about the pending cancel
-            # A refused cancel puts the order back where its executions say it is.
-            status = S.PARTIALLY_FILLED if order.filled_qty > ZERO else S.SUBMITTED
-        self._set_status(order, status, reason)
+        self.apply_status_event(known or self.on_unknown_order(update.order), update.event)
 
-    def track_broker_order(self, record: BrokerOrder, *, strategy: str) -> Order:
-        """Register an order the broker created for us (close-all), before its updates."""
-        return self.orders.get(record.client_order_id) or self._adopt(record, strategy)
-
-    @contextlib.contextmanager
-    def expecting_broker_orders(self, strategy: str) -> Iterator[None]:
-        """While inside, orders the broker creates for us (close-all's close orders, whose
-        updates can beat the HTTP answer) are adopted quietly under ``strategy``."""
-        self._expected_from = strategy
-        try:
-            yield
-        finally:
-            self._expected_from = None
-
-    def on_unknown_order(self, record: BrokerOrder) -> Order:
-        """Adopt an open order the broker has and we did not know (placed before a crash)."""
-        strategy = self._expected_from or ""
-        if strategy:
-            log.info("tracking %s order %s", strategy, record.client_order_id)
-        else:
-            log.warning("adopting unknown broker order %s", record.client_order_id)
-        order = self._adopt(record, strategy)
-        self.apply_broker_record(order, record)
-        return order
-
-    def force_close(self, order: Order, reason: str) -> None:
-        """The broker no longer has this order open and cannot say more: stop tracking it."""
-        self._set_status(order, S.CANCELLED, reason)
-
-    def _order_for(self, record: BrokerOrder) -> Order:
-        order = self.orders.get(record.client_order_id) or self.orders.by_broker_id(
-            record.broker_order_id
+    async def _on_fill_update(self, update: TradeUpdate, order: Order | None) -> None:
+        check = check_fill_update(
+            update,
+            order,
+            adopt_unknown=self._expected_from is not None,
+            symbol_known=self._symbol_known,
         )
-        return order if order is not None else self.on_unknown_order(record)
+        if check.fill is not None and self._already_applied(check.fill):
+            return
+        if check.refusal is not None:
+            since = self.clock.now() - RECOVERY_LOOKBACK
+            if order is not None:
+                since = min(since, order.created_at)
+            await self.refuse_update("trade_update", update, check.refusal, recover_from=since)
+            return
+        assert check.fill is not None
+        if order is None:
+            self.on_unknown_order(update.order)
+        await self.apply_fill(check.fill)
 
-    def _adopt(self, record: BrokerOrder, strategy: str = "") -> Order:
-        order = order_from_broker(record)
-        # Executions are applied as fills, so the adopted order starts with none.
-        order.filled_qty, order.avg_fill_price = ZERO, None
-        if order.status in (S.FILLED, S.PARTIALLY_FILLED) or record.filled_qty > ZERO:
-            order.status = S.SUBMITTED
-        order.strategy = strategy
-        self.orders.add(order)
-        self.known_ids.add(order.client_order_id)
-        self.journal.save_order(order)
-        return order
+    async def on_malformed_update(self, payload: object, reason: str) -> None:
+        """An update from the broker that could not even be parsed (``payload`` as received:
+        text, bytes or a mapping): quarantined, a critical alert, and a REST recovery."""
+        since = self.clock.now() - RECOVERY_LOOKBACK
+        await self.refuse_update(
+            "trade_update", payload, f"malformed: {reason}", recover_from=since
+        )
 
-    async def apply_fill(self, fill: Fill) -> bool:
-        """Apply one execution exactly once. Returns False for an execution already applied."""
+    async def refuse_update(
+        self, source: str, payload: object, reason: str, *, recover_from: datetime | None
+    ) -> None:
+        """Keep an update that must not be applied in the journal's quarantine (not applied,
+        not lost), say so loudly, and (``recover_from``) ask the broker for the truth."""
+        log.error("refused an update from %s: %s: %r", source, reason, payload)
+        await self.journal.quarantine(source, payload, reason, self.clock.now())
+        then = "; asking the broker for the truth" if recover_from is not None else ""
+        self.bus.publish(
+            EngineError(
+                ts=self.clock.now(),
+                component="trade_updates",
+                message=f"update refused and quarantined ({source}): {reason}{then}",
+                severity=Severity.CRITICAL,
+            )
+        )
+        if recover_from is not None:
+            self.request_recovery(recover_from)
+
+    def _symbol_known(self, symbol: str) -> bool:
+        return (
+            self.gate.allows_symbol(symbol)
+            or self.portfolio.qty(symbol) != ZERO
+            or self.orders.has_open(symbol)
+        )
+
+    def _already_applied(self, fill: Fill) -> bool:
         order = self.orders.get(fill.client_order_id)
         if order is not None and fill.execution_id in order.execution_ids:
+            return True
+        return self.journal.holds_fill(fill.execution_id)
+
+    async def apply_fill(self, fill: Fill, *, source: str = "broker") -> bool:
+        """Apply one execution exactly once. Returns False for an execution already applied,
+        or one no book can take (quarantined with a critical alert, see ``fill_checks``)."""
+        if self._already_applied(fill):
+            return False
+        if (refusal := fill_refusal(fill)) is not None:
+            await self.refuse_update(source, fill, refusal, recover_from=None)
             return False
         if not await self._record(fill):
             return False
@@ -377,7 +312,7 @@ class ExecutionManager:
                 realized_pnl=realized,
             )
         )
-        self._order_changed(order)
+        self.order_changed(order)
         return True
 
     async def _record(self, fill: Fill) -> bool:
@@ -401,6 +336,17 @@ class ExecutionManager:
             count = self.days.record_day_trade(day, fill.client_order_id)
             self.journal_counter_later(day, "day_trades", str(count))
 
+    async def recover(self, since: datetime) -> int:
+        """Apply what the broker has since ``since`` (see ``Recovery.recover``)."""
+        return await self.recovery.recover(since)
+
+    def request_recovery(self, since: datetime) -> None:
+        self.recovery.request(since)
+
+    async def close(self) -> None:
+        """Stop background work (a recovery in progress is cancelled)."""
+        await self.recovery.close()
+
     def journal_counter_later(self, day: object, key: str, value: str) -> None:
         task = asyncio.get_running_loop().create_task(
             self.journal.set_counter(day, key, value)  # type: ignore[arg-type]
@@ -408,63 +354,6 @@ class ExecutionManager:
         task.add_done_callback(_log_task_error)
 
     # ---- recovery ---------------------------------------------------------------------
-
-    async def recover(self, since: datetime) -> int:
-        """After a gap: apply every execution the broker has since ``since`` (already-applied
-        ones are skipped) and bring order states up to date. Returns fills applied."""
-        fills = sorted(await self.broker.get_fills_since(since), key=lambda f: f.ts)
-        records = await self.broker.get_orders_since(since)
-        by_cid = {r.client_order_id: r for r in records}
-        # Adopt unknown orders before their executions, so each is sized by the broker and
-        # not by its first execution.
-        adopted: list[tuple[Order, BrokerOrder]] = []
-        for cid in dict.fromkeys(f.client_order_id for f in fills):
-            if cid not in self.orders:
-                found = by_cid.get(cid) or await self.broker.get_order_by_client_id(cid)
-                if found is not None:
-                    adopted.append((self._adopt(found), found))
-        applied = 0
-        for fill in fills:
-            if await self.apply_fill(fill):
-                applied += 1
-        for adoptee, found in adopted:
-            if found.client_order_id not in by_cid:
-                self.apply_broker_record(adoptee, found, authoritative=True)
-        for record in records:
-            self.known_ids.add(record.client_order_id)
-            order = self.orders.get(record.client_order_id)
-            if order is None and record.status.is_open:
-                order = self._order_for(record)
-            if order is not None:
-                self.apply_broker_record(order, record, authoritative=True)
-        for order in self.orders.open_orders():
-            cid = order.client_order_id
-            if order.status is S.PENDING and cid not in by_cid and cid not in self._in_flight:
-                # (a submit still waiting for its answer is not "lost": skip it)
-                found = await self.broker.get_order_by_client_id(order.client_order_id)
-                if found is None:
-                    self._set_status(order, S.REJECTED, "never reached the broker")
-                else:
-                    self.apply_broker_record(order, found, authoritative=True)
-        return applied
-
-    # ---- waiting ----------------------------------------------------------------------
-
-    def _notify(self) -> None:
-        # Waking waiters is a plain flag flip: every waiter holds its own Event.
-        for waiter in self._waiters:
-            waiter.set()
-
-    async def wait_for_change(self, seconds: float) -> bool:
-        """Wait until a fill or order change is applied (True), or ``seconds`` pass (False)."""
-        waiter = asyncio.Event()
-        self._waiters.add(waiter)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), seconds)
-            return waiter.is_set()
-        finally:
-            self._waiters.discard(waiter)
 
 
 def _log_task_error(task: asyncio.Task[None]) -> None:

@@ -98,6 +98,16 @@ def _require_positive(value: Decimal, field: str) -> None:
         raise ValueError(f"{field} must be a positive number, got {value}")
 
 
+def check_fill(fill: Fill) -> datetime:
+    """Raise ``ValueError`` for a fill no book can take (a non-positive or non-finite quantity
+    or price, a negative or non-finite commission, a naive timestamp); its time as aware UTC."""
+    _require_positive(fill.qty, "fill qty")
+    _require_positive(fill.price, "fill price")
+    if not fill.commission.is_finite() or fill.commission < ZERO:
+        raise ValueError(f"fill commission must be zero or more, got {fill.commission}")
+    return ensure_utc(fill.ts, field="fill ts")
+
+
 class Portfolio:
     """Cash, positions and P&L of one account.
 
@@ -132,14 +142,9 @@ class Portfolio:
     def apply_fill(self, fill: Fill) -> Decimal:
         """Book ``fill``; return the realized P&L it produced (gross, zero when opening/adding).
 
-        Raises ``ValueError`` (and changes nothing) for a non-positive quantity or price, a
-        negative or non-finite commission, or a naive timestamp.
+        Raises ``ValueError`` (and changes nothing) for a fill ``check_fill`` refuses.
         """
-        _require_positive(fill.qty, "fill qty")
-        _require_positive(fill.price, "fill price")
-        if not fill.commission.is_finite() or fill.commission < ZERO:
-            raise ValueError(f"fill commission must be zero or more, got {fill.commission}")
-        ts = ensure_utc(fill.ts, field="fill ts")
+        ts = check_fill(fill)
 
         state = self._state(fill.symbol)
         before = state.market_value

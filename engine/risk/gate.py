@@ -138,6 +138,10 @@ class RiskGate:
         self._limits = limits
         self._allowed = frozenset(s.upper() for s in allowed_symbols)
 
+    def allows_symbol(self, symbol: str) -> bool:
+        """True for a symbol we are configured to trade."""
+        return symbol.upper() in self._allowed
+
     def check(self, request: OrderRequest, ctx: RiskContext) -> RiskDecision:
         """Approve ``request`` or reject it with the first failing reason (see module doc)."""
         lim = self._limits
@@ -169,7 +173,7 @@ class RiskGate:
         price = limit if limit is not None else last
         if not only_reduces:
             symbol = request.symbol.upper()
-            if symbol not in self._allowed:
+            if not self.allows_symbol(symbol):
                 return reject(
                     RejectReason.SYMBOL_NOT_ALLOWED,
                     f"{symbol} is not an allowed symbol ({self._allowed_text()})",

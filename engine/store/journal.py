@@ -20,6 +20,7 @@ A durable write SQLite cannot commit (disk full, read-only, I/O error) raises
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -31,12 +32,14 @@ import aiosqlite
 
 from engine.clock import Clock
 from engine.domain import Fill, TradingState
+from engine.errors import JournalWriteError
 from engine.orders import Order
 from engine.store import schema
 from engine.store.records import (
     AuditRecord,
     EquitySnapshot,
     EventRecord,
+    QuarantineRecord,
     TradingStateRecord,
     audit_from_row,
     event_from_row,
@@ -45,6 +48,8 @@ from engine.store.records import (
     order_from_row,
     order_to_row,
     payload_to_json,
+    quarantine_from_row,
+    quarantine_payload,
     snapshot_from_row,
     snapshot_to_row,
     state_from_row,
@@ -69,6 +74,7 @@ class Journal:
         self._clock = clock
         self._writer = Writer(path, self._behind, self._now)
         self._closed = False
+        self._held_seq = itertools.count(1)
 
     @classmethod
     async def open(
@@ -163,6 +169,19 @@ class Journal:
     ) -> None:
         row = (actor, command, args, int(bool(ok)), result, ts_to_text(ts), self._now())
         await self._durable(schema.INSERT_AUDIT, row)
+
+    async def quarantine(self, source: str, payload: object, reason: str, ts: datetime) -> None:
+        """Keep something that cannot be applied (an update, a journal row), as received, with
+        why: not applied, not lost. ``payload``: a mapping or dataclass (stored as a JSON
+        object) or raw text/bytes. Never raises for a failed write: the row is then held and
+        written as soon as writes work again."""
+        row = (source, quarantine_payload(payload), reason, ts_to_text(ts), self._now())
+        try:
+            await self._durable(schema.INSERT_QUARANTINE, row)
+        except JournalWriteError:
+            self._behind.hold(
+                ("quarantine", str(next(self._held_seq))), schema.INSERT_QUARANTINE, row
+            )
 
     async def set_counter(self, day: date, key: str, value: str) -> None:
         await self._durable(schema.UPSERT_COUNTER, (day.isoformat(), key, value, self._now()))
@@ -266,6 +285,12 @@ class Journal:
         """Newest first, in the order the changes were recorded."""
         rows = await self._read(schema.SELECT_STATES, (limit,))
         return [state_from_row(row) for row in rows]
+
+    async def quarantined(self, limit: int = 50) -> list[QuarantineRecord]:
+        """What was quarantined, newest first (a row held while writes fail shows once it is
+        written)."""
+        rows = await self._read(schema.SELECT_QUARANTINE, (limit,), flush_first=True)
+        return [quarantine_from_row(row) for row in rows]
 
     async def audit_rows(self, limit: int = 50) -> list[AuditRecord]:
         """Newest first."""

@@ -59,6 +59,18 @@ class AuditRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class QuarantineRecord:
+    """Something that could not be applied, kept as received: ``payload`` is JSON text (an
+    object; text that was not even parseable is kept as ``{"raw": ...}``)."""
+
+    source: str
+    payload: str
+    reason: str
+    ts: datetime
+    recorded_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class EquitySnapshot:
     """Account equity at ``ts``, for charts. ``day_pnl`` is None when the day's start is unknown."""
 
@@ -285,6 +297,40 @@ def audit_from_row(row: sqlite3.Row) -> AuditRecord:
         args=row["args"],
         ok=bool(row["ok"]),
         result=row["result"],
+        ts=text_to_ts(row["ts"]),
+        recorded_at=text_to_ts(row["recorded_at"]),
+    )
+
+
+_MAX_QUARANTINE_PAYLOAD = 65_536
+
+
+def quarantine_payload(payload: object) -> str:
+    """``payload`` as JSON text: a mapping or dataclass as an object, anything else (text,
+    bytes) as ``{"raw": text}``. Never raises; very long payloads are cut."""
+    if isinstance(payload, bytes):
+        payload = payload.decode("utf-8", errors="replace")
+    if dataclasses.is_dataclass(payload) and not isinstance(payload, type):
+        payload = {f.name: getattr(payload, f.name) for f in dataclasses.fields(payload)}
+    text: str
+    if isinstance(payload, Mapping):
+        try:
+            text = payload_to_json(payload)
+        except (TypeError, ValueError):
+            text = json.dumps({"raw": repr(payload)})
+    else:
+        text = json.dumps({"raw": payload if isinstance(payload, str) else repr(payload)})
+    if len(text) > _MAX_QUARANTINE_PAYLOAD:
+        cut = text[:_MAX_QUARANTINE_PAYLOAD]
+        text = json.dumps({"raw": cut, "truncated_from": len(text)})
+    return text
+
+
+def quarantine_from_row(row: sqlite3.Row) -> QuarantineRecord:
+    return QuarantineRecord(
+        source=row["source"],
+        payload=row["payload"],
+        reason=row["reason"],
         ts=text_to_ts(row["ts"]),
         recorded_at=text_to_ts(row["recorded_at"]),
     )

@@ -126,7 +126,19 @@ CREATE TABLE equity_snapshots (
 CREATE INDEX equity_snapshots_by_ts ON equity_snapshots (ts, id);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_JOURNAL, _V2_LIMITS_AND_EQUITY)
+# Updates and journal rows that could not be applied: kept as received, with the reason.
+_V3_QUARANTINE = """
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+) STRICT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_JOURNAL, _V2_LIMITS_AND_EQUITY, _V3_QUARANTINE)
 
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -242,6 +254,10 @@ INSERT INTO daily_counters (day, key, value, recorded_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (day, key) DO UPDATE SET value = excluded.value, recorded_at = excluded.recorded_at
 """
 
+INSERT_QUARANTINE = """
+INSERT INTO quarantine (source, payload, reason, ts, recorded_at) VALUES (?, ?, ?, ?, ?)
+"""
+
 UPSERT_META = """
 INSERT INTO meta (key, value, recorded_at) VALUES (?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, recorded_at = excluded.recorded_at
@@ -268,6 +284,9 @@ SELECT state, actor, reason, cause, ts, recorded_at FROM trading_state ORDER BY 
 """
 SELECT_AUDIT = """
 SELECT actor, command, args, ok, result, ts, recorded_at FROM audit ORDER BY id DESC LIMIT ?
+"""
+SELECT_QUARANTINE = """
+SELECT source, payload, reason, ts, recorded_at FROM quarantine ORDER BY id DESC LIMIT ?
 """
 SELECT_SNAPSHOTS = """
 SELECT ts, equity, cash, day_pnl, gross_exposure, net_exposure FROM equity_snapshots

@@ -124,7 +124,9 @@ class FaultyBroker:
     ``close_all_error``, ``account_error``, ``hide_fills`` (``get_fills_since`` answers nothing),
     ``close_all_gate`` (close-all waits until the event is set), ``submit_gate`` (a submit
     waits until the event is set), ``on_open_orders`` (called
-    as the open orders are listed, to act out something happening meanwhile).
+    as the open orders are listed, to act out something happening meanwhile), ``fills_gate``
+    (``get_fills_since`` waits until the event is set). Counted:
+    ``fill_queries`` (the ``since`` of each ``get_fills_since``).
     """
 
     def __init__(self, sim: SimBroker) -> None:
@@ -142,6 +144,8 @@ class FaultyBroker:
         self.submitted: list[OrderRequest] = []
         self.close_all_calls = 0
         self.position_checks = 0
+        self.fill_queries: list[datetime] = []
+        self.fills_gate: asyncio.Event | None = None
 
     @property
     def exchange(self) -> SimExchange:
@@ -209,6 +213,9 @@ class FaultyBroker:
         return await self.sim.get_order_by_client_id(client_order_id)
 
     async def get_fills_since(self, since: datetime) -> list[Fill]:
+        self.fill_queries.append(since)
+        if self.fills_gate is not None:
+            await self.fills_gate.wait()
         if self.hide_fills:
             return []
         return await self.sim.get_fills_since(since)

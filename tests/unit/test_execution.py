@@ -14,7 +14,7 @@ import pytest
 from engine.broker.port import TradeUpdate
 from engine.domain import Fill, OrderRequest, OrderStatus, OrderType, Side
 from engine.errors import BrokerRejected, BrokerTimeout, BrokerUnavailable
-from engine.events import EngineError, FillReceived, OrderUpdated, RiskRejected
+from engine.events import EngineError, FillReceived, OrderUpdated, RiskRejected, Severity
 from engine.orders import Order
 from engine.risk import RejectReason
 from tests.support.app import wait_for
@@ -66,6 +66,11 @@ def update(
     """A venue trade update about ``order``; fill events carry their execution."""
     record = broker_order(order, status, event)
     return TradeUpdate(event, record, ny(11), execution_id=execution_id, price=price, qty=qty)
+
+
+def drain(p: ExecParts) -> list[TradeUpdate]:
+    """Take the queued trade updates without applying them."""
+    return [p.updates.get_nowait() for _ in range(p.updates.qsize())]
 
 
 async def eventually_counter(p: ExecParts, key: str, expected: str) -> None:
@@ -365,24 +370,31 @@ async def test_trade_update_when_status_repeats_then_one_order_event(parts: Exec
     assert [e.status for e in parts.of(OrderUpdated)] == [S.SUBMITTED]
 
 
-async def test_trade_update_when_order_unknown_then_adopted_with_broker_size(
+async def test_trade_update_when_fill_for_unknown_order_then_refused_and_broker_truth_recovered(
     parts: ExecParts,
 ) -> None:
-    stranger = Order.from_request(request("manual-1"), parts.clock.now())  # never in our book
-    first = update(
-        stranger, "partial_fill", S.PARTIALLY_FILLED, execution_id="e1", price=D(100), qty=D(6)
-    )
-    second = update(stranger, "fill", S.FILLED, execution_id="e2", price=D(110), qty=D(4))
+    # Placed by hand at the broker; its "new" update was missed, only the fills arrive.
+    parts.exchange.submit("AAPL", Side.BUY, 10, client_order_id="manual-1")
+    fills = [u for u in drain(parts) if u.event in ("fill", "partial_fill")]
+    assert fills
 
-    await parts.execution.on_trade_update(first)
-    await parts.execution.on_trade_update(second)
+    for one in fills:
+        await parts.execution.on_trade_update(one)
 
+    [alert] = parts.of(EngineError)
+    assert alert.severity is Severity.CRITICAL
+    assert "manual-1" in alert.message
+    assert "which we do not know" in alert.message
+    [kept] = await parts.journal.quarantined()
+    assert kept.source == "trade_update"
+    assert '"manual-1"' in kept.payload
+    # The REST recovery it asked for adopts the order with the broker's size and its fill.
+    await wait_for(lambda: parts.portfolio.qty("AAPL") == D(10))
     adopted = parts.orders.get("manual-1")
     assert adopted is not None
     assert (adopted.qty, adopted.filled_qty, adopted.status) == (D(10), D(10), S.FILLED)
-    assert adopted.avg_fill_price == D(104)  # (6 * 100 + 4 * 110) / 10
     assert "manual-1" in parts.execution.known_ids
-    assert parts.portfolio.qty("AAPL") == D(10)
+    assert len(await parts.journal.load_fills()) == 1
 
 
 # ---- fills -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import json
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from engine.orders import Order
 from engine.store import schema
 from engine.store.journal import Journal
 from engine.store.records import EquitySnapshot
+from tests.support.journal_faults import allow_writes, refuse_writes
 
 T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -103,10 +105,14 @@ async def test_open_when_new_file_then_creates_dir_schema_and_wal(
     journal: Journal, db_path: Path
 ) -> None:
     assert raw(db_path, "PRAGMA journal_mode") == [("wal",)]
-    assert raw(db_path, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
+    assert raw(db_path, "SELECT version FROM schema_version ORDER BY version") == [
+        (1,),
+        (2,),
+        (3,),
+    ]
     tables = {row[0] for row in raw(db_path, "SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"events", "orders", "fills", "trading_state", "audit", "meta"} <= tables
-    assert {"daily_counters", "equity_snapshots", "schema_version"} <= tables
+    assert {"daily_counters", "equity_snapshots", "schema_version", "quarantine"} <= tables
 
 
 async def test_open_when_reopened_then_data_preserved(db_path: Path, clock: TestClock) -> None:
@@ -149,6 +155,7 @@ async def test_open_when_file_is_version_1_then_upgraded_and_data_kept(
     assert versions == [
         (1, "2026-01-01T00:00:00.000000+00:00"),
         (2, "2026-11-20T15:00:00.000000+00:00"),
+        (3, "2026-11-20T15:00:00.000000+00:00"),
     ]
 
 
@@ -161,7 +168,9 @@ async def test_open_when_file_is_newer_than_code_then_refused_and_no_thread_left
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(schema.SchemaError, match=r"version 99 .* knows only up to 2"):
+        with pytest.raises(
+            schema.SchemaError, match=rf"version 99 .* knows only up to {len(schema.MIGRATIONS)}"
+        ):
             await Journal.open(db_path, clock, flush_interval=MANUAL)
         gc.collect()
 
@@ -179,9 +188,10 @@ async def test_migrate_when_a_script_fails_then_that_version_is_rolled_back(
     db_path.parent.mkdir(parents=True)
     db = await aiosqlite.connect(db_path, isolation_level=None)
     try:
-        with pytest.raises(schema.SchemaError, match="version 3 failed"):
+        failing = len(schema.MIGRATIONS) + 1
+        with pytest.raises(schema.SchemaError, match=f"version {failing} failed"):
             await schema.migrate(db, T0, (*schema.MIGRATIONS, broken))
-        assert await schema.current_version(db) == 2
+        assert await schema.current_version(db) == failing - 1
     finally:
         await db.close()
     assert raw(db_path, "SELECT name FROM sqlite_master WHERE name = 'extra'") == []
@@ -620,3 +630,38 @@ async def test_client_order_ids_when_pending_written_or_filled_then_known(
     assert await journal.has_client_order_id("manual-at-broker") is True
     assert await journal.has_client_order_id("never") is False
     assert await journal.client_order_ids_since(T0) == {"new", "manual-at-broker"}
+
+
+# ----- quarantine -------------------------------------------------------------------------------
+
+
+async def test_quarantine_when_kept_then_read_back_newest_first_exactly_as_received(
+    journal: Journal, db_path: Path
+) -> None:
+    await journal.quarantine("trade_update", make_fill("bad-1", qty="-5"), "qty negative", T0)
+    await journal.quarantine("journal", {"row": 7, "qty": Decimal("1.50")}, "unreadable row", T0)
+    await journal.quarantine("trade_update", b"\xff{not json", "malformed", T0)
+
+    newest, middle, oldest = await journal.quarantined()
+
+    assert (newest.source, newest.reason) == ("trade_update", "malformed")
+    assert json.loads(newest.payload) == {"raw": "\ufffd{not json"}
+    assert json.loads(middle.payload) == {"row": 7, "qty": "1.50"}
+    assert json.loads(oldest.payload)["qty"] == "-5"
+    assert oldest.ts == T0
+    assert [r.reason for r in await journal.quarantined(limit=1)] == ["malformed"]
+    assert raw(db_path, "SELECT count(*) FROM fills") == [(0,)]  # kept aside, not applied
+
+
+async def test_quarantine_when_journal_cannot_write_then_held_and_written_later(
+    journal: Journal, db_path: Path
+) -> None:
+    await refuse_writes(journal)
+
+    await journal.quarantine("trade_update", {"qty": "-1"}, "qty negative", T0)  # no raise
+
+    assert raw(db_path, "SELECT count(*) FROM quarantine") == [(0,)]
+    await allow_writes(journal)
+    await journal.flush()
+    [kept] = await journal.quarantined()
+    assert kept.reason == "qty negative"
