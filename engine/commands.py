@@ -2,7 +2,8 @@
 
 Each call returns plain data or raises a ``DomainError`` whose message is fit for the trader's
 screen, and each call is audited (who, when, what, result) in the journal. Control commands
-are also published so the alert router can echo them to system-alerts.
+are also published so the alert router can echo them to system-alerts. The scheduled reports
+read with ``audit=False``: a heartbeat every few minutes is no trader's command.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
@@ -24,6 +25,7 @@ from engine.flatten import FlattenReport, ProgressCallback
 from engine.portfolio import PnLSummary
 from engine.risk import StateRecord
 from engine.strategy.pnl import UNASSIGNED, StrategyPnL, pnl_by_strategy
+from engine.trades import TradeView, day_trades
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -105,6 +107,12 @@ class StatusReport:
     dropped_updates: int
     flatten_running: bool
     now: datetime
+    day: date | None = None
+    """The engine's trading day (in a replay, the replayed day); None before the first."""
+    last_reconcile: str | None = None
+    reconcile_clean: bool | None = None
+    clean_last_shutdown: bool | None = None
+    """None on the journal's first start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +158,8 @@ class CommandService:
 
     # ---- read-only ---------------------------------------------------------------------
 
-    async def status(self, actor: str) -> StatusReport:
-        return await self._audited(actor, "status", "", False, self._status, _short_status)
+    async def status(self, actor: str, *, audit: bool = True) -> StatusReport:
+        return await self._audited(actor, "status", "", False, self._status, _short_status, audit)
 
     async def positions(self, actor: str) -> list[PositionView]:
         return await self._audited(
@@ -163,8 +171,20 @@ class CommandService:
             actor, "orders", "", False, self._orders, lambda r: f"{len(r)} open orders"
         )
 
-    async def pnl(self, actor: str) -> PnLReport:
-        return await self._audited(actor, "pnl", "", False, self._pnl, _short_pnl)
+    async def pnl(self, actor: str, *, audit: bool = True) -> PnLReport:
+        return await self._audited(actor, "pnl", "", False, self._pnl, _short_pnl, audit)
+
+    async def trades(
+        self, actor: str, day: date | None = None, *, audit: bool = True
+    ) -> list[TradeView]:
+        """Trading day ``day``'s fills (default: today), oldest first, with what each realized."""
+
+        async def run() -> list[TradeView]:
+            fills = await self._engine.journal.load_fills()
+            return day_trades(fills, day or trading_day(self._engine.clock.now()))
+
+        args = day.isoformat() if day else ""
+        return await self._audited(actor, "trades", args, False, run, _short_trades, audit)
 
     async def flatten_preview(self, actor: str) -> FlattenPreview:
         return await self._audited(
@@ -231,7 +251,10 @@ class CommandService:
         control: bool,
         run: Callable[[], Awaitable[R]],
         describe: Callable[[R], str],
+        audit: bool = True,
     ) -> R:
+        if not audit:
+            return await run()
         try:
             result = await run()
         except DomainError as exc:
@@ -317,6 +340,10 @@ class CommandService:
             dropped_updates=e.dropped_updates,
             flatten_running=e.flattener.running,
             now=e.clock.now(),
+            day=e.portfolio.day,
+            last_reconcile=e.last_reconcile.summary() if e.last_reconcile else None,
+            reconcile_clean=e.last_reconcile.clean if e.last_reconcile else None,
+            clean_last_shutdown=e.clean_last_shutdown,
         )
 
     async def _positions(self) -> list[PositionView]:
@@ -411,6 +438,10 @@ def _short_status(r: StatusReport) -> str:
 def _short_resume(r: ResumeReport) -> str:
     strategies = f"; strategies {', '.join(r.strategies)} resumed" if r.strategies else ""
     return f"{r.previous.value} -> {r.record.state.value}{strategies}"
+
+
+def _short_trades(r: list[TradeView]) -> str:
+    return f"{len(r)} fills"
 
 
 def _short_pnl(r: PnLReport) -> str:

@@ -103,6 +103,30 @@ async def test_status_when_position_held_then_report_has_book_state_and_health(c
     assert (event.command, event.control, event.ok) == ("status", False, True)
 
 
+async def test_trades_when_position_opened_today_then_its_fill_and_one_audit_row(ctx: Ctx) -> None:
+    await hold(ctx, "AAPL", Side.BUY, entry=100, mark=110)
+
+    trades = await ctx.commands.trades("alice")
+
+    [trade] = trades
+    assert (trade.symbol, trade.side, trade.qty, trade.closing) == ("AAPL", Side.BUY, D(10), False)
+    assert trade.realized_pnl == D(0)
+    row = await ctx.last_audit()
+    assert (row.actor, row.command, row.result) == ("alice", "trades", "1 fills")
+
+
+async def test_reads_when_audit_off_then_no_audit_row_and_no_echo(ctx: Ctx) -> None:
+    status = await ctx.commands.status("scheduler", audit=False)
+    await ctx.commands.pnl("scheduler", audit=False)
+    await ctx.commands.trades("scheduler", audit=False)
+
+    assert status.state is TradingState.ACTIVE
+    assert status.last_reconcile is not None
+    assert status.day is not None
+    assert await ctx.parts.journal.audit_rows(limit=5) == []
+    assert ctx.audited() == []
+
+
 async def test_positions_when_long_and_short_held_then_values_and_pnl_per_symbol(
     ctx: Ctx,
 ) -> None:
