@@ -36,7 +36,7 @@ from config.settings import ScheduleSettings
 from engine.app import EngineApp
 from engine.calendar import REGULAR_CLOSE
 from engine.clock import NEW_YORK, Clock, SystemClock, trading_day
-from engine.commands import PnLReport
+from engine.commands import PnLReport, StatusReport
 from engine.domain import TradingSession
 from engine.events import Severity
 from engine.flatten import FlattenReport
@@ -180,7 +180,7 @@ class TradingJobs:
         """Post the boot report, create and start the scheduler in the running loop and plan
         today. ``paused``: jobs are scheduled but do not run (tests)."""
         if self._announce:
-            self._router.publish(reports.boot_message(self._app))
+            self._router.publish(reports.boot_message(await self._status()))
         scheduler = AsyncIOScheduler(
             timezone=ZoneInfo(self._schedule.timezone),
             job_defaults=job_defaults(self._schedule),
@@ -210,7 +210,7 @@ class TradingJobs:
             scheduler.shutdown(wait=False)
             await asyncio.sleep(0)
         if self._announce and scheduler is not None:
-            self._router.publish(reports.shutdown_message(self._app))
+            self._router.publish(reports.shutdown_message(await self._status()))
 
     def _guarded(
         self, job_id: str, work: Callable[[], Awaitable[object]]
@@ -282,7 +282,7 @@ class TradingJobs:
     async def heartbeat(self) -> AlertMessage:
         """Beat the engine and post the compact status line to #heartbeat."""
         self._app.engine.beat()
-        message = reports.heartbeat_message(reports.gather_heartbeat(self._app))
+        message = reports.heartbeat_message(await self._status())
         self._router.publish(message)
         return message
 
@@ -292,7 +292,9 @@ class TradingJobs:
         if session is None or self._clock.now() >= session.close:
             return None
         await self._app.engine.roll_day()
-        message = reports.market_open_message(self._app, session)
+        pnl = await self._app.commands.pnl(ACTOR, audit=False)
+        risk = self._app.settings.risk
+        message = reports.market_open_message(await self._status(), pnl, risk, session)
         self._router.publish(message)
         return message
 
@@ -318,7 +320,7 @@ class TradingJobs:
         session = await self.session_today()
         if session is None or self._clock.now() < session.close:
             return None
-        data = await reports.gather_end_of_day(self._app, session, ACTOR)
+        data = await reports.gather_end_of_day(self._app.commands, session, ACTOR)
         png = await self._render_chart(data.pnl)
         message = reports.end_of_day_message(data, png)
         self._router.publish(message)
@@ -328,6 +330,9 @@ class TradingJobs:
         """The engine's reconcile (``TradingEngine.reconcile``): every drift is corrected and
         published (so alerted); skipped while orders are in flight or a flatten runs."""
         return await self._app.engine.reconcile("scheduled")
+
+    async def _status(self) -> StatusReport:
+        return await self._app.commands.status(ACTOR, audit=False)
 
     async def _render_chart(self, pnl: PnLReport) -> bytes | None:
         if self._chart is None:

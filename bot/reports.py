@@ -1,8 +1,9 @@
 """Scheduled and lifecycle reports: what they say and where their numbers come from.
 
-Each report is gathered into a small dataclass (plain reads of the engine; no broker calls)
-and rendered into an ``AlertMessage`` with short, phone-friendly lines. The jobs, the console
-and the Discord bot publish them through the ``AlertRouter``.
+Each report reads through the command service's read calls (with ``audit=False``: no trader
+asked) and is rendered into an ``AlertMessage`` with short, phone-friendly lines by a pure
+function of what was read. The jobs publish them through the ``AlertRouter``, for the console
+and the Discord bot alike.
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ from bot import fmt
 from bot.messages import AlertMessage, Channel
 from bot.text import STATE_ICON
 from config.settings import RiskSettings
-from engine.app import EngineApp
-from engine.clock import trading_day
-from engine.commands import PnLReport
-from engine.domain import ZERO, Fill, TradingSession, TradingState
+from engine.commands import CommandService, PnLReport, StatusReport
+from engine.domain import ZERO, TradingSession, TradingState
 from engine.events import Severity
-from engine.portfolio import PnLSummary, Portfolio
+from engine.portfolio import PnLSummary
+from engine.trades import TradeView
 
 PACKAGE = "discord-trader"
 
@@ -47,61 +47,15 @@ def _state_word(state: TradingState) -> str:
 # ---- heartbeat -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class HeartbeatData:
-    state: TradingState
-    uptime_s: float
-    equity: Decimal
-    day_pnl: Decimal | None
-    day_pnl_pct: Decimal | None
-    positions: int
-    open_orders: int
-    market_open: bool
-    data_age_s: float | None
-    """Seconds since the last market-data message; None when none arrived yet."""
-    data_finished: bool
-    broker_ok: bool
-    broker_rtt_ms: float | None
-    broker_failures: int
-    loop_lag_p99_ms: float | None
-    dropped_updates: int
-
-
-def gather_heartbeat(app: EngineApp) -> HeartbeatData:
-    e = app.engine
-    health = e.feed.health
-    mono = e.clock.monotonic()
-    last = health.last_message_mono
-    rtt = e.broker_health.round_trip_s
-    lag = e.loop_lag.percentile(99)
-    day_pnl = e.portfolio.day_pnl
-    return HeartbeatData(
-        state=e.state.state,
-        uptime_s=e.uptime_s,
-        equity=e.portfolio.equity,
-        day_pnl=day_pnl,
-        day_pnl_pct=_pct(day_pnl, e.portfolio.day_start_equity),
-        positions=len(e.portfolio.positions()),
-        open_orders=len(e.orders.open_orders()),
-        market_open=e.market.is_open(e.clock.now()),
-        data_age_s=None if last is None else max(0.0, mono - last),
-        data_finished=health.finished,
-        broker_ok=e.broker_health.ok,
-        broker_rtt_ms=None if rtt is None else rtt * 1000,
-        broker_failures=e.broker_health.consecutive_failures,
-        loop_lag_p99_ms=None if lag is None else lag * 1000,
-        dropped_updates=e.dropped_updates,
-    )
-
-
-def heartbeat_message(d: HeartbeatData) -> AlertMessage:
-    if d.data_finished:
+def heartbeat_message(d: StatusReport) -> AlertMessage:
+    if d.feed.finished:
         data = "replay done"
-    elif d.data_age_s is None:
+    elif d.feed.last_message_age_s is None:
         data = "no data yet"
     else:
-        data = f"{fmt.duration(d.data_age_s)} ago"
-    broker = fmt.millis(d.broker_rtt_ms) if d.broker_ok else f"FAILING x{d.broker_failures}"
+        data = f"{fmt.duration(d.feed.last_message_age_s)} ago"
+    b = d.broker
+    broker = fmt.millis(b.round_trip_ms) if b.ok else f"FAILING x{b.consecutive_failures}"
     market = "open" if d.market_open else "closed"
     text = "\n".join(
         [
@@ -128,18 +82,21 @@ def limits_line(risk: RiskSettings) -> str:
     )
 
 
-def market_open_message(app: EngineApp, session: TradingSession) -> AlertMessage:
-    e = app.engine
+def market_open_message(
+    status: StatusReport, pnl: PnLReport, risk: RiskSettings, session: TradingSession
+) -> AlertMessage:
     close = fmt.et_time(session.close).removesuffix(":00 ET") + " ET"
     when = f"early close {close}" if session.early_close else f"closes {close}"
+    start = fmt.money(pnl.summary.day_start_equity)
     lines = [
         f"🔔 Market open · {session.day:%a %b %d} ({when})",
-        f"Starting equity {fmt.money(e.portfolio.day_start_equity)} · {_state_word(e.state.state)}",
-        limits_line(app.settings.risk),
+        f"Starting equity {start} · {_state_word(status.state)}",
+        limits_line(risk),
     ]
-    record = e.state.record
-    if record.state is not TradingState.ACTIVE:
-        lines.append(f"Trading is {record.state.value} (by {record.actor}: {record.reason})")
+    if status.state is not TradingState.ACTIVE:
+        lines.append(
+            f"Trading is {status.state.value} (by {status.state_actor}: {status.state_reason})"
+        )
     return AlertMessage(
         Channel.REPORTS, Severity.INFO, "\n".join(lines), "market-open", title="Market open"
     )
@@ -187,30 +144,21 @@ class DayTradeStats:
         return worst if worst is not None and worst.realized < 0 else None
 
 
-def day_trade_stats(fills: Iterable[Fill], day: date) -> DayTradeStats:
-    """Replay every fill (older ones give the cost basis of carried positions) under the
-    engine's average-cost accounting and collect the trading day ``day``'s closing orders.
-
-    A trade is an order that reduced or closed a position; win rate counts those with a
-    positive realized P&L.
-    """
-    book = Portfolio()
+def day_trade_stats(trades: Iterable[TradeView]) -> DayTradeStats:
+    """One trading day's fills (the command service's ``trades``) as trades: an order that
+    reduced or closed a position is one trade, its partial fills summed; win rate counts
+    those with a positive realized P&L."""
     count = 0
     fees = ZERO
     realized: dict[str, Decimal] = {}
     symbols: dict[str, str] = {}
-    for fill in sorted(fills, key=lambda f: f.ts):
-        before = book.qty(fill.symbol)
-        pnl = book.apply_fill(fill)
-        if trading_day(fill.ts) != day:
-            continue
+    for trade in trades:
         count += 1
-        fees += fill.commission
-        closing = before != 0 and (before > 0) != (fill.signed_qty > 0)
-        if closing:
-            key = fill.client_order_id
-            realized[key] = realized.get(key, ZERO) + pnl
-            symbols[key] = fill.symbol
+        fees += trade.commission
+        if trade.closing:
+            key = trade.client_order_id
+            realized[key] = realized.get(key, ZERO) + trade.realized_pnl
+            symbols[key] = trade.symbol
     results = [TradeResult(symbols[k], k, v) for k, v in realized.items()]
     return DayTradeStats(fills=count, fees=fees, results=results)
 
@@ -226,18 +174,20 @@ class EndOfDayData:
     """The day's P&L with its equity curve (for the chart)."""
 
 
-async def gather_end_of_day(app: EngineApp, session: TradingSession, actor: str) -> EndOfDayData:
+async def gather_end_of_day(
+    commands: CommandService, session: TradingSession, actor: str
+) -> EndOfDayData:
     """About the engine's current trading day: it rolls at midnight and on the first bar, so
     in live trading that is ``session``'s day (in a replay, the replayed day)."""
-    pnl = await app.commands.pnl(actor)
-    day = app.engine.portfolio.day or session.day
-    stats = day_trade_stats(await app.journal.load_fills(), day)
+    status = await commands.status(actor, audit=False)
+    pnl = await commands.pnl(actor, audit=False)
+    day = status.day or session.day
     return EndOfDayData(
         day=day,
         early_close=session.early_close and day == session.day,
         summary=pnl.summary,
-        stats=stats,
-        state=app.engine.state.state,
+        stats=day_trade_stats(await commands.trades(actor, day, audit=False)),
+        state=status.state,
         pnl=pnl,
     )
 
@@ -293,17 +243,14 @@ def end_of_day_message(d: EndOfDayData, chart_png: bytes | None = None) -> Alert
 # ---- start and stop --------------------------------------------------------------------
 
 
-def boot_message(app: EngineApp) -> AlertMessage:
+def boot_message(s: StatusReport) -> AlertMessage:
     """After ``app.start()``: version, mode, restored state, reconcile, last shutdown."""
-    e = app.engine
-    record = e.state.record
-    reconcile = e.last_reconcile
-    clean = e.clean_last_shutdown
+    clean = s.clean_last_shutdown
     lines = [
-        f"🚀 Started {PACKAGE} {app_version()} · mode {app.settings.mode}",
-        f"State {_state_word(record.state)} (by {record.actor}, "
-        f"{fmt.et_datetime(record.ts)}: {record.reason})",
-        f"Reconcile: {reconcile.summary() if reconcile else 'not run'}",
+        f"🚀 Started {PACKAGE} {app_version()} · mode {s.mode}",
+        f"State {_state_word(s.state)} (by {s.state_actor}, "
+        f"{fmt.et_datetime(s.state_since)}: {s.state_reason})",
+        f"Reconcile: {s.last_reconcile or 'not run'}",
     ]
     if clean is None:
         lines.append("First start (no previous shutdown recorded)")
@@ -311,24 +258,18 @@ def boot_message(app: EngineApp) -> AlertMessage:
         lines.append("Last shutdown was clean")
     else:
         lines.append("⚠️ Last shutdown was NOT clean (crash or kill): state rebuilt from broker")
-    worrying = (
-        clean is False
-        or record.state is not TradingState.ACTIVE
-        or (reconcile is not None and not reconcile.clean)
-    )
+    worrying = clean is False or s.state is not TradingState.ACTIVE or s.reconcile_clean is False
     severity = Severity.WARNING if worrying else Severity.INFO
     return AlertMessage(Channel.SYSTEM_ALERTS, severity, "\n".join(lines), "boot", title="Started")
 
 
-def shutdown_message(app: EngineApp, reason: str = "") -> AlertMessage:
+def shutdown_message(s: StatusReport, reason: str = "") -> AlertMessage:
     """Before a graceful ``app.stop()``."""
-    e = app.engine
-    positions = len(e.portfolio.positions())
-    open_orders = len(e.orders.open_orders())
+    positions, open_orders = s.positions, s.open_orders
     why = f" ({reason})" if reason else ""
     text = (
-        f"⏹️ Going down{why} · {_state_word(e.state.state)} · {positions} positions · "
-        f"{open_orders} open orders · up {fmt.duration(e.uptime_s)}"
+        f"⏹️ Going down{why} · {_state_word(s.state)} · {positions} positions · "
+        f"{open_orders} open orders · up {fmt.duration(s.uptime_s)}"
     )
     if positions or open_orders:
         text += "\nPositions and orders stay at the broker while the bot is down."

@@ -237,7 +237,8 @@ async def test_end_of_day_when_normal_day_then_report_with_figures_and_chart(rig
     message = await jobs.end_of_day()
 
     assert message is not None
-    stats = reports.day_trade_stats(await rig.app.journal.load_fills(), date(2026, 11, 20))
+    day = date(2026, 11, 20)
+    stats = reports.day_trade_stats(await rig.app.commands.trades("t", day, audit=False))
     assert stats.trades > 0
     # Computed independently of the engine's own books: they must agree.
     assert sum(r.realized for r in stats.results) == engine.portfolio.summary().day_realized

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from types import SimpleNamespace
 
 from bot import reports
 from bot.messages import Channel
 from engine.calendar import MarketCalendar
-from engine.commands import PnLReport
+from engine.clock import SystemClock
+from engine.commands import BrokerStatus, FeedStatus, PnLReport, StatusReport
 from engine.domain import Fill, Side, TradingState
 from engine.events import Severity
 from engine.portfolio import PnLSummary, SymbolPnL
+from engine.store.journal import Journal
+from engine.trades import day_trades
 from tests.support.app import sim_settings, start_app
 
 DAY = date(2026, 11, 20)
@@ -49,8 +52,20 @@ SAMPLE_FILLS = [
 ]
 
 
+def test_day_trades_when_fills_over_days_then_only_the_day_with_realized_pnl() -> None:
+    trades = day_trades(SAMPLE_FILLS, DAY)
+
+    assert [(t.client_order_id, t.closing, t.realized_pnl) for t in trades] == [
+        ("aapl-open", False, Decimal(0)),
+        ("aapl-close", True, Decimal(50)),
+        ("msft-close", True, Decimal(-40)),  # against yesterday's cost basis
+        ("msft-close", True, Decimal(-54)),
+        ("spy-open", False, Decimal(0)),
+    ]
+
+
 def test_day_trade_stats_when_fills_over_days_then_hand_computed_numbers() -> None:
-    stats = reports.day_trade_stats(SAMPLE_FILLS, DAY)
+    stats = reports.day_trade_stats(day_trades(SAMPLE_FILLS, DAY))
 
     assert stats.fills == 5
     assert stats.fees == Decimal("4.0")
@@ -73,7 +88,7 @@ def test_day_trade_stats_when_only_breakeven_close_then_no_best_or_worst() -> No
         fill("c", "AAPL", Side.SELL, 10, "100", at(20, 16)),
     ]
 
-    stats = reports.day_trade_stats(fills, DAY)
+    stats = reports.day_trade_stats(day_trades(fills, DAY))
 
     assert (stats.trades, stats.wins, stats.win_rate_pct) == (1, 0, Decimal(0))
     assert stats.best is None
@@ -115,7 +130,7 @@ def test_end_of_day_message_when_trades_then_every_figure_and_the_chart() -> Non
         day=DAY,
         early_close=False,
         summary=s,
-        stats=reports.day_trade_stats(SAMPLE_FILLS, DAY),
+        stats=reports.day_trade_stats(day_trades(SAMPLE_FILLS, DAY)),
         state=TradingState.ACTIVE,
         pnl=PnLReport(summary=s, curve=[]),
     )
@@ -141,7 +156,7 @@ def test_end_of_day_message_when_half_day_without_trades_then_says_so() -> None:
         day=date(2026, 11, 27),
         early_close=True,
         summary=s,
-        stats=reports.day_trade_stats([], date(2026, 11, 27)),
+        stats=reports.day_trade_stats([]),
         state=TradingState.HALTED,
         pnl=PnLReport(summary=s, curve=[]),
     )
@@ -155,29 +170,43 @@ def test_end_of_day_message_when_half_day_without_trades_then_says_so() -> None:
     assert message.attachment is None
 
 
-def heartbeat(**changes: object) -> reports.HeartbeatData:
-    base = reports.HeartbeatData(
+def status(**changes: object) -> StatusReport:
+    """A healthy engine's status, as the command service reads it."""
+    base = StatusReport(
         state=TradingState.ACTIVE,
-        uptime_s=7500,
+        state_actor="system",
+        state_reason="startup",
+        state_cause="manual",
+        state_since=at(20, 14, 30),
+        loss_limit_locked=False,
+        mode="sim",
         equity=Decimal("100042.2"),
+        cash=Decimal(90_000),
         day_pnl=Decimal("42.2"),
         day_pnl_pct=Decimal("0.0422"),
+        gross_exposure=Decimal(10_000),
+        net_exposure=Decimal(10_000),
         positions=1,
         open_orders=2,
         market_open=True,
-        data_age_s=3.2,
-        data_finished=False,
-        broker_ok=True,
-        broker_rtt_ms=12.4,
-        broker_failures=0,
+        feed=FeedStatus(True, 3.2, 100, 0, 0, False, "replaying"),
+        broker=BrokerStatus("sim", True, 12.4, "", 0),
+        last_heartbeat=None,
+        uptime_s=7500,
         loop_lag_p99_ms=1.6,
         dropped_updates=0,
+        flatten_running=False,
+        now=at(20, 16),
+        day=DAY,
+        last_reconcile="0 positions, 0 open orders, no drift",
+        reconcile_clean=True,
+        clean_last_shutdown=True,
     )
-    return reports.HeartbeatData(**{**{f: getattr(base, f) for f in base.__slots__}, **changes})
+    return dataclasses.replace(base, **changes)
 
 
 def test_heartbeat_message_when_healthy_then_four_compact_lines() -> None:
-    message = reports.heartbeat_message(heartbeat())
+    message = reports.heartbeat_message(status())
 
     assert (message.channel, message.severity, message.kind) == (
         Channel.HEARTBEAT,
@@ -194,7 +223,11 @@ def test_heartbeat_message_when_healthy_then_four_compact_lines() -> None:
 
 def test_heartbeat_message_when_broker_failing_and_no_data_then_says_so() -> None:
     message = reports.heartbeat_message(
-        heartbeat(broker_ok=False, broker_failures=3, data_age_s=None, market_open=False)
+        status(
+            broker=BrokerStatus("alpaca", False, None, "timeout", 3),
+            feed=FeedStatus(False, None, 0, 0, 0, False, "connecting"),
+            market_open=False,
+        )
     )
 
     assert message.text.splitlines()[0].endswith("market closed")
@@ -206,15 +239,9 @@ def test_market_open_message_when_half_day_then_early_close_and_limits(tmp_path:
     session = MarketCalendar().session(date(2026, 11, 27))
     assert session is not None
 
-    # Only settings and a few engine fields are read: no started engine needed for the text.
-    record = SimpleNamespace(state=TradingState.ACTIVE, actor="system", reason="startup")
-    engine = SimpleNamespace(
-        portfolio=SimpleNamespace(day_start_equity=Decimal("100000")),
-        state=SimpleNamespace(state=TradingState.ACTIVE, record=record),
-    )
-    app = SimpleNamespace(settings=settings, engine=engine)
+    pnl = PnLReport(summary=summary("0"), curve=[])
 
-    message = reports.market_open_message(app, session)  # type: ignore[arg-type]
+    message = reports.market_open_message(status(), pnl, settings.risk, session)
 
     assert message.channel is Channel.REPORTS
     assert message.text.splitlines() == [
@@ -235,15 +262,20 @@ async def test_boot_message_when_first_start_then_restart_then_clean_shutdown(
     settings = sim_settings(tmp_path)
     app = await start_app(settings)
     try:
-        first = reports.boot_message(app)
-        going = reports.shutdown_message(app, "SIGTERM")
+        first = reports.boot_message(await app.commands.status("t", audit=False))
+        going = reports.shutdown_message(await app.commands.status("t", audit=False), "SIGTERM")
     finally:
         await app.stop()
     app = await start_app(settings, replay_done=False)
     try:
-        second = reports.boot_message(app)
+        second = reports.boot_message(await app.commands.status("t", audit=False))
     finally:
         await app.stop()
+    journal = await Journal.open(settings.storage.db_path, SystemClock())
+    try:
+        audited = await journal.audit_rows()
+    finally:
+        await journal.close()
 
     version = reports.app_version()
     assert (first.channel, first.kind, first.severity) == (
@@ -257,15 +289,11 @@ async def test_boot_message_when_first_start_then_restart_then_clean_shutdown(
     assert second.text.splitlines()[-1] == "Last shutdown was clean"
     assert going.kind == "shutdown"
     assert going.text.startswith("⏹️ Going down (SIGTERM) · 🟢 ACTIVE · 1 positions")
+    assert audited == []  # reports read without an audit row: no trader asked
 
 
-async def test_boot_message_when_last_shutdown_unclean_then_warning(tmp_path: Path) -> None:
-    app = await start_app(sim_settings(tmp_path))
-    try:
-        app.engine.clean_last_shutdown = False
-        message = reports.boot_message(app)
-    finally:
-        await app.stop()
+def test_boot_message_when_last_shutdown_unclean_then_warning() -> None:
+    message = reports.boot_message(status(clean_last_shutdown=False))
 
     assert message.severity is Severity.WARNING
     assert "NOT clean" in message.text
