@@ -15,11 +15,11 @@ from config.settings import RiskSettings
 from engine.broker.outage import OutageMonitor
 from engine.broker.port import Broker
 from engine.bus import EventBus
-from engine.clock import Clock
+from engine.clock import NEW_YORK, Clock
 from engine.daily import DayTracker
 from engine.domain import TradingState
 from engine.errors import BrokerError
-from engine.events import Severity
+from engine.events import Notice, Severity
 from engine.execution import ExecutionManager
 from engine.feed.base import FeedHealth
 from engine.flatten import Flattener, FlattenReport, ProgressCallback
@@ -30,6 +30,7 @@ from engine.order_book import OrderBook
 from engine.portfolio import Portfolio
 from engine.reconcile import Reconciler, ReconcileResult
 from engine.risk import Cause, StateRecord, TradingStateController, loss_limit_breached
+from engine.store.journal import Journal
 from engine.watchdog import Watchdog, WatchdogLimits
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class EngineControl:
         state: TradingStateController,
         broker: Broker,
         execution: ExecutionManager,
+        journal: Journal,
         bus: EventBus,
         portfolio: Portfolio,
         orders: OrderBook,
@@ -78,6 +80,7 @@ class EngineControl:
             market=market,
             clock=clock,
             deadline_s=flatten_deadline_s,
+            marks=journal,
         )
         self._reconciler = Reconciler(
             broker=broker,
@@ -87,6 +90,7 @@ class EngineControl:
             bus=bus,
             clock=clock,
         )
+        self._bus = bus
         self._portfolio = portfolio
         self._orders = orders
         self._days = days
@@ -183,6 +187,48 @@ class EngineControl:
         self._reconciled_at = now
         log.info("reconcile (%s): %s", reason, result.summary())
         return result
+
+    async def finish_interrupted_flatten(self) -> FlattenReport | None:
+        """After a restart: finish a flatten a kill interrupted (close what is left, confirm
+        flat with the broker), restore the state from before it unless a person changed it
+        since, and say so in #system-alerts."""
+        mark = await self.flattener.interrupted()
+        if mark is None:
+            return None
+        when = mark.started_at.astimezone(NEW_YORK).strftime("%H:%M:%S")
+        log.warning("a flatten by %s at %s was interrupted: finishing it", mark.actor, when)
+        self._notify(
+            Severity.WARNING,
+            f"⚠️ The flatten asked by {mark.actor} at {when} ET was interrupted by a restart. "
+            "Finishing it: closing what is left and confirming flat with the broker.",
+        )
+        report = await self.flattener.finish_interrupted(mark)
+        record = self._state.record
+        if report.flat:
+            text = f"✅ Interrupted flatten finished: flat ({len(report.outcomes)} positions)."
+        else:
+            left = ", ".join(f"{o.symbol} {o.qty_left}" for o in report.leftovers) or "none"
+            text = (
+                f"⚠️ Interrupted flatten finished NOT flat: left {left}, "
+                f"{report.open_orders_left} open orders."
+            )
+        if mark.replaced is not None and record.state is mark.replaced.state:
+            text += f" Trading is {record.state.value} again, as before the flatten."
+        else:
+            text += f" Trading stays {record.state.value} (set by {record.actor})."
+        self._notify(Severity.INFO if report.flat else Severity.WARNING, text)
+        return report
+
+    def _notify(self, severity: Severity, text: str) -> None:
+        self._bus.publish(
+            Notice(
+                ts=self._clock.now(),
+                kind="flatten-recovery",
+                title="Interrupted flatten",
+                text=text,
+                severity=severity,
+            )
+        )
 
     # ---- automatic halts -----------------------------------------------------------------
 

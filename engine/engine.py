@@ -114,6 +114,7 @@ class TradingEngine:
             state=self.state,
             broker=broker,
             execution=self.execution,
+            journal=journal,
             bus=bus,
             portfolio=self.portfolio,
             orders=self.orders,
@@ -158,6 +159,7 @@ class TradingEngine:
         self.started_mono = self.clock.monotonic()
         await startup.restore(self)
         self._start_loops()
+        self.spawn(self.control.finish_interrupted_flatten())
         self.ready.set()
         log.info("engine ready: %s", self.state.state.value)
 

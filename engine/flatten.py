@@ -3,7 +3,8 @@
 One broker call cancels every open order and closes every position; the trade-update stream
 then tells us, fill by fill, when our book is flat; one positions/orders check confirms it
 with the broker; only then are leftovers retried symbol by symbol until a deadline. A second
-flatten while one runs joins it instead of starting another.
+flatten while one runs joins it instead of starting another. While it runs, a mark in the
+journal (``engine.flatten_mark``) lets a restart finish a flatten a kill interrupted.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from engine.clock import Clock
 from engine.domain import ZERO, OrderRequest, Side, TradingState
 from engine.errors import BrokerError, BrokerUnavailable
 from engine.execution import ExecutionManager
+from engine.flatten_mark import FlattenMark, MarkStore
+from engine.flatten_mark import load as load_mark
+from engine.flatten_mark import save as save_mark
 from engine.market_hours import MarketHours
 from engine.orders import make_client_order_id
 from engine.portfolio import Portfolio
-from engine.risk import TradingStateController
+from engine.risk import Cause, TradingStateController
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,7 @@ class Flattener:
         clock: Clock,
         deadline_s: float,
         confirm_interval_s: float = 1.0,
+        marks: MarkStore | None = None,
     ) -> None:
         self._broker = broker
         self._execution = execution
@@ -98,6 +103,7 @@ class Flattener:
         self._clock = clock
         self._deadline_s = deadline_s
         self._confirm_interval_s = confirm_interval_s
+        self._marks = marks
         self._task: asyncio.Task[FlattenReport] | None = None
         self._listeners: list[ProgressCallback] = []
         self._run_id = ""
@@ -107,6 +113,21 @@ class Flattener:
         return self._task is not None and not self._task.done()
 
     async def flatten(self, actor: str, progress: ProgressCallback | None = None) -> FlattenReport:
+        return await self._start_or_join(actor, progress, None)
+
+    async def interrupted(self) -> FlattenMark | None:
+        """The flatten a kill interrupted before this start, if any (see ``flatten_mark``)."""
+        return None if self._marks is None else await load_mark(self._marks, self._state.record)
+
+    async def finish_interrupted(self, mark: FlattenMark) -> FlattenReport:
+        """Run the flatten ``mark`` records to the end (after a restart): close what is left,
+        confirm flat with the broker, then restore the state its REDUCING replaced, unless
+        someone changed the state since."""
+        return await self._start_or_join(mark.actor, None, mark)
+
+    async def _start_or_join(
+        self, actor: str, progress: ProgressCallback | None, inherited: FlattenMark | None
+    ) -> FlattenReport:
         if progress is not None:
             self._listeners.append(progress)
         try:
@@ -114,7 +135,7 @@ class Flattener:
                 assert self._task is not None
                 report = await asyncio.shield(self._task)
                 return dataclasses.replace(report, joined=True)
-            self._task = asyncio.get_running_loop().create_task(self._run(actor))
+            self._task = asyncio.get_running_loop().create_task(self._run(actor, inherited))
             return await asyncio.shield(self._task)
         finally:
             if progress is not None and progress in self._listeners:
@@ -128,7 +149,7 @@ class Flattener:
             except Exception:
                 log.exception("flatten progress listener failed")
 
-    async def _run(self, actor: str) -> FlattenReport:
+    async def _run(self, actor: str, inherited: FlattenMark | None) -> FlattenReport:
         # Retry ids are deterministic within a run (a resent retry is the same order) and
         # distinct across runs, even when market time stands still (a finished replay).
         self._run_id = uuid4().hex[:8]
@@ -137,18 +158,27 @@ class Flattener:
         deadline = started + self._deadline_s
         before = {p.symbol: p.qty for p in self._portfolio.positions()}
         notes: list[str] = []
-        set_reducing = self._state.state is TradingState.ACTIVE
-        if set_reducing:
+        mark = inherited
+        if mark is None:
+            active = self._state.state is TradingState.ACTIVE
+            mark = FlattenMark(actor, started_at, self._state.record if active else None)
+        # The mark goes first: a kill right after the REDUCING must find it at the restart.
+        if self._marks is not None:
+            await save_mark(self._marks, mark)
+        if inherited is None and mark.replaced is not None:
             await self._state.reduce(
-                actor, "flatten in progress", cause="flatten", unless_halted=True
+                actor, "flatten in progress", cause=Cause.FLATTEN, unless_halted=True
             )
         try:
             with self._execution.expecting_broker_orders("flatten"):
                 return await self._flatten(actor, started, started_at, deadline, before, notes)
         finally:
-            if set_reducing:
+            if mark.replaced is not None:
                 # Only undo our own REDUCING: a trader's reduce or halt during the flatten stays.
-                await self._state.resume(actor, "flatten finished", if_cause="flatten")
+                why = "flatten finished" if inherited is None else "interrupted flatten finished"
+                await self._state.resume(mark.actor, why, if_cause=Cause.FLATTEN)
+            if self._marks is not None:
+                await save_mark(self._marks, None)
 
     async def _flatten(
         self,
