@@ -1,15 +1,15 @@
 """Alert delivery: engine events and job reports to the trader's channels, never in the way.
 
 The bus handler only converts events (``bot.messages.describe``) and enqueues; one sender task
-delivers through a ``Transport`` (Discord, or the console). Between them a bounded queue:
-  - bursts of one kind on one channel within ``coalesce_window_s`` become one message:
-    repeats of the same text are counted (``50 × ...``), different texts stay one line each
-    (up to ``MAX_MERGED_LINES``); critical messages are never merged;
-  - when full, low-severity messages are dropped (counted, and reported later on
-    system-alerts); critical ones never are: they evict a lower-severity message instead;
-  - while the transport is not ready (gateway outage) messages are kept, up to
-    ``outage_buffer``, and delivered in order after it reconnects;
-  - a failing send is logged and retried with backoff; nothing reaches the publisher.
+delivers through a ``Transport`` (Discord, or the console). Between them the bounded,
+coalescing queue of ``bot.alert_queue`` (drops counted, reported later on system-alerts).
+  - While the transport is not ready (the gateway disconnected) or Discord cannot be reached
+    (``SendUnavailable``) messages wait, up to ``outage_buffer``, and go out in order after;
+    then one summary says how long it lasted, how many alerts are late and how many were lost.
+  - Each message keeps one nonce across its retries: a post that landed although its reply
+    was lost is not posted twice.
+  - Other failures are retried with backoff, ``MAX_SEND_ATTEMPTS`` in all, then counted as
+    lost and reported; nothing reaches the publisher.
 Channels the transport does not have fall back to system-alerts, with one warning each.
 Only critical messages mention anyone (the configured role, else the configured user).
 """
@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.alert_queue import MAX_MERGED_LINES, AlertQueue, Entry
+from bot.fmt import duration
 from bot.messages import AlertMessage, Channel, describe
+from bot.text import count
 from config.settings import ChannelSettings
 from engine.backoff import backoff_delay
 from engine.bus import EventBus
@@ -36,24 +38,32 @@ log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[object]]
 
+__all__ = ["MAX_MERGED_LINES", "AlertRouter", "ConsoleTransport", "SendUnavailable", "Transport"]
+
 MAX_SEND_ATTEMPTS = 5
-MAX_BACKOFF_S = 60.0
+MAX_BACKOFF_S = 15.0
 DROPPED_KIND = "alerts-dropped"
 FALLBACK_KIND = "channel-fallback"
 
-_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+class SendUnavailable(Exception):
+    """The post could not reach Discord (network down, timeout, Discord 5xx) and may or may
+    not have landed: the router keeps the message and tries again with the same nonce, for as
+    long as it takes, without using up its attempts."""
 
 
 class Transport(Protocol):
     name: str
 
-    def is_ready(self) -> bool: ...  # False during a gateway outage
+    def is_ready(self) -> bool: ...  # False while the gateway is disconnected
 
     def has_channel(self, channel: Channel) -> bool: ...  # a channel id is configured/resolvable
 
     async def send(
-        self, channel: Channel, message: AlertMessage, mention: str | None
-    ) -> None: ...  # raises on failure
+        self, channel: Channel, message: AlertMessage, mention: str | None, nonce: str
+    ) -> None:
+        """Post ``message``; ``nonce`` is the same on every retry of it. Raises
+        ``SendUnavailable`` when Discord cannot be reached, anything else on other failures."""
 
 
 class ConsoleTransport:
@@ -70,7 +80,9 @@ class ConsoleTransport:
     def has_channel(self, channel: Channel) -> bool:
         return True
 
-    async def send(self, channel: Channel, message: AlertMessage, mention: str | None) -> None:
+    async def send(
+        self, channel: Channel, message: AlertMessage, mention: str | None, nonce: str = ""
+    ) -> None:
         prefix = f"[#{channel.value}] "
         if mention:
             prefix += "@role " if mention.startswith("<@&") else "@user "
@@ -83,53 +95,27 @@ class ConsoleTransport:
 
 @dataclass
 class RouterStats:
+    queue: AlertQueue = field(repr=False)
     sent: int = 0
-    coalesced: int = 0
-    """Messages merged into an earlier one of the same kind and channel."""
     retried: int = 0
     failed: int = 0
     """Messages given up on after ``MAX_SEND_ATTEMPTS`` or with no channel to go to."""
-    dropped: Counter[str] = field(default_factory=Counter)
-    """Dropped messages by kind (queue full)."""
+    held_late: int = 0
+    """Messages held through an outage and delivered after it."""
+
+    @property
+    def coalesced(self) -> int:
+        """Messages merged into an earlier one of the same kind and channel."""
+        return self.queue.coalesced
+
+    @property
+    def dropped(self) -> Counter[str]:
+        """Dropped messages by kind (queue full)."""
+        return self.queue.dropped
 
     @property
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
-
-
-MAX_MERGED_LINES = 15
-
-
-@dataclass(eq=False, slots=True)
-class _Entry:
-    message: AlertMessage
-    first_mono: float
-    count: int = 1
-    protected: bool = False
-    """Never evicted and never merged (the drop summary)."""
-    texts: dict[str, int] = dataclasses.field(default_factory=dict)
-    """Distinct texts merged into this entry, with how often each came, in arrival order."""
-
-    def __post_init__(self) -> None:
-        if not self.texts:
-            self.texts[self.message.text] = 1
-
-    def merged_text(self) -> str:
-        """One line per distinct message (``n × text`` for repeats): fifty identical rejects
-        read as one line, three different fills stay three lines."""
-        lines = [text if n == 1 else f"{n} × {text}" for text, n in self.texts.items()]
-        if len(lines) > MAX_MERGED_LINES:
-            hidden = sum(list(self.texts.values())[MAX_MERGED_LINES:])
-            lines = [*lines[:MAX_MERGED_LINES], f"…and {hidden} more"]
-        return "\n".join(lines)
-
-    @property
-    def key(self) -> tuple[str, Channel]:
-        return (self.message.kind, self.message.channel)
-
-    @property
-    def rank(self) -> int:
-        return 3 if self.protected else _RANK[self.message.severity]
 
 
 def mention_for(message: AlertMessage, channels: ChannelSettings) -> str | None:
@@ -157,21 +143,18 @@ class AlertRouter:
         retry_base_s: float = 1.0,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if queue_size < 1 or outage_buffer < 1:
-            raise ValueError("queue_size and outage_buffer must be at least 1")
+        self._queue = AlertQueue(
+            queue_size=queue_size, outage_buffer=outage_buffer, window_s=coalesce_window_s
+        )
         self._transport = transport
         self._channels = channels
         self._clock = clock
-        self._queue_size = queue_size
-        self._window = coalesce_window_s
-        self._outage_buffer = max(queue_size, outage_buffer)
         self._retry_base = retry_base_s
         self._sleep = sleep
-        self.stats = RouterStats()
-        self._queue: deque[_Entry] = deque()
-        self._criticals = 0
-        self._unreported_drops = 0
-        self._backlog = False
+        self.stats = RouterStats(self._queue)
+        self._unreported_failures = 0
+        self._down_since: float | None = None
+        self._seen_up = False
         self._flushing = False
         self._closed = False
         self._warned: set[Channel] = set()
@@ -191,9 +174,6 @@ class AlertRouter:
     async def start(self) -> None:
         """Start delivering. Bus events are taken from construction on; until the transport
         is ready (Discord before its gateway connects) messages wait as in an outage."""
-        self._start_sender()
-
-    def _start_sender(self) -> None:
         if self._task is None and not self._closed:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="alert-router")
 
@@ -237,56 +217,13 @@ class AlertRouter:
         if self._closed:
             log.debug("alert after stop ignored: %s", message.text)
             return
-        now = self._clock.monotonic()
-        if not message.critical and self._merge(message, now):
-            return
-        entry = _Entry(message, now)
-        if len(self._queue) >= self._capacity() and not self._make_room(entry):
-            self._count_drop(entry)
-            return
-        self._append(entry)
+        self._holding()  # sets the outage bound before the message counts against it
+        self._queue.add(message, self._clock.monotonic())
+        self._wake.set()
 
-    def _merge(self, message: AlertMessage, now: float) -> bool:
-        key = (message.kind, message.channel)
-        for entry in reversed(self._queue):
-            if now - entry.first_mono > self._window:
-                break  # entries are in arrival order: nothing older can be in the window
-            if entry.key == key and not entry.protected and not entry.message.critical:
-                entry.count += 1
-                entry.texts[message.text] = entry.texts.get(message.text, 0) + 1
-                if _RANK[message.severity] > _RANK[entry.message.severity]:
-                    entry.message = dataclasses.replace(entry.message, severity=message.severity)
-                self.stats.coalesced += 1
-                return True
-        return False
-
-    def _capacity(self) -> int:
-        if self._backlog or not self._transport.is_ready():
-            return self._outage_buffer
-        return self._queue_size
-
-    def _make_room(self, new: _Entry) -> bool:
-        """Evict the oldest of the lowest-severity messages below ``new``'s severity. A
-        critical message is always accepted, over the bound if everything queued is critical."""
-        victim: _Entry | None = None
-        for entry in self._queue:
-            if entry.rank < new.rank and (victim is None or entry.rank < victim.rank):
-                victim = entry
-        if victim is None:
-            return new.message.critical
-        self._queue.remove(victim)
-        self._count_drop(victim)
-        return True
-
-    def _count_drop(self, entry: _Entry) -> None:
-        self.stats.dropped[entry.message.kind] += entry.count
-        self._unreported_drops += entry.count
-        log.debug("alert dropped (queue full): %s", entry.message.text)
-
-    def _append(self, entry: _Entry) -> None:
-        self._queue.append(entry)
-        if entry.message.critical:
-            self._criticals += 1
+    def _append_summary(self, text: str) -> None:
+        message = AlertMessage(Channel.SYSTEM_ALERTS, Severity.WARNING, text, DROPPED_KIND)
+        self._queue.append(self._queue.new_entry(message, self._clock.monotonic(), protected=True))
         self._wake.set()
 
     # ---- delivery ----------------------------------------------------------------------
@@ -294,57 +231,95 @@ class AlertRouter:
     async def _run(self) -> None:
         while True:
             if not self._queue:
-                self._report_drops()
+                self._report_losses()
             if not self._queue:
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
             self._idle.clear()
-            if not self._transport.is_ready():
-                if not self._backlog:
-                    log.warning("alerts held: %s transport not ready", self._transport.name)
-                self._backlog = True
+            if self._holding():
                 await self._sleep(self._retry_base)
                 continue
-            if self._backlog and len(self._queue) <= self._queue_size:
-                self._backlog = False
-            head = self._queue[0]
-            wait = head.first_mono + self._window - self._clock.monotonic()
+            wait = self._queue.head().first_mono + self._queue.window_s - self._clock.monotonic()
             # Hold a message for its window so a burst can still merge into it, unless a
             # critical message is waiting behind it or we are flushing on stop.
-            if wait > 0 and not self._flushing and self._criticals == 0:
+            if wait > 0 and not self._flushing and not self._queue.has_critical:
                 await self._sleep(wait)
                 continue
-            self._queue.popleft()
-            if head.message.critical:
-                self._criticals -= 1
+            head = self._queue.pop()
             try:
                 await self._deliver(head)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("alert delivery failed unexpectedly")
-                self.stats.failed += 1
+                if not head.protected:
+                    self._lost(head.count)
 
-    def _report_drops(self) -> None:
-        if not self._unreported_drops:
+    def _holding(self) -> bool:
+        """True while the transport is down: messages wait, the outage bound applies."""
+        if self._transport.is_ready():
+            if self._down_since is None and len(self._queue) <= self._queue.queue_size:
+                self._queue.held = False
+            return False
+        self._outage_started()
+        return True
+
+    def _outage_started(self) -> None:
+        self._queue.held = True
+        if self._down_since is None:
+            self._down_since = self._clock.monotonic()
+            log.warning("alerts held: %s transport not ready", self._transport.name)
+
+    def _posted(self) -> None:
+        """A post landed. The first after an outage says how long it was, how many alerts it
+        made late and how many it cost, ahead of anything published after it."""
+        self.stats.sent += 1
+        was_up, self._seen_up = self._seen_up, True
+        if self._down_since is None:
             return
-        count, self._unreported_drops = self._unreported_drops, 0
-        text = f"⚠️ {count} low-priority alerts dropped (too many at once)."
-        message = AlertMessage(Channel.SYSTEM_ALERTS, Severity.WARNING, text, DROPPED_KIND)
-        self._append(_Entry(message, self._clock.monotonic(), protected=True))
+        lasted = self._clock.monotonic() - self._down_since
+        self._down_since = None
+        if not was_up:
+            return  # waiting for the first connection at start-up is no outage
+        late = len(self._queue) + 1  # the message just posted was held too
+        self.stats.held_late += late
+        log.warning("%s transport back after %.1f s", self._transport.name, lasted)
+        losses = self._take_losses()
+        self._append_summary(
+            f"📶 Discord was unreachable for {duration(lasted)}: the {count(late, 'alert')} "
+            "before this one waited and are late. " + (losses or "None lost.")
+        )
 
-    async def _deliver(self, entry: _Entry) -> None:
-        message = entry.message
-        if entry.count > 1:
-            message = dataclasses.replace(message, text=entry.merged_text())
+    def _lost(self, n: int) -> None:
+        self.stats.failed += n
+        self._unreported_failures += n
+
+    def _take_losses(self) -> str:
+        dropped, self._queue.unreported_drops = self._queue.unreported_drops, 0
+        failed, self._unreported_failures = self._unreported_failures, 0
+        parts = []
+        if dropped:
+            parts.append(f"{count(dropped, 'low-priority alert')} dropped (too many at once)")
+        if failed:
+            parts.append(f"{count(failed, 'alert')} could not be posted (see the log)")
+        return "⚠️ " + "; ".join(parts) + "." if parts else ""
+
+    def _report_losses(self) -> None:
+        losses = self._take_losses()
+        if losses:
+            self._append_summary(losses)
+
+    async def _deliver(self, entry: Entry) -> None:
+        message = entry.to_send()
         target = await self._target(message.channel)
         if target is None:
-            self.stats.failed += 1
             log.error("alert lost, no channel to send it to: %s", message.text)
+        elif await self._send(target, message, mention_for(message, self._channels), entry.nonce):
             return
-        await self._send(target, message, mention_for(message, self._channels))
+        if not entry.protected:  # a summary that cannot be posted is not summarised again
+            self._lost(entry.count)
 
     async def _target(self, channel: Channel) -> Channel | None:
         if self._transport.has_channel(channel):
@@ -359,44 +334,54 @@ class AlertRouter:
             )
             log.warning(text)
             warning = AlertMessage(Channel.SYSTEM_ALERTS, Severity.WARNING, text, FALLBACK_KIND)
-            await self._send(Channel.SYSTEM_ALERTS, warning, None)
+            await self._send(Channel.SYSTEM_ALERTS, warning, None, self._queue.next_nonce())
         return Channel.SYSTEM_ALERTS
 
-    async def _send(self, channel: Channel, message: AlertMessage, mention: str | None) -> None:
-        attempt = 0
+    async def _send(
+        self, channel: Channel, message: AlertMessage, mention: str | None, nonce: str
+    ) -> bool:
+        """Post until it lands (True) or fails for good (False). While the transport is down
+        or Discord cannot be reached the message waits, without using up its attempts."""
+        failures = unreachable = 0
         while True:
-            if not self._transport.is_ready():
-                self._backlog = True
+            if self._holding():
                 await self._sleep(self._retry_base)
                 continue
             try:
-                await self._transport.send(channel, message, mention)
+                await self._transport.send(channel, message, mention, nonce)
             except asyncio.CancelledError:
                 raise
+            except SendUnavailable as exc:
+                self._outage_started()
+                unreachable += 1
+                delay = self._retry_delay(unreachable)
+                log.warning("alert to #%s waits: %s; retry in %.1f s", channel.value, exc, delay)
             except Exception as exc:
-                attempt += 1
-                if attempt >= MAX_SEND_ATTEMPTS:
-                    self.stats.failed += 1
+                failures += 1
+                if failures >= MAX_SEND_ATTEMPTS:
                     log.error(
                         "alert to #%s given up after %d attempts (%s): %s",
                         channel.value,
-                        attempt,
+                        failures,
                         exc,
                         message.text,
                     )
-                    return
-                self.stats.retried += 1
-                delay = backoff_delay(
-                    attempt, base_s=self._retry_base, cap_s=max(MAX_BACKOFF_S, self._retry_base)
-                )
+                    return False
+                delay = self._retry_delay(failures)
                 log.warning(
                     "alert to #%s failed (%s); retry %d in %.1f s",
                     channel.value,
                     exc,
-                    attempt,
+                    failures,
                     delay,
                 )
-                await self._sleep(delay)
-                continue
-            self.stats.sent += 1
-            return
+            else:
+                self._posted()
+                return True
+            self.stats.retried += 1
+            await self._sleep(delay)
+
+    def _retry_delay(self, attempt: int) -> float:
+        return backoff_delay(
+            attempt, base_s=self._retry_base, cap_s=max(MAX_BACKOFF_S, self._retry_base)
+        )

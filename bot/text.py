@@ -21,6 +21,11 @@ from engine.flatten import FlattenProgress, FlattenReport
 STATE_ICON = {"ACTIVE": "🟢", "REDUCING": "🟡", "HALTED": "🔴"}
 
 
+def count(n: int, noun: str, plural: str = "") -> str:
+    """``1 position``, ``3 positions``, ``0 positions``."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def state_line(r: StatusReport) -> str:
     icon = STATE_ICON.get(r.state.value, "")
     line = f"{icon} {r.state.value} (by {r.state_actor}, {fmt.et_datetime(r.state_since)})"

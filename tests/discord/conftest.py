@@ -26,6 +26,7 @@ import pytest
 from discord.ext.test import backend, runner
 
 from bot.bot import TradingBot
+from bot.discord_transport import DiscordTransport
 from engine.app import EngineApp, build_app
 from engine.clock import TestClock
 from tests.support.app import sim_settings, wait_for
@@ -102,6 +103,13 @@ class Harness:
 
     async def dm_channel(self, member: discord.Member) -> discord.DMChannel:
         return await member.create_dm()
+
+
+async def gateway(bot: TradingBot, event: str, transport: DiscordTransport) -> None:
+    """Dispatch a gateway event as discord.py does (``connect`` after READY, ``resumed``,
+    ``disconnect``; dpytest sends none of them) and wait until ``transport`` has seen it."""
+    bot.dispatch(event)
+    await wait_for(lambda: transport.is_ready() is (event != "disconnect"))
 
 
 def message_text(message: discord.Message) -> str:

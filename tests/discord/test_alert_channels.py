@@ -21,6 +21,7 @@ from tests.discord.conftest import (
     DEFAULT_CHANNELS,
     TRADES_ID,
     Harness,
+    gateway,
     keep_text_with_files,
     message_text,
     open_harness,
@@ -52,15 +53,10 @@ class Wired:
 
 
 async def wire(h: Harness) -> Wired:
-    h.bot._ready.set()  # the gateway's READY, which dpytest never sends
     channels = h.app.settings.channels
-    router = AlertRouter(
-        h.app.bus,
-        DiscordTransport(h.bot, channels),
-        channels,
-        clock=SystemClock(),
-        coalesce_window_s=0.0,
-    )
+    transport = DiscordTransport(h.bot, channels)
+    await gateway(h.bot, "connect", transport)
+    router = AlertRouter(h.app.bus, transport, channels, clock=SystemClock(), coalesce_window_s=0.0)
     await router.start()
     jobs = TradingJobs(
         h.app,

@@ -176,7 +176,7 @@ async def test_run_discord_when_bot_closed_normally_then_exit_0_and_clean_shutdo
         await bot.setup_hook()
         assert bot.app.engine.ready.is_set()
         assert {"status", "halt", "flatten", "help"} <= {c.name for c in bot.commands}
-        bot._ready.set()  # the gateway's READY, so the alert router can deliver
+        bot.dispatch("connect")  # the gateway's READY, so the alert router can deliver
         await bot.close()
 
     # The default wiring: the real alert router and scheduled jobs.

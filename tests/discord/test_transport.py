@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import discord
+import discord.http
 import pytest
+from discord.ext.test import backend
 
-from bot.alerts import AlertRouter
+from bot.alerts import MAX_SEND_ATTEMPTS, AlertRouter
 from bot.checks import NOT_ALLOWED, AccessDenied
 from bot.discord_transport import ChannelUnavailable, DiscordTransport
 from bot.messages import AlertMessage, Channel
@@ -21,8 +25,10 @@ from tests.discord.conftest import (
     TRADES_ID,
     Harness,
     attachment_bytes,
+    gateway,
     message_text,
 )
+from tests.support.app import wait_for
 
 
 def transport(h: Harness) -> DiscordTransport:
@@ -51,7 +57,7 @@ def test_is_ready_when_gateway_never_connected_then_false(harness: Harness) -> N
 
 
 async def test_send_when_plain_text_then_posted_to_mapped_channel(harness: Harness) -> None:
-    await transport(harness).send(Channel.TRADES, alert("✅ Bought 10 AAPL"), None)
+    await transport(harness).send(Channel.TRADES, alert("✅ Bought 10 AAPL"), None, "n1")
 
     (message,) = harness.sent()
     assert message.channel.id == TRADES_ID
@@ -60,7 +66,7 @@ async def test_send_when_plain_text_then_posted_to_mapped_channel(harness: Harne
 
 
 async def test_send_when_mention_given_then_prefixed(harness: Harness) -> None:
-    await transport(harness).send(Channel.SYSTEM_ALERTS, alert("🔴 HALTED"), "<@&42>")
+    await transport(harness).send(Channel.SYSTEM_ALERTS, alert("🔴 HALTED"), "<@&42>", "n1")
 
     assert harness.last_text() == "<@&42> 🔴 HALTED"
 
@@ -76,7 +82,7 @@ async def test_send_when_title_fields_and_attachment_then_compact_embed_and_file
         attachment_name="eod.png",
     )
 
-    await transport(harness).send(Channel.SYSTEM_ALERTS, message, None)
+    await transport(harness).send(Channel.SYSTEM_ALERTS, message, None, "n1")
 
     (sent,) = harness.sent()
     assert sent.content == "End of day"
@@ -91,7 +97,7 @@ async def test_send_when_title_fields_and_attachment_then_compact_embed_and_file
 async def test_send_when_text_over_2000_chars_then_split_in_order(harness: Harness) -> None:
     lines = [f"{i:03d} " + "x" * 96 for i in range(45)]  # 45 x 100 + newlines = 4544 chars
 
-    await transport(harness).send(Channel.SYSTEM_ALERTS, alert("\n".join(lines)), None)
+    await transport(harness).send(Channel.SYSTEM_ALERTS, alert("\n".join(lines)), None, "n1")
 
     sent = harness.sent()
     assert len(sent) == 3
@@ -101,14 +107,16 @@ async def test_send_when_text_over_2000_chars_then_split_in_order(harness: Harne
 
 async def test_send_when_channel_not_configured_then_raises(harness: Harness) -> None:
     with pytest.raises(ChannelUnavailable):
-        await transport(harness).send(Channel.REPORTS, alert("report"), None)
+        await transport(harness).send(Channel.REPORTS, alert("report"), None, "n1")
 
 
 async def test_send_when_channel_id_unknown_to_discord_then_raises(harness: Harness) -> None:
     missing = ChannelSettings(_env_file=None, system_alerts_id=799999999999999999)  # type: ignore[call-arg]
 
     with pytest.raises(ChannelUnavailable):
-        await DiscordTransport(harness.bot, missing).send(Channel.SYSTEM_ALERTS, alert("x"), None)
+        await DiscordTransport(harness.bot, missing).send(
+            Channel.SYSTEM_ALERTS, alert("x"), None, "n1"
+        )
 
 
 # ---- the system-alerts echo, through the real alert router --------------------------------
@@ -116,10 +124,11 @@ async def test_send_when_channel_id_unknown_to_discord_then_raises(harness: Harn
 
 @pytest.fixture
 async def router(harness: Harness) -> AsyncIterator[AlertRouter]:
-    harness.bot._ready.set()  # the gateway's READY, which dpytest never sends
+    link = transport(harness)
+    await gateway(harness.bot, "connect", link)
     router = AlertRouter(
         harness.app.bus,
-        transport(harness),
+        link,
         ChannelSettings(_env_file=None, **DEFAULT_CHANNELS),  # type: ignore[call-arg]
         clock=SystemClock(),
         coalesce_window_s=0.0,
@@ -153,3 +162,130 @@ async def test_denied_command_when_attempted_then_echoed_as_refused(
     echoed = [message_text(m) for m in in_channel(harness.sent(), ALERTS_ID)]
     actor = f"discord:{harness.stranger.id} (mallory)"
     assert echoed == [f"🛂 !flatten now by {actor} refused: denied: {NOT_ALLOWED}"]
+
+
+# ---- gateway outages: discord.py's own event names, Discord's side faked -------------------
+
+
+class FakeDiscordSide:
+    """Wraps dpytest's message endpoint: unreachable while ``down`` (as a dropped network
+    is), optionally "times out" after posting (the post lands, the reply is lost), and keeps
+    Discord's promise for ``enforce_nonce``: a nonce seen before returns the message already
+    posted instead of a second one."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.down = False
+        self.lose_replies = 0
+        self.attempts = 0
+        self.by_nonce: dict[str, Any] = {}
+        original = backend.FakeHttp.send_message
+
+        async def send_message(
+            http: backend.FakeHttp, channel_id: int, *, params: discord.http.MultipartParameters
+        ) -> Any:
+            # dpytest's send_message reads ``channel`` from its caller's frame: keep the name.
+            channel = backend._get_higher_locs(1).get("channel")  # noqa: F841
+            self.attempts += 1
+            if self.down:
+                raise OSError(101, "Network is unreachable")
+            payload = params.payload or {}
+            nonce = payload.get("nonce")
+            if payload.get("enforce_nonce") and nonce in self.by_nonce:
+                return self.by_nonce[nonce]
+            posted = await original(http, channel_id, params=params)
+            if nonce is not None:
+                self.by_nonce[nonce] = posted
+            if self.lose_replies:
+                self.lose_replies -= 1
+                raise TimeoutError
+            return posted
+
+        monkeypatch.setattr(backend.FakeHttp, "send_message", send_message)
+
+
+@pytest.fixture
+def discord_side(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> FakeDiscordSide:
+    return FakeDiscordSide(monkeypatch)
+
+
+def fast_router(h: Harness, link: DiscordTransport) -> AlertRouter:
+    return AlertRouter(
+        h.app.bus,
+        link,
+        ChannelSettings(_env_file=None, **DEFAULT_CHANNELS),  # type: ignore[call-arg]
+        clock=SystemClock(),
+        coalesce_window_s=0.0,
+        retry_base_s=0.01,
+    )
+
+
+async def test_is_ready_when_gateway_events_then_follows_them_not_client_is_ready(
+    harness: Harness,
+) -> None:
+    link = transport(harness)
+    harness.bot._ready.set()  # what discord.py keeps set through a reconnect
+
+    await gateway(harness.bot, "connect", link)
+    assert link.is_ready()
+    await gateway(harness.bot, "disconnect", link)
+    assert not link.is_ready()
+    assert harness.bot.is_ready()
+    await gateway(harness.bot, "resumed", link)
+    assert link.is_ready()
+
+
+async def test_gateway_outage_when_alerts_published_then_held_and_posted_once_in_order_after(
+    harness: Harness, discord_side: FakeDiscordSide
+) -> None:
+    harness.bot._ready.set()  # discord.py keeps is_ready() True while it reconnects
+    link = transport(harness)
+    await gateway(harness.bot, "connect", link)
+    router = fast_router(harness, link)
+    await router.start()
+    router.publish(alert("🟢 up"))
+    await wait_for(lambda: len(harness.sent()) == 1)
+    try:
+        # The network goes first; discord.py notices a heartbeat or two later.
+        discord_side.down = True
+        texts = [f"✅ Bought {i} AAPL @ $231.97" for i in range(1, 8)]
+        for text in texts:
+            router.publish(AlertMessage(Channel.TRADES, Severity.INFO, text, "fill"))
+        await wait_for(lambda: discord_side.attempts >= MAX_SEND_ATTEMPTS + 2)
+        await gateway(harness.bot, "disconnect", link)
+        held_from = discord_side.attempts
+        await asyncio.sleep(0.1)
+        assert discord_side.attempts == held_from  # held, not retried, while disconnected
+
+        discord_side.down = False
+        await gateway(harness.bot, "resumed", link)
+        await wait_for(lambda: router.queued == 0 and router.stats.sent == 9)
+    finally:
+        await router.stop()
+
+    sent = harness.sent()
+    assert [m.content for m in in_channel(sent, TRADES_ID)] == texts
+    (summary,) = [m.content for m in in_channel(sent, ALERTS_ID)]
+    assert summary.startswith("📶 Discord was unreachable for ")
+    assert summary.endswith("the 7 alerts before this one waited and are late. None lost.")
+    assert router.stats.failed == 0
+
+
+async def test_send_when_post_lands_but_reply_times_out_then_retry_shows_it_once(
+    harness: Harness, discord_side: FakeDiscordSide
+) -> None:
+    harness.bot._ready.set()
+    link = transport(harness)
+    await gateway(harness.bot, "connect", link)
+    router = fast_router(harness, link)
+    discord_side.lose_replies = 2
+    await router.start()
+    try:
+        router.publish(alert("\n".join(f"line {i:03d} " + "x" * 90 for i in range(30))))
+        await wait_for(lambda: router.stats.sent == 1)
+    finally:
+        await router.stop()
+
+    posted = in_channel(harness.sent(), ALERTS_ID)
+    assert len(posted) == 2  # two 2,000-character parts, each posted once
+    assert discord_side.attempts >= 4
+    assert router.stats.retried == 2

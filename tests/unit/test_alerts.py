@@ -13,6 +13,7 @@ from bot.alerts import (
     MAX_MERGED_LINES,
     AlertRouter,
     ConsoleTransport,
+    SendUnavailable,
     mention_for,
 )
 from bot.messages import AlertMessage, Channel
@@ -43,7 +44,9 @@ class FakeTransport:
         self.channels = set(Channel) if channels is None else channels
         self.sent: list[tuple[Channel, AlertMessage, str | None]] = []
         self.fail_next = 0
+        self.unreachable_next = 0
         self.attempts = 0
+        self.nonces: list[str] = []
 
     def is_ready(self) -> bool:
         return self.ready
@@ -51,8 +54,14 @@ class FakeTransport:
     def has_channel(self, channel: Channel) -> bool:
         return channel in self.channels
 
-    async def send(self, channel: Channel, message: AlertMessage, mention: str | None) -> None:
+    async def send(
+        self, channel: Channel, message: AlertMessage, mention: str | None, nonce: str = ""
+    ) -> None:
         self.attempts += 1
+        self.nonces.append(nonce)
+        if self.unreachable_next:
+            self.unreachable_next -= 1
+            raise SendUnavailable("TimeoutError: no answer from Discord")
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("503 from Discord")
@@ -378,27 +387,29 @@ async def test_send_when_failing_then_engine_unaffected_and_retried_with_backoff
     assert transport.sent[0][1].text.startswith("🔴 HALTED (was ACTIVE) by trader")
 
 
-async def test_send_when_failing_every_time_then_given_up_and_next_message_delivered() -> None:
+async def test_send_when_failing_every_time_then_given_up_next_delivered_and_loss_reported():
     transport = FakeTransport()
     transport.fail_next = 5
     router, _, _, _ = make_router(transport)
     router.publish(msg("doomed"))
     router.publish(msg("next"))
     await router.start()
-    await wait_for(lambda: len(transport.sent) == 1)
+    await wait_for(lambda: len(transport.sent) == 2)
     await router.stop()
 
     assert router.stats.failed == 1
-    assert transport.texts == ["next text"]
+    assert transport.texts == ["next text", "⚠️ 1 alert could not be posted (see the log)."]
 
 
 async def test_publish_when_transport_hangs_then_bus_publish_returns_at_once() -> None:
     release = asyncio.Event()
 
     class HangingTransport(FakeTransport):
-        async def send(self, channel: Channel, message: AlertMessage, mention: str | None):
+        async def send(
+            self, channel: Channel, message: AlertMessage, mention: str | None, nonce: str = ""
+        ) -> None:
             await release.wait()
-            await super().send(channel, message, mention)
+            await super().send(channel, message, mention, nonce)
 
     transport = HangingTransport()
     router, bus, _, _ = make_router(transport)
@@ -471,3 +482,84 @@ async def test_intake_when_events_before_start_then_delivered_once_started() -> 
     await router.stop()
 
     assert [c for c, _, _ in transport.sent] == [Channel.TRADES, Channel.SYSTEM_ALERTS]
+
+
+# ---- outages that is_ready() does not show, and the summary after them --------------------
+
+
+async def connected_router(transport: FakeTransport, **options: Any):
+    """A router that has posted once already, so what follows is not start-up."""
+    router, bus, clock, sleep = make_router(transport, **options)
+    await router.start()
+    router.publish(msg("boot"))
+    await wait_for(lambda: len(transport.sent) == 1)
+    return router, bus, clock, sleep
+
+
+async def test_outage_when_posts_cannot_reach_discord_then_held_in_order_never_given_up():
+    transport = FakeTransport()  # the gateway has not noticed yet: still "ready"
+    router, _, _, _ = await connected_router(transport)
+    transport.unreachable_next = 30  # far more than MAX_SEND_ATTEMPTS
+    for i in range(7):
+        router.publish(msg(f"m{i}", channel=Channel.TRADES))
+
+    await wait_for(lambda: len(transport.sent) == 9)
+    await router.stop()
+
+    assert [m.kind for _, m, _ in transport.sent[1:8]] == [f"m{i}" for i in range(7)]
+    assert router.stats.failed == 0
+    summary = transport.sent[-1][1]
+    assert summary.channel is Channel.SYSTEM_ALERTS
+    assert summary.text.startswith("📶 Discord was unreachable for ")
+    assert summary.text.endswith(": the 7 alerts before this one waited and are late. None lost.")
+
+
+async def test_outage_when_gateway_down_then_held_and_summary_counts_late_and_dropped():
+    transport = FakeTransport()
+    router, _, clock, _ = await connected_router(transport, queue_size=2, outage_buffer=4)
+    transport.ready = False  # on_disconnect
+    for i in range(6):
+        router.publish(msg(f"m{i}"))
+    clock.advance(95)
+    assert len(transport.sent) == 1
+
+    transport.ready = True  # on_resumed
+    await wait_for(lambda: len(transport.sent) == 6)
+    await router.stop()
+
+    assert [m.kind for _, m, _ in transport.sent[1:5]] == ["m0", "m1", "m2", "m3"]
+    assert transport.texts[-1] == (
+        "📶 Discord was unreachable for 1m 35s: the 4 alerts before this one waited and are "
+        "late. ⚠️ 2 low-priority alerts dropped (too many at once)."
+    )
+    assert router.stats.held_late == 4
+
+
+async def test_outage_when_waiting_for_first_connection_then_no_outage_summary() -> None:
+    transport = FakeTransport(ready=False)
+    router, _, _, sleep = make_router(transport)
+    await router.start()
+    router.publish(msg("boot"))
+    await wait_for(lambda: len(sleep.calls) >= 3)
+
+    transport.ready = True
+    await wait_for(lambda: len(transport.sent) == 1)
+    await router.stop()
+
+    assert transport.texts == ["boot text"]
+
+
+async def test_retry_when_post_timed_out_then_same_nonce_each_attempt_and_new_one_per_message():
+    transport = FakeTransport()
+    transport.unreachable_next = 2
+    router, _, _, _ = make_router(transport)
+    router.publish(msg("a"))
+    router.publish(msg("b"))
+    await router.start()
+    await wait_for(lambda: len(transport.sent) == 2)
+    await router.stop()
+
+    first, again, third, other = transport.nonces[:4]
+    assert first == again == third
+    assert other != first
+    assert len(first) <= 22  # Discord takes 25 characters; the transport adds ".<part>"

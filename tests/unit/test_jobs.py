@@ -64,7 +64,9 @@ class FakeTransport:
     def has_channel(self, channel: Channel) -> bool:
         return True
 
-    async def send(self, channel: Channel, message: AlertMessage, mention: str | None) -> None:
+    async def send(
+        self, channel: Channel, message: AlertMessage, mention: str | None, nonce: str = ""
+    ) -> None:
         self.sent.append((channel, message))
 
     def of_kind(self, kind: str) -> list[tuple[Channel, AlertMessage]]:
