@@ -98,12 +98,20 @@ def _run(args: argparse.Namespace) -> int:
 
     from bot.logs import configure_logging, secrets_of
 
-    configure_logging(
-        settings.log,
-        console=args.console,
-        log_dir=settings.storage.data_dir,
-        secrets=secrets_of(settings),
-    )
+    try:
+        configure_logging(
+            settings.log,
+            console=args.console,
+            log_dir=settings.storage.data_dir,
+            secrets=secrets_of(settings),
+        )
+    except OSError as exc:  # the console's log file lives in the data dir
+        print(
+            f"Cannot start: cannot write the log file in {settings.storage.data_dir} "
+            f"({exc.strerror}): check that the data dir is writable",
+            file=sys.stderr,
+        )
+        return 1
     for warning in unknown_setting_names(args.env_file):
         log.warning(warning)
         if args.console:

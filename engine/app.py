@@ -17,11 +17,12 @@ from engine.bus import EventBus
 from engine.clock import Clock, ReplayClock, SystemClock
 from engine.commands import CommandService
 from engine.engine import TradingEngine
-from engine.errors import DomainError
+from engine.errors import DomainError, JournalOpenError
 from engine.events import ConnectionChanged
 from engine.feed.base import MarketDataFeed, PriceListener
 from engine.feed.csv_bars import CsvBars
 from engine.feed.replay import SAMPLE_BARS_PATH, ReplayFeed
+from engine.health import HEALTH_FILE
 from engine.store.journal import Journal
 from engine.store.schema import SchemaError
 from engine.strategy import StrategyHost, load_strategies
@@ -59,10 +60,11 @@ class StartupError(DomainError):
 
 async def build_app(settings: Settings, *, bus: EventBus | None = None) -> EngineApp:
     """Wire everything; raises ``StartupError`` for a bad bars file, an unreadable simulator
-    state, a journal newer than this code, or a data dir that cannot be written."""
+    state, a journal that cannot be opened (or newer than this code), or a data dir that
+    cannot be written."""
     try:
         return await _build(settings, bus)
-    except (ValueError, OSError, SchemaError) as exc:  # BarDataError is a ValueError
+    except (ValueError, OSError, SchemaError, JournalOpenError) as exc:  # BarDataError: ValueError
         raise StartupError(str(exc)) from exc
 
 
@@ -71,6 +73,15 @@ async def _build(settings: Settings, bus: EventBus | None) -> EngineApp:
     # First: a strategy that cannot be loaded stops start-up before anything is touched.
     strategies = StrategyHost(load_strategies(settings.strategy.slots))
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    # State that was there before this start: an empty journal beside it is refused.
+    earlier_state = [
+        path
+        for path in (
+            settings.storage.data_dir / SIM_STATE_FILE,
+            settings.storage.data_dir / HEALTH_FILE,
+        )
+        if path.exists()
+    ]
     clock: Clock
     broker: Broker
     feed: MarketDataFeed
@@ -87,6 +98,7 @@ async def _build(settings: Settings, bus: EventBus | None) -> EngineApp:
         settings.storage.db_path,
         SystemClock(),
         flush_interval=settings.storage.write_behind_ms / 1000,
+        other_state=earlier_state,
     )
     try:
         engine = TradingEngine(

@@ -62,3 +62,12 @@ class CircuitOpen(BrokerUnavailable):
 class JournalWriteError(DomainError):
     """The journal could not commit a write (disk full, read-only file, I/O error...): the row
     is not on disk. ``Journal.writable`` says whether writes work at the moment."""
+
+
+class JournalOpenError(DomainError):
+    """The journal file cannot be opened or created: the message names the file and what to
+    do about it."""
+
+
+class JournalReadError(DomainError):
+    """The journal file could not be read (damaged, I/O error)."""

@@ -35,6 +35,7 @@ from engine.domain import Fill, TradingState
 from engine.errors import JournalWriteError
 from engine.orders import Order
 from engine.store import schema
+from engine.store.opening import check_file, dir_error, open_error, remove_if_empty
 from engine.store.records import (
     AuditRecord,
     EquitySnapshot,
@@ -59,6 +60,8 @@ from engine.store.write_behind import Params, WriteBehind
 from engine.store.writer import Writer
 
 log = logging.getLogger(__name__)
+
+_OPENED = "journal_opened_at"
 
 
 class Journal:
@@ -85,13 +88,20 @@ class Journal:
         flush_interval: float = 0.2,
         batch_size: int = 500,
         max_pending: int = 100_000,
+        other_state: Sequence[Path] = (),
     ) -> Journal:
         """Open (creating or upgrading) the journal file and start the write-behind flusher.
 
-        Raises ``schema.SchemaError`` if the file was written by newer code.
+        ``other_state``: files whose presence means the data dir was used before; an empty
+        journal beside any of them is refused. Raises ``JournalOpenError`` (one line naming
+        the file and what to do) for a file that cannot be used, ``schema.SchemaError`` for
+        one written by newer code.
         """
+        path = Path(path)
+        check_file(path, other_state)
+        created = not path.exists()
         journal = cls(
-            Path(path),
+            path,
             clock,
             flush_interval=flush_interval,
             batch_size=batch_size,
@@ -101,18 +111,34 @@ class Journal:
             await journal._start()
         except BaseException:
             await journal.close()
+            if created:
+                remove_if_empty(path)  # so the next start is a first start again
             raise
         return journal
 
     async def _start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: we issue BEGIN IMMEDIATE / COMMIT ourselves.
-        db = self._writer.db = await aiosqlite.connect(self.path, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        mode = await schema.configure(db)
-        if mode != "wal":
-            log.warning("journal %s: SQLite refused WAL mode (got %r)", self.path, mode)
-        before = await schema.migrate(db, self._clock.now())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise dir_error(self.path, exc) from exc
+        try:
+            # Autocommit mode: we issue BEGIN IMMEDIATE / COMMIT ourselves.
+            db = self._writer.db = await aiosqlite.connect(self.path, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            mode = await schema.configure(db)
+            if mode != "wal":
+                log.warning("journal %s: SQLite refused WAL mode (got %r)", self.path, mode)
+            before = await schema.migrate(db, self._clock.now())
+            # A write now, so a file that can be read but not written is refused at start.
+            now = self._now()
+            await self._writer.transaction([(schema.UPSERT_META, [(_OPENED, now, now)])])
+        except sqlite3.Error as exc:
+            raise open_error(self.path, exc) from exc
+        except schema.SchemaError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, sqlite3.Error) and cause.sqlite_errorcode != sqlite3.SQLITE_ERROR:
+                raise open_error(self.path, cause) from exc
+            raise
         if before != len(schema.MIGRATIONS):
             log.info("journal %s: schema %d -> %d", self.path, before, len(schema.MIGRATIONS))
         self._behind.start(partial(self._writer.locked, self._writer.write_pending))

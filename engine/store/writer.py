@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from engine.errors import JournalWriteError
+from engine.errors import JournalReadError, JournalWriteError
 from engine.store import schema
 from engine.store.write_behind import ISOLATE_AFTER, Params, WriteBehind, is_row_error
 
@@ -191,6 +191,9 @@ class Writer:
             if flush_first:
                 # Read-your-writes; a failed flush is logged and retried by the flusher.
                 await self.write_pending()
-            return list(await self.conn.execute_fetchall(sql, params))
+            try:
+                return list(await self.conn.execute_fetchall(sql, params))
+            except sqlite3.Error as exc:
+                raise JournalReadError(f"journal {self.path} cannot be read: {exc}") from exc
 
         return await self.locked(work)

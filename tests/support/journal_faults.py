@@ -1,14 +1,21 @@
-"""Real SQLite write failures on a journal's own connection, switched on and off by tests.
+"""Real storage failures for journal tests.
 
-``PRAGMA query_only`` makes SQLite refuse every write as on a read-only file (SQLITE_READONLY);
-``PRAGMA max_page_count`` caps the file at its current size, so the next write that needs a
-page fails exactly as on a full disk (SQLITE_FULL). Both act on the connection the journal
-writes through, so nothing else is faked.
+On a journal's own connection: ``PRAGMA query_only`` makes SQLite refuse every write as on a
+read-only file (SQLITE_READONLY); ``PRAGMA max_page_count`` caps the file at its current size,
+so the next write that needs a page fails exactly as on a full disk (SQLITE_FULL). Nothing
+else is faked. Where the machine allows mounting, ``small_tmpfs`` gives a real small file
+system to fill up or make read-only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
 import aiosqlite
+import pytest
 
 from engine.store.journal import Journal
 
@@ -37,3 +44,36 @@ async def allow_writes(journal: Journal) -> None:
     db = _connection(journal)
     await db.execute("PRAGMA query_only=0")
     await db.execute(f"PRAGMA max_page_count={NO_LIMIT}")
+
+
+@contextlib.contextmanager
+def small_tmpfs(mount: Path, size: str = "2m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``mount`` (created) for the block; the test is skipped
+    where mounting is not allowed (not root, no CAP_SYS_ADMIN)."""
+    mount.mkdir(parents=True, exist_ok=True)
+    done = _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount))
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
+
+
+def make_read_only(mount: Path) -> None:
+    """Remount a ``small_tmpfs`` read-only."""
+    done = _mount("-o", "remount,ro", str(mount))
+    assert done.returncode == 0, done.stderr
+
+
+def fill_disk(directory: Path) -> Path:
+    """Write a file until the file system has no space left; returns it."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 4096)
+    return filler
+
+
+def _mount(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["mount", *args], capture_output=True, text=True, check=False)

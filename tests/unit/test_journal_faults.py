@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,10 +13,10 @@ import pytest
 
 from engine.clock import TestClock
 from engine.domain import Fill, Side, TradingState
-from engine.errors import JournalWriteError
+from engine.errors import JournalReadError, JournalWriteError
 from engine.store.journal import Journal
 from tests.support.app import wait_for
-from tests.support.journal_faults import allow_writes, refuse_writes
+from tests.support.journal_faults import allow_writes, fill_disk, refuse_writes, small_tmpfs
 
 T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 
@@ -146,30 +144,8 @@ async def test_writable_callback_when_it_raises_then_the_journal_keeps_working(
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs mounted for this test; skipped where mounting is not allowed."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill_disk(directory: Path) -> Path:
-    """Write a file until the file system has no space left; returns it."""
-    filler = directory / "filler"
-    with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * 4096)
-            os.fsync(out.fileno())
-    return filler
 
 
 async def test_journal_when_the_disk_really_fills_then_fills_held_and_written_after_space_frees(
@@ -208,3 +184,24 @@ async def test_state_write_when_file_is_read_only_then_refused_with_journal_writ
     with pytest.raises(JournalWriteError):
         await journal.record_audit("trader", "status", "", True, "ok", T0)
     assert await journal.last_trading_state() is None  # reads still work
+
+
+async def test_read_when_a_page_of_the_file_is_damaged_then_journal_read_error_naming_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    journal = await Journal.open(path, TestClock(T0), flush_interval=0.01)
+    for i in range(300):
+        await journal.record_fill(make_fill(f"e-{i}"))
+    await journal.close()
+    size = path.stat().st_size
+    with path.open("r+b") as file:  # scribble over the last pages: the fills' leaves
+        file.seek(size - 3 * 4096)
+        file.write(b"\xa5" * 3 * 4096)
+
+    journal = await Journal.open(path, TestClock(T0), flush_interval=0.01)
+    try:
+        with pytest.raises(JournalReadError, match=f"journal {path} cannot be read: .*malformed"):
+            await journal.load_fills()
+    finally:
+        await journal.close()
