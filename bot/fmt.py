@@ -6,23 +6,17 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from engine.clock import NEW_YORK
-
-MINUS = "-"
+from engine.domain import usd
 
 
 def money(value: Decimal | None) -> str:
-    if value is None:
-        return "n/a"
-    cents = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    sign = MINUS if cents < 0 else ""
-    return f"{sign}${abs(cents):,.2f}"
+    """``-$1,234.57`` by the one money rule (``engine.domain.usd``); ``n/a`` for None."""
+    return "n/a" if value is None else usd(value)
 
 
 def signed_money(value: Decimal | None) -> str:
-    if value is None:
-        return "n/a"
-    cents = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return ("+" if cents > 0 else "") + money(cents)
+    """``+$12.30`` / ``-$12.30`` / ``$0.00``; ``n/a`` for None."""
+    return "n/a" if value is None else usd(value, signed=True)
 
 
 def price(value: Decimal | None) -> str:

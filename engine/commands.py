@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from engine.clock import NEW_YORK, trading_day
 from engine.control import HaltResult
-from engine.domain import ZERO, OrderStatus, OrderType, Side, TradingState
+from engine.domain import ZERO, OrderStatus, OrderType, Side, TradingState, usd
 from engine.engine import TradingEngine
 from engine.errors import CommandError, DomainError
 from engine.events import CommandAudited
@@ -432,7 +432,7 @@ def _clean_reason(reason: str) -> str:
 
 
 def _short_status(r: StatusReport) -> str:
-    return f"{r.state.value}, equity {r.equity:.2f}, {r.positions} positions"
+    return f"{r.state.value}, equity {usd(r.equity)}, {r.positions} positions"
 
 
 def _short_resume(r: ResumeReport) -> str:
@@ -446,7 +446,7 @@ def _short_trades(r: list[TradeView]) -> str:
 
 def _short_pnl(r: PnLReport) -> str:
     pnl = r.summary.day_pnl
-    return "day P&L n/a" if pnl is None else f"day P&L {pnl:.2f}"
+    return "day P&L n/a" if pnl is None else f"day P&L {usd(pnl, signed=True)}"
 
 
 def _short_halt(r: HaltResult) -> str:

@@ -17,7 +17,7 @@ from engine.broker.port import Broker
 from engine.bus import EventBus
 from engine.clock import NEW_YORK, Clock
 from engine.daily import DayTracker
-from engine.domain import TradingState
+from engine.domain import TradingState, usd
 from engine.errors import BrokerError
 from engine.events import Notice, Severity
 from engine.execution import ExecutionManager
@@ -234,13 +234,15 @@ class EngineControl:
 
     def check_loss_limit(self) -> None:
         pnl = self._portfolio.day_pnl
-        if self.loss_halt_day == self._days.day or not loss_limit_breached(pnl, self._risk):
+        if pnl is None or self.loss_halt_day == self._days.day:
+            return
+        if not loss_limit_breached(pnl, self._risk):
             return
         # Once per trading day: after a trader's override the gate still refuses new risk,
         # but the engine does not halt again on every tick.
         self.loss_halt_day = self._days.day
         limit = self._risk.daily_loss_limit
-        reason = f"daily loss limit hit: day P&L {pnl:,.2f} <= -{limit:,}"
+        reason = f"daily loss limit hit: day P&L {usd(pnl)} <= {usd(-limit)}"
         self._spawn(self.halt("risk", reason, cause=Cause.LOSS_LIMIT))
 
     async def outage_halt(self, reason: str) -> None:

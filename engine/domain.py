@@ -54,14 +54,23 @@ def parse_utc(text: str, *, field: str = "timestamp") -> datetime:
 
 
 def money(value: Decimal) -> Decimal:
-    """Round to the cent for display and cent-level comparisons."""
-    return value.quantize(CENT)
+    """Round to the cent, half away from zero: the one rounding rule for money shown to the
+    trader and for cash a broker settles (why this rule: docs/money.md)."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def usd(value: Decimal, *, signed: bool = False) -> str:
+    """Money as the trader reads it: ``-$1,234.57``; ``signed`` puts ``+`` on a gain.
+    Every text that shows money (gate, reconcile, renderers, reports) goes through here."""
+    cents = money(value)
+    sign = "-" if cents < ZERO else ("+" if signed and cents > ZERO else "")
+    return f"{sign}${abs(cents):,.2f}"
 
 
 def settlement(qty: Decimal, price: Decimal) -> Decimal:
     """The cash one execution of ``qty`` at ``price`` moves, before commission: its notional
-    rounded half-up to the cent, as the broker settles it (and the simulator does)."""
-    return (qty * price).quantize(CENT, rounding=ROUND_HALF_UP)
+    rounded to the cent (``money``), as the broker settles it (and the simulator does)."""
+    return money(qty * price)
 
 
 class Side(StrEnum):

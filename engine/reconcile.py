@@ -11,7 +11,7 @@ from decimal import Decimal
 from engine.broker.port import Broker
 from engine.bus import EventBus
 from engine.clock import Clock
-from engine.domain import CENT, ZERO, Account, OrderStatus
+from engine.domain import CENT, ZERO, Account, OrderStatus, usd
 from engine.errors import JournalWriteError
 from engine.events import ReconcileDrift
 from engine.execution import ExecutionManager
@@ -162,7 +162,7 @@ class Reconciler:
         local = portfolio.cash
         drifts: list[ReconcileDrift] = []
         if abs(account.cash - local) >= CENT and not first_start:
-            drifts.append(self._drift("cash", "cash", str(local), str(account.cash)))
+            drifts.append(self._drift("cash", "cash", usd(local), usd(account.cash)))
         portfolio.set_cash(account.cash)
         if portfolio.cash_base != self._stored_base:
             try:

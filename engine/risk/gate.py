@@ -44,7 +44,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from config.settings import RiskSettings
-from engine.domain import ZERO, OrderRequest, OrderType, Side, TradingState, money
+from engine.domain import ZERO, OrderRequest, OrderType, Side, TradingState, usd
 
 PDT_MIN_EQUITY = Decimal(25_000)
 PDT_MAX_DAY_TRADES = 3
@@ -187,7 +187,7 @@ class RiskGate:
             if notional > lim.max_order_notional:
                 return reject(
                     RejectReason.FAT_FINGER_NOTIONAL,
-                    f"order would be worth {_usd(notional)}; limit {_usd(lim.max_order_notional)}",
+                    f"order would be worth {usd(notional)}; limit {usd(lim.max_order_notional)}",
                 )
         if limit is not None and last is not None:
             deviation = abs(limit - last) * 100 / last
@@ -213,8 +213,8 @@ class RiskGate:
             return reject(
                 RejectReason.PATTERN_DAY_TRADER,
                 f"closing today's {request.symbol} position would be day trade "
-                f"{ctx.day_trades_5d + 1} in 5 days with equity {_usd(ctx.equity)} "
-                f"(under {_usd(PDT_MIN_EQUITY)})",
+                f"{ctx.day_trades_5d + 1} in 5 days with equity {usd(ctx.equity)} "
+                f"(under {usd(PDT_MIN_EQUITY)})",
             )
         return RiskDecision.approve()
 
@@ -238,14 +238,14 @@ class RiskGate:
         if size * mark > lim.max_position_notional:
             return reject(
                 RejectReason.MAX_POSITION_NOTIONAL,
-                f"{symbol} position would be worth {_usd(size * mark)}{_with_open(ctx)}; "
-                f"limit {_usd(lim.max_position_notional)}",
+                f"{symbol} position would be worth {usd(size * mark)}{_with_open(ctx)}; "
+                f"limit {usd(lim.max_position_notional)}",
             )
         gross = ctx.gross_exposure + (size - abs(ctx.position_qty)) * mark
         if gross > lim.max_gross_exposure:
             return reject(
                 RejectReason.MAX_GROSS_EXPOSURE,
-                f"gross exposure would be {_usd(gross)}; limit {_usd(lim.max_gross_exposure)}",
+                f"gross exposure would be {usd(gross)}; limit {usd(lim.max_gross_exposure)}",
             )
         # Only the part of the order that opens (beyond closing what is committed) needs money.
         closing = min(request.qty, abs(committed)) if request.side.sign * committed < 0 else ZERO
@@ -253,14 +253,14 @@ class RiskGate:
         if cost > ctx.buying_power:
             return reject(
                 RejectReason.BUYING_POWER,
-                f"order needs {_usd(cost)} of buying power; {_usd(ctx.buying_power)} available",
+                f"order needs {usd(cost)} of buying power; {usd(ctx.buying_power)} available",
             )
         pnl = ctx.day_pnl
         if pnl is not None and loss_limit_breached(pnl, lim):
             return reject(
                 RejectReason.DAILY_LOSS_LIMIT,
-                f"day P&L is {_usd(pnl)}, past the daily loss limit of "
-                f"{_usd(lim.daily_loss_limit)}; only orders that reduce a position are accepted",
+                f"day P&L is {usd(pnl)}, past the daily loss limit of "
+                f"{usd(lim.daily_loss_limit)}; only orders that reduce a position are accepted",
             )
         return None
 
@@ -313,11 +313,6 @@ def _with_open(ctx: RiskContext) -> str:
 def _num(value: Decimal) -> str:
     text = format(value.normalize(), ",f")
     return "0" if text == "-0" else text
-
-
-def _usd(value: Decimal) -> str:
-    sign = "-" if value < ZERO else ""
-    return f"{sign}${format(money(abs(value)), ',f')}"
 
 
 def _pct(value: Decimal) -> str:

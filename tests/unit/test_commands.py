@@ -98,7 +98,7 @@ async def test_status_when_position_held_then_report_has_book_state_and_health(c
     assert report.now == ctx.parts.clock.now()
     row = await ctx.last_audit()
     assert (row.actor, row.command, row.args, row.ok) == ("alice", "status", "", True)
-    assert row.result == "ACTIVE, equity 100100.00, 1 positions"
+    assert row.result == "ACTIVE, equity $100,100.00, 1 positions"
     [event] = ctx.audited()
     assert (event.command, event.control, event.ok) == ("status", False, True)
 
@@ -181,7 +181,7 @@ async def test_pnl_when_position_marked_up_then_summary_and_curve_end_at_now(ctx
     assert current == (ctx.parts.clock.now(), D(100_100))
     assert snapshots  # the engine's own snapshots come first
     assert all(ts <= last_bar_end for ts, _ in snapshots)
-    assert (await ctx.last_audit()).result == "day P&L 100.00"
+    assert (await ctx.last_audit()).result == "day P&L +$100.00"
 
 
 async def test_flatten_preview_when_position_and_order_open_then_what_flatten_would_do(

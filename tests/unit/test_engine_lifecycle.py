@@ -270,7 +270,7 @@ async def test_worker_when_day_loss_limit_hit_then_auto_halted_and_flattened_onc
 
         record = engine.state.record
         assert (record.actor, record.cause) == ("risk", "loss_limit")
-        assert record.reason == "daily loss limit hit: day P&L -200.00 <= -100"
+        assert record.reason == "daily loss limit hit: day P&L -$200.00 <= -$100.00"
         assert engine.portfolio.qty("AAPL") == D(0)
         halts = [e for e in p.of(TradingStateChanged) if e.new is TradingState.HALTED]
         assert len(halts) == 1

@@ -106,7 +106,7 @@ async def test_run_when_restarted_cash_is_a_cent_off_the_broker_then_drift_publi
 
     result = await reconciler(parts).run(SINCE, at_startup=True)
 
-    assert drifts(result) == [("cash", "cash", "98999.988", "99000.00")]
+    assert drifts(result) == [("cash", "cash", "$98,999.99", "$99,000.00")]
     assert parts.portfolio.cash == D("99000.00")
     assert await parts.journal.get_meta(CASH_BASE) == "100000.00"  # the next start is clean
     assert (await reconciler(parts).run(SINCE, at_startup=True)).clean
@@ -130,7 +130,7 @@ async def test_run_when_cash_differs_later_then_adopted_and_drift_published(
 
     result = await reconciler(parts).run(SINCE, at_startup=False)
 
-    assert drifts(result) == [("cash", "cash", "123", "100000.00")]
+    assert drifts(result) == [("cash", "cash", "$123.00", "$100,000.00")]
     assert parts.portfolio.cash == D("100000.00")
     assert parts.of(ReconcileDrift) == result.drifts
 
