@@ -2,7 +2,8 @@
 
 ``WebServer(app, router=...)`` is a service like the alert router and the scheduler: the bot
 (``bot.runner``) and the console start it after the engine and stop it before. It serves the
-JSON API over the command service's read calls and ``/metrics``. No route changes anything:
+page, the JSON API over the command service's read calls, server-sent change events and
+``/metrics``. No route changes anything:
 every method but GET and HEAD is refused with 405 before anything else runs, and every route
 but ``/healthz`` needs the bearer token.
 """
@@ -16,8 +17,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from bot.alerts import AlertRouter
-from bot.web import api
+from bot.web import api, page
 from bot.web.auth import TOKEN_FILE, TokenCheck, write_token_file
+from bot.web.events import ChangeStream
 from bot.web.metrics import CONTENT_TYPE_LATEST, EngineCollector, metrics_registry, render
 from engine.app import EngineApp, StartupError
 from engine.errors import DomainError
@@ -45,6 +47,7 @@ class WebServer:
         self._settings = app.settings.web
         self._collector = EngineCollector(app, router)
         self._registry = metrics_registry(self._collector)
+        self._changes = ChangeStream(app.bus)
         self._runner: web.AppRunner | None = None
         self._token: str | None = (
             self._settings.token.get_secret_value().strip() if self._settings.token else None
@@ -65,13 +68,14 @@ class WebServer:
             data_dir = self._app.settings.storage.data_dir
             self._token = await asyncio.to_thread(write_token_file, data_dir)
         check = TokenCheck(self._token)
+        assets = await asyncio.to_thread(page.load_assets)
 
         @web.middleware
         async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
             if request.method not in READ_METHODS:
                 response: web.StreamResponse = _refuse_write(request)
             elif request.path not in OPEN_PATHS and not check.allows(request):
-                response = _unauthorized(request)
+                response = _unauthorized(request, assets)
             else:
                 response = await _run(request, handler)
             response.headers.update(_COMMON_HEADERS)
@@ -80,8 +84,12 @@ class WebServer:
         webapp = web.Application(middlewares=[guard], client_max_size=1024)
         webapp.router.add_get("/healthz", self._healthz)
         webapp.router.add_get("/metrics", self._metrics)
+        webapp.router.add_get("/api/events", self._changes.handle)
         for path, handler in api.routes(self._app.commands).items():
             webapp.router.add_get(path, handler)
+        for path, handler in page.routes(assets).items():
+            webapp.router.add_get(path, handler)
+        webapp.on_shutdown.append(self._on_shutdown)
         return webapp
 
     async def start(self) -> None:
@@ -112,7 +120,11 @@ class WebServer:
             if runner is not None:
                 await runner.cleanup()
         finally:
+            self._changes.close()
             self._collector.close()
+
+    async def _on_shutdown(self, _: web.Application) -> None:
+        self._changes.close()  # open event streams end, so shutdown does not wait for them
 
     async def _healthz(self, request: web.Request) -> web.StreamResponse:
         ready = self._app.engine.ready.is_set()
@@ -146,7 +158,10 @@ def _refuse_write(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _unauthorized(request: web.Request) -> web.StreamResponse:
-    response = api.error_response(401, "missing or wrong token")
+def _unauthorized(request: web.Request, assets: page.Assets) -> web.StreamResponse:
+    if request.path == "/":
+        response: web.StreamResponse = page.login(assets)
+    else:
+        response = api.error_response(401, "missing or wrong token")
     response.headers["WWW-Authenticate"] = 'Bearer realm="trader"'
     return response

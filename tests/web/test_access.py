@@ -32,7 +32,7 @@ def served_paths(client: Client) -> list[str]:
         for route in client.app.router.routes()
         if route.resource is not None
     }
-    assert {"/healthz", "/api/status"} <= paths
+    assert {"/", "/healthz", "/metrics", "/api/status", "/api/events"} <= paths
     return sorted(paths)
 
 
@@ -58,6 +58,16 @@ async def test_every_route_when_token_missing_or_wrong_then_401_and_no_data(
                 assert await response.json() == {"error": "missing or wrong token"}, where
 
 
+async def test_page_when_no_token_then_login_form_without_data(client: Client) -> None:
+    response = await client.get("/")
+
+    assert response.status == 401
+    body = await response.text()
+    assert '<form id="login"' in body
+    assert 'id="positions"' not in body
+    assert "nonce-" in response.headers["Content-Security-Policy"]
+
+
 @pytest.mark.parametrize(
     "headers",
     [
@@ -70,6 +80,8 @@ async def test_every_route_when_token_right_then_served(
     client: Client, headers: dict[str, str]
 ) -> None:
     for path in served_paths(client):
+        if path == "/api/events":
+            continue  # a stream that stays open: test_events covers it
         response = await client.get(path, headers=headers)
 
         assert response.status == 200, path

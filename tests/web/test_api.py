@@ -103,6 +103,8 @@ async def test_read_when_served_then_audited_as_actor_web(
     [
         ("/api/status?verbose=1", "unknown query parameter 'verbose'"),
         ("/api/positions?x=", "unknown query parameter 'x'"),
+        ("/metrics?format=json", "unknown query parameter 'format'"),
+        ("/?refresh=1", "takes no parameters"),
     ],
 )
 async def test_read_when_query_parameter_unknown_then_400_naming_it_and_nothing_run(

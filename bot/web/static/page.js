@@ -1,0 +1,230 @@
+// The trader's read-only page: fetches the JSON API, redraws, and fetches again when the
+// server's event stream says something changed (fills, orders, trading state) or every
+// REFRESH_MS for prices. Everything is written with textContent: nothing from the API is
+// ever parsed as HTML.
+"use strict";
+
+const REFRESH_MS = 15000;
+const DEBOUNCE_MS = 250;
+const ZONE = "America/New_York";
+const SVG = "http://www.w3.org/2000/svg";
+
+const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
+const clock = new Intl.DateTimeFormat("en-US", {
+  timeZone: ZONE, hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+});
+const day = new Intl.DateTimeFormat("en-US", { timeZone: ZONE, month: "short", day: "numeric" });
+
+const $ = (id) => document.getElementById(id);
+
+function fmtMoney(text) {
+  return text === null || text === undefined ? "n/a" : money.format(Number(text));
+}
+
+function signed(text) {
+  if (text === null || text === undefined) return "n/a";
+  const n = Number(text);
+  return (n > 0 ? "+" : "") + money.format(n);
+}
+
+function pct(text) {
+  if (text === null || text === undefined) return "";
+  const n = Number(text);
+  return (n > 0 ? "+" : "") + n.toFixed(2) + "%";
+}
+
+function tone(el, text) {
+  const n = Number(text);
+  el.classList.toggle("up", text !== null && n > 0);
+  el.classList.toggle("down", text !== null && n < 0);
+}
+
+function time(iso) {
+  return iso ? clock.format(new Date(iso)) : "n/a";
+}
+
+function ago(seconds) {
+  if (seconds === null || seconds === undefined) return "n/a";
+  if (seconds < 90) return Math.round(seconds) + " s";
+  if (seconds < 5400) return Math.round(seconds / 60) + " min";
+  return (seconds / 3600).toFixed(1) + " h";
+}
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function fillRows(tbody, rows, columns, emptyText, key) {
+  const trs = rows.map((row) => {
+    const tr = document.createElement("tr");
+    if (key) tr.dataset.key = key(row);
+    for (const [value, className] of columns(row)) tr.append(cell(value, className));
+    return tr;
+  });
+  if (!trs.length) {
+    const tr = document.createElement("tr");
+    const td = cell(emptyText, "empty");
+    td.colSpan = tbody.closest("table").querySelectorAll("th").length;
+    tr.append(td);
+    trs.push(tr);
+  }
+  tbody.replaceChildren(...trs);
+}
+
+async function getJSON(path) {
+  const response = await fetch(path, { cache: "no-store", credentials: "same-origin" });
+  if (response.status === 401) {
+    location.reload(); // the server answers with its login form
+    throw new Error("the token is no longer accepted");
+  }
+  const body = await response.json();
+  if (!response.ok) throw new Error(path + ": " + (body.error || response.status));
+  return body;
+}
+
+function renderStatus(s) {
+  const badge = $("state");
+  badge.textContent = s.state;
+  badge.className = "badge " + s.state;
+  const reason = s.state_reason ? " · " + s.state_reason : "";
+  const locked = s.loss_limit_locked ? " · loss-limit lock" : "";
+  const flatten = s.flatten_running ? " · flatten running" : "";
+  $("state-detail").textContent =
+    "by " + s.state_actor + reason + " · since " + day.format(new Date(s.state_since)) + " " +
+    time(s.state_since) + locked + flatten;
+  $("mode").textContent = s.mode;
+  $("market").textContent = s.market_open ? "market open" : "market closed";
+  $("equity").textContent = fmtMoney(s.equity);
+  const pnl = $("day-pnl");
+  pnl.textContent = signed(s.day_pnl) + (s.day_pnl_pct === null ? "" : " (" + pct(s.day_pnl_pct) + ")");
+  tone(pnl, s.day_pnl);
+  $("cash").textContent = fmtMoney(s.cash);
+  $("exposure").textContent = fmtMoney(s.gross_exposure);
+  const health = [
+    ["Feed", (s.feed.connected ? "connected" : "down") + " · last message " +
+      ago(s.feed.last_message_age_s) + " ago · " + s.feed.detail],
+    ["Broker", s.broker.name + " · " + (s.broker.ok ? "ok" : "failing: " + s.broker.last_error) +
+      (s.broker.round_trip_ms === null ? "" : " · " + s.broker.round_trip_ms.toFixed(0) + " ms")],
+    ["Loop lag p99", s.loop_lag_p99_ms === null ? "n/a" : s.loop_lag_p99_ms.toFixed(1) + " ms"],
+    ["Heartbeat", time(s.last_heartbeat)],
+    ["Uptime", ago(s.uptime_s)],
+  ];
+  $("health").replaceChildren(...health.flatMap(([k, v]) => {
+    const dt = document.createElement("dt");
+    const dd = document.createElement("dd");
+    dt.textContent = k;
+    dd.textContent = v;
+    return [dt, dd];
+  }));
+}
+
+function renderPositions(rows) {
+  $("positions-count").textContent = "(" + rows.length + ")";
+  fillRows($("positions"), rows, (p) => [
+    [p.symbol, "symbol"],
+    [p.qty, "num qty"],
+    [fmtMoney(p.avg_price), "num"],
+    [fmtMoney(p.last_price), "num"],
+    [fmtMoney(p.market_value), "num"],
+    [signed(p.unrealized_pnl) + (p.unrealized_pct === null ? "" : " " + pct(p.unrealized_pct)),
+      "num " + (Number(p.unrealized_pnl) >= 0 ? "up" : "down")],
+  ], "No open positions", (p) => p.symbol);
+}
+
+function renderOrders(rows) {
+  $("orders-count").textContent = "(" + rows.length + ")";
+  fillRows($("orders"), rows, (o) => [
+    [o.symbol, "symbol"],
+    [o.side, o.side === "buy" ? "up" : "down"],
+    [o.filled_qty + " / " + o.qty, "num"],
+    [o.order_type, ""],
+    [o.limit_price === null ? "" : fmtMoney(o.limit_price), "num"],
+    [o.status, ""],
+    [ago(o.age_s), "num"],
+  ], "No open orders", (o) => o.client_order_id);
+}
+
+function renderCurve(points) {
+  const svg = $("curve");
+  const values = points.map((p) => Number(p.equity));
+  if (values.length < 2) {
+    svg.replaceChildren();
+    $("curve-caption").textContent = "Not enough points yet.";
+    return;
+  }
+  const times = points.map((p) => Date.parse(p.ts));
+  const [w, h, pad] = [600, 160, 8];
+  const lo = Math.min(...values), hi = Math.max(...values);
+  const span = hi - lo || 1, t0 = times[0], tspan = times[times.length - 1] - t0 || 1;
+  const xy = values.map((v, i) => [
+    ((times[i] - t0) / tspan) * w,
+    h - pad - ((v - lo) / span) * (h - 2 * pad),
+  ]);
+  const line = xy.map(([x, y], i) => (i ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1)).join(" ");
+  const make = (name, attrs) => {
+    const el = document.createElementNS(SVG, name);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+    return el;
+  };
+  const startY = xy[0][1].toFixed(1);
+  svg.replaceChildren(
+    make("path", { class: "area", d: line + " L" + w + " " + h + " L0 " + h + " Z" }),
+    make("line", { class: "base", x1: 0, x2: w, y1: startY, y2: startY,
+      "vector-effect": "non-scaling-stroke" }),
+    make("path", { class: "line", d: line, "vector-effect": "non-scaling-stroke" }),
+  );
+  $("curve-caption").textContent =
+    "low " + money.format(lo) + " · high " + money.format(hi) + " · now " +
+    money.format(values[values.length - 1]) + " · " + time(points[0].ts) + " – " +
+    time(points[points.length - 1].ts);
+}
+
+let running = null;
+let again = false;
+
+async function refresh() {
+  if (running) { again = true; return running; }
+  running = (async () => {
+    try {
+      const [status, positions, orders, pnl] = await Promise.all([
+        getJSON("/api/status"), getJSON("/api/positions"), getJSON("/api/orders"),
+        getJSON("/api/pnl"),
+      ]);
+      renderStatus(status);
+      renderPositions(positions);
+      renderOrders(orders);
+      renderCurve(pnl.curve);
+      $("error").hidden = true;
+      $("updated").textContent = time(status.now);
+      document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
+    } catch (error) {
+      $("error").textContent = "Could not update: " + error.message;
+      $("error").hidden = false;
+    } finally {
+      running = null;
+    }
+  })();
+  await running;
+  if (again) { again = false; await refresh(); }
+}
+
+let pending = null;
+function soon() {
+  clearTimeout(pending);
+  pending = setTimeout(refresh, DEBOUNCE_MS);
+}
+
+function listen() {
+  const live = $("live");
+  const events = new EventSource("/api/events");
+  events.addEventListener("hello", () => { live.textContent = "live"; soon(); });
+  events.addEventListener("change", soon);
+  events.onerror = () => { live.textContent = "reconnecting…"; };
+}
+
+refresh();
+listen();
+setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);

@@ -1,0 +1,101 @@
+"""The page in a real headless Chromium against a running simulator session: it logs in with
+the token, shows the state and the positions, updates by itself after a fill, reads on a
+phone and on a desktop, and logs no console error. Screenshots are saved under the test's
+tmp dir (printed; pytest keeps the last three runs)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.web import WebServer
+from engine.app import EngineApp
+from tests.support.app import seed_position
+from tests.web.chromium import Tab, chromium
+from tests.web.conftest import TOKEN, start_with_web, web_settings
+
+PHONE = (390, 844)
+DESKTOP = (1280, 900)
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[EngineApp, WebServer]]:
+    app, server = await start_with_web(web_settings(tmp_path))
+    await server.start()
+    try:
+        yield app, server
+    finally:
+        await server.stop()
+        await app.stop()
+
+
+def rows_js(table: str) -> str:
+    return (
+        f"[...document.querySelectorAll('#{table} tr[data-key]')]"
+        ".map(tr => [tr.dataset.key, tr.querySelector('.qty')?.textContent ?? ''])"
+    )
+
+
+async def log_in(tab: Tab, url: str) -> None:
+    await tab.navigate(url)
+    assert await tab.evaluate("document.getElementById('login') !== null")
+    assert await tab.evaluate("document.getElementById('positions') === null")
+    await tab.evaluate(
+        f"document.getElementById('token').value = {json.dumps(TOKEN)};"
+        "document.getElementById('login').requestSubmit(); true"
+    )
+    await tab.wait_for("document.getElementById('positions') !== null")
+
+
+async def test_page_when_session_runs_then_shows_state_positions_and_updates_after_a_fill(
+    served: tuple[EngineApp, WebServer], tmp_path: Path
+) -> None:
+    app, server = served
+    async with chromium(tmp_path) as browser:
+        tab = await browser.new_tab()
+        await tab.set_viewport(*DESKTOP, mobile=False)
+        await log_in(tab, server.url)
+        errors_at_login = list(tab.errors)
+        tab.errors.clear()
+
+        await tab.wait_for("document.getElementById('live').textContent === 'live'")
+        # The first fetch, then the one the stream's hello asks for (missed while away).
+        await tab.wait_for("Number(document.body.dataset.renders) >= 2")
+        state = await tab.evaluate("document.getElementById('state').textContent")
+        detail = await tab.evaluate("document.getElementById('state-detail').textContent")
+        shown = dict(await tab.evaluate(rows_js("positions")))
+        held = {p.symbol: str(p.qty) for p in app.engine.portfolio.positions()}
+        assert held, "the replayed morning leaves positions to show"
+        desktop = await tab.screenshot(tmp_path / "page-desktop.png")
+
+        await tab.evaluate("window.sameDocument = true")
+        await seed_position(app, "MSFT", -6)  # a fill: the event stream makes the page fetch
+        after = await tab.wait_for(f"({rows_js('positions')}).find(r => r[0] === 'MSFT')")
+        not_reloaded = await tab.evaluate("window.sameDocument === true")
+
+        await tab.set_viewport(*PHONE, mobile=True)
+        await tab.wait_for("innerWidth === 390")
+        overflow = await tab.evaluate("document.documentElement.scrollWidth - innerWidth")
+        phone = await tab.screenshot(tmp_path / "page-phone.png")
+        errors = list(tab.errors)
+
+    print(f"screenshots: {desktop} {phone}")
+    assert state == app.engine.state.record.state.value == "ACTIVE"
+    assert detail.startswith(f"by {app.engine.state.record.actor}")
+    assert shown == held
+    assert after == ["MSFT", "-6"]
+    assert not_reloaded
+    assert overflow <= 0, "the phone layout scrolls sideways"
+    assert errors == [], errors
+    # The login page itself is the 401 answer; Chromium may log that status, nothing else.
+    assert all(
+        e.startswith("log: Failed to load resource")
+        and "status of 401" in e
+        and e.endswith(server.url)
+        for e in errors_at_login
+    ), errors_at_login
+    for shot in (desktop, phone):
+        assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
