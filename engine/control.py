@@ -1,6 +1,7 @@
 """The engine's control API and its guards: halt, flatten and reconcile (``TradingEngine``
 exposes them as its public methods), the broker calls with their health, and the guards that
-act on their own (daily loss limit, broker outage, the dead-man's switch for stale data).
+act on their own (daily loss limit, broker outage, the dead-man's switch for stale data, the
+journal that cannot write: ``engine.storage_guard``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from engine.order_book import OrderBook
 from engine.portfolio import Portfolio
 from engine.reconcile import Reconciler, ReconcileResult
 from engine.risk import Cause, StateRecord, TradingStateController, loss_limit_breached
+from engine.storage_guard import StorageGuard
 from engine.store.journal import Journal
 from engine.watchdog import Watchdog, WatchdogLimits
 
@@ -115,6 +117,10 @@ class EngineControl:
                 halt=self.outage_halt,
                 probe=broker.get_clock,
             )
+        self.storage = StorageGuard(
+            state=state, execution=execution, bus=bus, clock=clock, spawn=spawn
+        )
+        journal.on_writable_change = self.storage.on_writable_change
         self._watchdog_limits = watchdog
         self.watchdog: Watchdog | None = None
         if watchdog is not None:

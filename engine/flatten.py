@@ -22,7 +22,7 @@ from engine.backoff import backoff_delay
 from engine.broker.port import Broker, CloseResult
 from engine.clock import Clock
 from engine.domain import ZERO, OrderRequest, Side, TradingState
-from engine.errors import BrokerError, BrokerUnavailable
+from engine.errors import BrokerError, BrokerUnavailable, TradingStateError
 from engine.execution import ExecutionManager
 from engine.flatten_mark import FlattenMark, MarkStore
 from engine.flatten_mark import load as load_mark
@@ -176,7 +176,10 @@ class Flattener:
             if mark.replaced is not None:
                 # Only undo our own REDUCING: a trader's reduce or halt during the flatten stays.
                 why = "flatten finished" if inherited is None else "interrupted flatten finished"
-                await self._state.resume(mark.actor, why, if_cause=Cause.FLATTEN)
+                try:
+                    await self._state.resume(mark.actor, why, if_cause=Cause.FLATTEN)
+                except TradingStateError as exc:  # the journal cannot write: stay REDUCING
+                    log.warning("REDUCING kept after the flatten: %s", exc)
             if self._marks is not None:
                 await save_mark(self._marks, None)
 

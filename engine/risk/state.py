@@ -1,14 +1,19 @@
 """The one owner of the trading state: ACTIVE, REDUCING or HALTED.
 
 Every change is written to the journal first, then applied, then published as a
-``TradingStateChanged`` event, so what the trader is told has always been persisted and a
-restart restores exactly what was last acknowledged. A halt caused by the daily loss limit
-stays on for the rest of that trading day unless the trader explicitly overrides it.
+``TradingStateChanged`` event, so what the trader is told has been persisted and a restart
+restores what was last acknowledged. One exception keeps the trader in control when the
+journal cannot write (disk full, read-only, I/O error): a HALTED or REDUCING is applied in
+memory anyway, kept as unpersisted and written, in order, as soon as the journal can write
+again (``persist_pending``); a change back to ACTIVE is refused while it cannot. A halt caused
+by the daily loss limit stays on for the rest of that trading day unless the trader
+explicitly overrides it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -17,8 +22,10 @@ from typing import Protocol
 from engine.bus import EventBus
 from engine.clock import Clock, trading_day
 from engine.domain import TradingState, ensure_utc
-from engine.errors import TradingStateError
+from engine.errors import JournalWriteError, TradingStateError
 from engine.events import TradingStateChanged
+
+log = logging.getLogger(__name__)
 
 
 class StatePersistence(Protocol):
@@ -35,6 +42,7 @@ class Cause(StrEnum):
     ENGINE_STALE = "engine_stale"
     REJECTS = "repeated_rejects"
     FLATTEN = "flatten"
+    STORAGE = "storage"
     STARTUP = "startup"
 
 
@@ -42,7 +50,9 @@ class Cause(StrEnum):
 # new cause ranks higher: a loss-limit halt over a manual one is recorded (it adds the same-day
 # lock), while an automatic halt over a manual one is not, so that automatic recovery (which
 # resumes only its own cause, see ``if_cause``) can never lift a halt a person set. A person's
-# REDUCING outranks the flatten's own, so the flatten's clean-up does not undo it.
+# REDUCING outranks the flatten's own, so the flatten's clean-up does not undo it. The journal's
+# REDUCING (storage) takes over any automatic one, the flatten's included, and lifts itself
+# once the journal writes again; a person's stays.
 _RANK: dict[str, int] = {
     Cause.STARTUP: 0,
     Cause.BROKER_UNREACHABLE: 1,
@@ -50,8 +60,9 @@ _RANK: dict[str, int] = {
     Cause.ENGINE_STALE: 1,
     Cause.REJECTS: 1,
     Cause.FLATTEN: 2,
-    Cause.MANUAL: 3,
-    Cause.LOSS_LIMIT: 4,
+    Cause.STORAGE: 3,
+    Cause.MANUAL: 4,
+    Cause.LOSS_LIMIT: 5,
 }
 
 
@@ -89,6 +100,7 @@ class TradingStateController:
         self._clock = clock
         self._store = store
         self._lock = asyncio.Lock()
+        self._unpersisted: list[StateRecord] = []
         self._record = initial or StateRecord(
             TradingState.ACTIVE, "system", "startup", Cause.STARTUP.value, clock.now()
         )
@@ -104,6 +116,11 @@ class TradingStateController:
     @property
     def record(self) -> StateRecord:
         return self._record
+
+    @property
+    def unpersisted(self) -> int:
+        """Changes applied in memory that the journal could not write yet."""
+        return len(self._unpersisted)
 
     @property
     def loss_limit_locked(self) -> bool:
@@ -138,7 +155,10 @@ class TradingStateController:
         the current cause is that one: automatic recovery uses it so it only lifts its own halt.
         With ``unless_halted``, nothing happens while HALTED (checked under the lock, so an
         automatic REDUCING can never land on top of a halt that raced it).
-        If persisting fails, nothing changes and the error propagates.
+        When the journal cannot write (``JournalWriteError``) a HALTED or REDUCING is applied
+        anyway and persisted later (``persist_pending``), while ACTIVE is refused with a
+        ``TradingStateError`` and nothing changes. Any other failure to persist changes
+        nothing and propagates.
         """
         new = TradingState(new)
         cause = Cause(cause).value
@@ -161,7 +181,13 @@ class TradingStateController:
                 prefix = f"override of the loss-limit halt of {current.trading_day.isoformat()}"
                 reason = f"{prefix}: {reason}" if reason else prefix
             record = StateRecord(new, actor, reason, cause, now)
-            await self._store.record_trading_state(new, actor, reason, cause, now)
+            try:
+                await self._persist(record)
+            except JournalWriteError as exc:
+                if new is TradingState.ACTIVE:
+                    raise TradingStateError(_unwritable_message(current, exc)) from exc
+                log.error("%s by %s applied but not on disk yet: %s", new.value, actor, exc)
+                self._unpersisted.append(record)
             self._record = record
             self._bus.publish(
                 TradingStateChanged(
@@ -169,6 +195,27 @@ class TradingStateController:
                 )
             )
             return record
+
+    async def persist_pending(self) -> int:
+        """Write the changes applied while the journal could not (oldest first); returns how
+        many are still unwritten. Raises nothing: a failure leaves them for the next call."""
+        async with self._lock:
+            try:
+                await self._persist(None)
+            except JournalWriteError as exc:
+                log.warning("%d trading-state changes still unwritten: %s", self.unpersisted, exc)
+            return self.unpersisted
+
+    async def _persist(self, record: StateRecord | None) -> None:
+        # Unwritten changes first, so the journal keeps their order; one that fails stops here.
+        while self._unpersisted:
+            await self._write(self._unpersisted[0])
+            self._unpersisted.pop(0)
+        if record is not None:
+            await self._write(record)
+
+    async def _write(self, r: StateRecord) -> None:
+        await self._store.record_trading_state(r.state, r.actor, r.reason, r.cause, r.ts)
 
     async def halt(self, actor: str, reason: str, *, cause: str = Cause.MANUAL) -> StateRecord:
         return await self.set(TradingState.HALTED, actor, reason, cause=cause)
@@ -213,6 +260,13 @@ class TradingStateController:
             and record.cause == Cause.LOSS_LIMIT
             and record.trading_day >= today
         )
+
+
+def _unwritable_message(current: StateRecord, exc: JournalWriteError) -> str:
+    return (
+        f"The journal cannot be written ({exc}), so trading stays {current.state.value}: "
+        f"no new positions until it can. !halt and !flatten still work."
+    )
 
 
 def _locked_message(record: StateRecord) -> str:

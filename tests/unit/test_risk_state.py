@@ -9,7 +9,7 @@ import pytest
 from engine.bus import EventBus
 from engine.clock import TestClock
 from engine.domain import TradingState
-from engine.errors import TradingStateError
+from engine.errors import JournalWriteError, TradingStateError
 from engine.events import TradingStateChanged
 from engine.risk import Cause, StateRecord, TradingStateController
 
@@ -240,6 +240,79 @@ async def test_set_when_persistence_recovers_then_next_change_applies() -> None:
 
     assert h.controller.state is H
     assert len(h.events) == 1
+
+
+async def test_set_when_journal_cannot_write_then_halt_applied_in_memory_and_published() -> None:
+    h = make()
+    h.store.fail_with = JournalWriteError("database or disk is full")
+
+    after = await h.controller.halt("alice", "news")
+
+    assert after.state is H
+    assert h.controller.state is H
+    assert h.controller.unpersisted == 1
+    assert [(e.old, e.new) for e in h.events] == [(A, H)]
+    assert h.store.calls == []
+
+
+async def test_persist_pending_when_journal_writes_again_then_changes_written_in_order() -> None:
+    h = make()
+    h.store.fail_with = JournalWriteError("database or disk is full")
+    await h.controller.reduce("journal", "cannot write", cause=Cause.STORAGE)
+    h.clock.advance(5)
+    await h.controller.halt("alice", "news")
+    still_failing = await h.controller.persist_pending()
+    h.store.fail_with = None
+
+    left = await h.controller.persist_pending()
+
+    assert (still_failing, left) == (2, 0)
+    assert [(c.state, c.actor, c.cause) for c in h.store.calls] == [
+        (R, "journal", "storage"),
+        (H, "alice", "manual"),
+    ]
+    assert h.store.calls[1].ts == START + timedelta(seconds=5)  # each keeps its own time
+
+
+async def test_set_when_unwritten_changes_wait_then_written_before_the_next_one() -> None:
+    h = make()
+    h.store.fail_with = JournalWriteError("database or disk is full")
+    await h.controller.halt("alice", "news")
+    h.store.fail_with = None
+
+    await h.controller.resume("alice", "all clear")
+
+    assert [c.state for c in h.store.calls] == [H, A]
+    assert h.controller.unpersisted == 0
+
+
+async def test_resume_when_journal_cannot_write_then_refused_with_clear_message() -> None:
+    h = make(record(R, cause="storage"))
+    h.store.fail_with = JournalWriteError("database or disk is full")
+
+    with pytest.raises(TradingStateError) as caught:
+        await h.controller.resume("alice", "go")
+
+    assert str(caught.value) == (
+        "The journal cannot be written (database or disk is full), so trading stays REDUCING: "
+        "no new positions until it can. !halt and !flatten still work."
+    )
+    assert h.controller.state is R
+    assert h.events == []
+    assert h.controller.unpersisted == 0
+
+
+async def test_reduce_when_storage_over_a_flatten_reducing_then_takes_over_not_over_a_person() -> (
+    None
+):
+    flatten = make(record(R, cause="flatten"))
+    person = make(record(R, cause="manual"))
+
+    over_flatten = await flatten.controller.reduce("journal", "x", cause=Cause.STORAGE)
+    over_person = await person.controller.reduce("journal", "x", cause=Cause.STORAGE)
+
+    assert over_flatten.cause == "storage"
+    assert over_person.cause == "manual"
 
 
 async def test_set_when_cause_unknown_then_value_error_and_nothing_written() -> None:
