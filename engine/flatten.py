@@ -20,6 +20,7 @@ from uuid import uuid4
 
 from engine.backoff import backoff_delay
 from engine.broker.port import Broker, CloseResult
+from engine.broker.resilience import safety_calls
 from engine.clock import Clock
 from engine.domain import ZERO, OrderRequest, Side, TradingState
 from engine.errors import BrokerError, BrokerUnavailable, TradingStateError
@@ -135,7 +136,8 @@ class Flattener:
                 assert self._task is not None
                 report = await asyncio.shield(self._task)
                 return dataclasses.replace(report, joined=True)
-            self._task = asyncio.get_running_loop().create_task(self._run(actor, inherited))
+            with safety_calls():  # its reads too take the broker's safety lane
+                self._task = asyncio.get_running_loop().create_task(self._run(actor, inherited))
             return await asyncio.shield(self._task)
         finally:
             if progress is not None and progress in self._listeners:

@@ -1,5 +1,10 @@
-"""Broker-agnostic protection around remote calls: a circuit breaker, a request budget and a
-retry policy (waiting ``engine.backoff.backoff_delay``).
+"""Broker-agnostic protection around remote calls: a circuit breaker, a request budget with a
+lane reserved for safety calls, and a retry policy (waiting ``engine.backoff.backoff_delay``).
+
+Safety calls are what takes risk off: cancelling orders and closing positions always, and
+every call made inside ``safety_calls()`` (the flatten marks its confirming reads so). They
+never queue behind ordinary traffic: the budget keeps ``reserve`` starts a minute for them,
+and they wait only for each other.
 
 Time is injected (``monotonic`` and ``sleep``) so tests drive every wait with a test clock.
 """
@@ -7,9 +12,11 @@ Time is injected (``monotonic`` and ``sleep``) so tests drive every wait with a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
@@ -23,6 +30,26 @@ Sleep = Callable[[float], Awaitable[None]]
 
 # Float refills land a hair under a whole token; waiting for that hair would be a busy loop.
 _EPSILON = 1e-9
+
+
+_SAFETY: contextvars.ContextVar[bool] = contextvars.ContextVar("broker_safety", default=False)
+
+SAFETY_RESERVE = 20
+"""Starts a minute kept for safety calls (a halt and a flatten need a handful)."""
+
+
+@contextlib.contextmanager
+def safety_calls() -> Iterator[None]:
+    """Broker calls made in this block, and in tasks created in it, are safety calls."""
+    token = _SAFETY.set(True)
+    try:
+        yield
+    finally:
+        _SAFETY.reset(token)
+
+
+def in_safety_calls() -> bool:
+    return _SAFETY.get()
 
 
 class BreakerState(StrEnum):
@@ -106,10 +133,12 @@ class CircuitBreaker:
 
 class RequestBudget:
     """At most ``per_minute`` calls start in any ``window_s`` (60 s) window: a sliding log of
-    start times. A burst of up to ``per_minute`` calls goes at once (a flatten's per-symbol
-    fallback needs that), and the venue's per-minute limit still holds in every window,
-    which a token bucket only guarantees with a small burst. ``acquire`` waits for room
-    rather than exceed it; waiters are served in arrival order."""
+    start times. A burst goes at once (a flatten's per-symbol fallback needs that), and the
+    venue's per-minute limit still holds in every window. Ordinary calls may use all but
+    ``reserve`` of it (default ``SAFETY_RESERVE``, at most a quarter); safety calls may use
+    all of it and wait in their own line, so a halt after any burst of ordinary calls starts
+    at once. ``acquire`` waits for room rather than exceed it; each lane is served in
+    arrival order."""
 
     def __init__(
         self,
@@ -118,38 +147,51 @@ class RequestBudget:
         monotonic: Monotonic,
         sleep: Sleep = asyncio.sleep,
         window_s: float = 60.0,
+        reserve: int | None = None,
     ) -> None:
         if per_minute < 1:
             raise ValueError(f"per_minute must be >= 1, got {per_minute}")
+        kept = min(SAFETY_RESERVE, per_minute // 4) if reserve is None else reserve
+        if not 0 <= kept < per_minute:
+            raise ValueError(f"reserve must be within 0..{per_minute - 1}, got {kept}")
         self._limit = per_minute
+        self._ordinary_limit = per_minute - kept
         self._window = window_s
         self._starts: deque[float] = deque()
         self._monotonic = monotonic
         self._sleep = sleep
         self._paused_until = 0.0
-        self._lock = asyncio.Lock()
+        self._lanes = {False: asyncio.Lock(), True: asyncio.Lock()}
         self.waited_s = 0.0
         self.granted = 0
+        self.granted_safety = 0
+
+    @property
+    def reserve(self) -> int:
+        return self._limit - self._ordinary_limit
 
     @property
     def available(self) -> int:
-        """Calls that could start right now."""
+        """Calls that could start right now (safety calls; ordinary ones ``reserve`` fewer)."""
         self._forget(self._monotonic())
         return self._limit - len(self._starts)
 
-    async def acquire(self) -> None:
-        async with self._lock:
+    async def acquire(self, *, safety: bool = False) -> None:
+        limit = self._limit if safety else self._ordinary_limit
+        async with self._lanes[safety]:
             while True:
                 now = self._monotonic()
                 self._forget(now)
                 if now < self._paused_until:
                     wait = self._paused_until - now
-                elif len(self._starts) < self._limit:
+                elif len(self._starts) < limit:
                     self._starts.append(now)
                     self.granted += 1
+                    self.granted_safety += safety
                     return
                 else:
-                    wait = self._starts[0] + self._window - now
+                    # The start that must leave the window before this lane has room.
+                    wait = self._starts[len(self._starts) - limit] + self._window - now
                 self.waited_s += wait
                 await self._sleep(wait)
 

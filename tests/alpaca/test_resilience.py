@@ -18,6 +18,7 @@ from engine.broker.resilience import (
 )
 from engine.clock import TestClock
 from engine.errors import BrokerRejected, BrokerUnavailable, CircuitOpen, RateLimited
+from tests.alpaca.virtual_time import VirtualTime
 
 
 def _clock() -> TestClock:
@@ -134,14 +135,47 @@ async def test_budget_when_calls_keep_coming_then_never_more_than_limit_in_any_m
     budget = RequestBudget(per_minute=190, monotonic=clock.monotonic, sleep=sleep)
     starts: list[float] = []
     while clock.monotonic() < 180.0:
-        await budget.acquire()
+        await budget.acquire(safety=len(starts) % 10 == 0)
         starts.append(clock.monotonic())
         clock.advance(0.05)  # a caller faster than the limit
 
-    assert starts[189] < 10.0, "a burst of up to the limit goes at once"
+    assert starts[169] < 10.0, "a burst of up to the ordinary share goes at once"
     for i, t in enumerate(starts):
         in_window = sum(1 for u in starts[i:] if u < t + 60.0 - 1e-6)  # float tolerance
         assert in_window <= 190  # Alpaca allows 200
+
+
+async def test_budget_when_ordinary_burst_used_its_share_then_safety_call_starts_at_once() -> None:
+    vt = VirtualTime()
+    budget = RequestBudget(per_minute=190, monotonic=vt.clock.monotonic, sleep=vt.sleep)
+    for _ in range(170):
+        await budget.acquire()
+    queued = asyncio.get_running_loop().create_task(budget.acquire())  # ordinary: waits
+    await vt.settle()
+
+    await asyncio.wait_for(budget.acquire(safety=True), 1)  # nobody moves virtual time
+
+    assert budget.reserve == 20
+    assert vt.clock.monotonic() == 0
+    assert not queued.done()
+    await vt.run_until(60)
+    assert queued.done()
+    assert (budget.granted, budget.granted_safety) == (172, 1)
+
+
+async def test_budget_when_reserve_used_up_then_safety_calls_wait_for_the_window() -> None:
+    vt = VirtualTime()
+    budget = RequestBudget(per_minute=8, monotonic=vt.clock.monotonic, sleep=vt.sleep)
+    for _ in range(8):
+        await budget.acquire(safety=True)
+    waiting = asyncio.get_running_loop().create_task(budget.acquire(safety=True))
+    await vt.run_until(59)
+    assert not waiting.done()  # never more than the venue's limit, safety or not
+
+    await vt.run_until(60)
+
+    assert waiting.done()
+    assert budget.reserve == 2
 
 
 async def test_budget_when_deferred_then_nothing_starts_before_retry_after() -> None:

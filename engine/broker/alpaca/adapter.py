@@ -134,10 +134,14 @@ class AlpacaBroker:
         return await self.calls.retrying(attempt)
 
     async def cancel_order(self, broker_order_id: str) -> None:
-        await self.calls.get("cancel order", lambda c: c.cancel_order_by_id(broker_order_id))
+        await self.calls.get(
+            "cancel order", lambda c: c.cancel_order_by_id(broker_order_id), safety=True
+        )
 
     async def cancel_all_orders(self) -> int:
-        replies = await self.calls.get("cancel all orders", lambda c: c.cancel_orders())
+        replies = await self.calls.get(
+            "cancel all orders", lambda c: c.cancel_orders(), safety=True
+        )
         return len(replies or [])
 
     async def close_all_positions(self, cancel_orders: bool = True) -> list[CloseResult]:
@@ -148,6 +152,7 @@ class AlpacaBroker:
                 convert.close_result(item)
                 for item in json_list(c.close_all_positions(cancel_orders) or [])
             ],
+            safety=True,
         )
         for result in results:
             if result.order is not None:
@@ -156,7 +161,7 @@ class AlpacaBroker:
 
     async def close_position(self, symbol: str) -> BrokerOrder:
         return await self.calls.call(
-            "close position", lambda c: self._order(c.close_position(symbol))
+            "close position", lambda c: self._order(c.close_position(symbol)), safety=True
         )
 
     # -- queries ------------------------------------------------------------------------

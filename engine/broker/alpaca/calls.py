@@ -12,8 +12,10 @@ Retry-After, and only for idempotent calls.
 
 Around each call: the circuit breaker (fail fast while Alpaca is down), the request budget
 (a sliding window under Alpaca's 200 requests a minute; it waits, it never exceeds), then
-the call. Outcomes land in ``health`` (``engine.health.BrokerHealth``), which status,
-heartbeat and the outage watchdog read.
+the call. Safety calls (``engine.broker.resilience.safety_calls``: cancels, closes, the
+flatten's reads) have their own lane in the budget and their own threads, so they never
+wait behind ordinary requests, hung ones included. Outcomes land in ``health``
+(``engine.health.BrokerHealth``), which status, heartbeat and the outage watchdog read.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from typing import TypeVar
 from alpaca.trading.client import TradingClient
 
 from engine.broker.alpaca.rest import guarded
-from engine.broker.resilience import CircuitBreaker, RequestBudget, RetryPolicy, Sleep, retry_call
+from engine.broker.resilience import (
+    CircuitBreaker,
+    RequestBudget,
+    RetryPolicy,
+    Sleep,
+    in_safety_calls,
+    retry_call,
+)
 from engine.clock import Clock
 from engine.errors import (
     BrokerError,
@@ -44,6 +53,7 @@ T = TypeVar("T")
 ClientCall = Callable[[TradingClient], T]
 
 MAX_WORKERS = 8
+SAFETY_WORKERS = 2
 
 
 class RestCalls:
@@ -73,7 +83,7 @@ class RestCalls:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.health = health if health is not None else BrokerHealth()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: dict[bool, ThreadPoolExecutor] = {}
         self._local = threading.local()
         self._clients: list[TradingClient] = []
         self._clients_lock = threading.Lock()
@@ -81,11 +91,12 @@ class RestCalls:
         self.timeouts = 0
 
     def open(self) -> None:
-        self._ensure_pool()
+        self._ensure_pool(False)
+        self._ensure_pool(True)
 
     def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
             # Threads stuck in a request end by their socket timeout; nobody waits for them.
             pool.shutdown(wait=False, cancel_futures=True)
         with self._clients_lock:
@@ -93,15 +104,17 @@ class RestCalls:
         for client in clients:
             client._session.close()
 
-    async def get(self, label: str, fn: ClientCall[T]) -> T:
+    async def get(self, label: str, fn: ClientCall[T], *, safety: bool = False) -> T:
         """An idempotent call: retried by the policy."""
-        return await self.retrying(lambda _: self.call(label, fn))
+        return await self.retrying(lambda _: self.call(label, fn, safety=safety))
 
     async def retrying(self, op: Callable[[int], Awaitable[T]]) -> T:
         return await retry_call(op, self._retry, sleep=self._sleep, rng=self._rng)
 
-    async def call(self, label: str, fn: ClientCall[T]) -> T:
-        """One attempt: breaker, budget, then the request on the pool with a hard timeout."""
+    async def call(self, label: str, fn: ClientCall[T], *, safety: bool = False) -> T:
+        """One attempt: breaker, budget, then the request on the pool with a hard timeout.
+        ``safety`` (or a call inside ``safety_calls()``) takes the safety lane."""
+        safety = safety or in_safety_calls()
         try:
             probe = self.breaker.before_call()
         except CircuitOpen as exc:
@@ -110,9 +123,9 @@ class RestCalls:
         started = self._clock.monotonic()
         outcome = "neutral"
         try:
-            await self.budget.acquire()
+            await self.budget.acquire(safety=safety)
             started = self._clock.monotonic()
-            result = await self._run(label, fn)
+            result = await self._run(label, fn, safety)
             outcome = "ok"
             return result
         except (BrokerRejected, OrderNotFound):
@@ -140,8 +153,8 @@ class RestCalls:
             elif outcome == "neutral" and probe:
                 self.breaker.release_probe()
 
-    async def _run(self, label: str, fn: ClientCall[T]) -> T:
-        pool = self._ensure_pool()
+    async def _run(self, label: str, fn: ClientCall[T], safety: bool) -> T:
+        pool = self._ensure_pool(safety)
         loop = asyncio.get_running_loop()
         self.in_flight += 1
         try:
@@ -168,9 +181,11 @@ class RestCalls:
                 self._clients.append(client)
         return client
 
-    def _ensure_pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=self._max_workers, thread_name_prefix="alpaca-rest"
+    def _ensure_pool(self, safety: bool = False) -> ThreadPoolExecutor:
+        pool = self._pools.get(safety)
+        if pool is None:
+            pool = self._pools[safety] = ThreadPoolExecutor(
+                max_workers=SAFETY_WORKERS if safety else self._max_workers,
+                thread_name_prefix="alpaca-safety" if safety else "alpaca-rest",
             )
-        return self._pool
+        return pool
