@@ -13,7 +13,6 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from config.settings import EngineSettings, RiskSettings, StorageSettings
@@ -21,10 +20,11 @@ from engine import loops, startup
 from engine.bar_path import BarPath
 from engine.broker.port import Broker
 from engine.bus import EventBus
+from engine.buying_power import BuyingPower
 from engine.clock import Clock, trading_day
 from engine.control import EngineControl, HaltResult
 from engine.daily import DayTracker
-from engine.domain import ZERO, Account, Bar, Tick
+from engine.domain import Account, Bar, Tick
 from engine.events import EngineError, Event, FillReceived, Notice, Severity, event_payload
 from engine.execution import ExecutionManager
 from engine.feed.base import MarketDataFeed, PriceListener
@@ -97,6 +97,13 @@ class TradingEngine:
 
         # The state is ACTIVE until start() restores what the journal last acknowledged.
         self.state = TradingStateController(bus, clock, journal)
+        self.buying_power = BuyingPower(
+            portfolio=self.portfolio,
+            orders=self.orders,
+            bus=bus,
+            fetch=self._fetch_account,
+            spawn=self.spawn,
+        )
         self.execution = ExecutionManager(
             broker=broker,
             journal=journal,
@@ -108,7 +115,7 @@ class TradingEngine:
             gate=self.gate,
             days=self.days,
             market_open=self.market.is_open,
-            buying_power=self._buying_power,
+            buying_power=self.buying_power.available,
         )
         self.control = EngineControl(
             state=self.state,
@@ -217,6 +224,7 @@ class TradingEngine:
         finally:
             self._unsubscribe()
             self._unsubscribe_fills()
+            self.buying_power.close()
             await self.journal.close()
         log.info("engine stopped")
 
@@ -281,10 +289,15 @@ class TradingEngine:
         await self._roll_day_if_needed()
 
     async def refresh_account(self) -> None:
+        """The broker's account now (buying power included: ``engine.buying_power``)."""
+        await self.buying_power.refresh()
+
+    async def _fetch_account(self) -> Account | None:
         account = await self.call_broker(self.broker.get_account())
         if account is not None:
             self.account = account
             self.days.broker_day_trades = account.daytrade_count
+        return account
 
     # ---- bookkeeping ---------------------------------------------------------------------
 
@@ -300,9 +313,6 @@ class TradingEngine:
         if self.days.day != day:
             await self.market.ensure_fresh()
             await startup.open_day(self, day)
-
-    def _buying_power(self) -> Decimal:
-        return self.account.buying_power if self.account is not None else ZERO
 
     @property
     def dropped_updates(self) -> int:

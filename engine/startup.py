@@ -54,6 +54,8 @@ async def restore(engine: TradingEngine) -> None:
     since = recovery_start(e.market, e.orders, e.clock.now(), last_fill_ts)
     e.last_reconcile = await e.control.reconcile("start-up", since=since, at_startup=True)
     e.account = e.last_reconcile.account
+    if e.account is not None:
+        e.buying_power.anchor(e.account)
     await open_day(e, trading_day(e.clock.now()))
     e.control.loss_halt_day = await loss_halt_day(e.journal, e.clock.now())
     await e.bars.warm_up(e.feed)

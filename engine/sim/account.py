@@ -7,8 +7,9 @@ Rules (the same as the module doc of ``engine.sim.exchange`` states for the whol
 - a position's average entry price excludes commission; the part of a fill beyond zero (a
   flip) opens at the fill price;
 - buying power is margin-style ``2 * equity - gross exposure - the opening part of open
-  orders`` (never negative), marked at the last price (the average entry price before any
-  price is known);
+  orders`` (never negative; ``engine.buying_power.margin_buying_power``, the rule the
+  engine's own estimate uses too), marked at the last price (the average entry price before
+  any price is known);
 - a day trade is an order whose first execution reduces a position opened or added to on the
   same trading day; they are counted over the last five sessions;
 - at the first call after a session close, that equity becomes ``last_equity``.
@@ -22,12 +23,12 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from engine.buying_power import margin_buying_power, opening_qty
 from engine.calendar import MarketCalendar
 from engine.clock import trading_day
 from engine.domain import ZERO, Account, Position, Side, parse_utc, settlement
 from engine.sim.models import CENT, OrderRecord, round_half_up
 
-MARGIN_MULTIPLIER = Decimal(2)
 DAYTRADE_WINDOW_SESSIONS = 5
 
 
@@ -116,9 +117,7 @@ class SimAccount:
     def opening_qty(self, symbol: str, side: Side, qty: Decimal) -> Decimal:
         """The part of an order that would open or add exposure rather than reduce it."""
         held = self.positions.get(symbol)
-        position = held.qty if held is not None else ZERO
-        reducible = max(ZERO, -position) if side is Side.BUY else max(ZERO, position)
-        return qty - min(qty, reducible)
+        return opening_qty(held.qty if held is not None else ZERO, side, qty)
 
     def order_price(self, order: OrderRecord) -> Decimal | None:
         return order.limit_price if order.limit_price is not None else self.last_price(order.symbol)
@@ -131,7 +130,7 @@ class SimAccount:
             if price is not None:
                 opening = self.opening_qty(order.symbol, order.side, order.remaining_qty)
                 reserved += opening * price
-        return max(ZERO, MARGIN_MULTIPLIER * self.equity() - gross - reserved)
+        return max(ZERO, margin_buying_power(self.equity(), gross, reserved))
 
     def affordable(self, order: OrderRecord, open_orders: Iterable[OrderRecord]) -> bool:
         opening = self.opening_qty(order.symbol, order.side, order.qty)
