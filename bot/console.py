@@ -209,7 +209,7 @@ async def run_console(
             log.info("engine failed to start", exc_info=True)  # the trace: log file only
             print(f"Cannot start: {exc}", file=sys.stderr)
             return 2 if isinstance(exc, JournalOwnerError) else 1
-        jobs = TradingJobs(app, app.settings.schedule, router)
+        jobs = TradingJobs.for_app(app, router)
         await jobs.start()
         console.print(
             f"Trading console ({app.settings.mode}); type !help for commands, !quit to exit."

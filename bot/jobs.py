@@ -1,4 +1,5 @@
-"""Scheduled jobs on APScheduler's AsyncIOScheduler, in the bot's own loop.
+"""Scheduled jobs on APScheduler's AsyncIOScheduler, in the bot's own loop (the plain
+schedule decisions are in ``bot.schedule``).
 
 Recurring: the heartbeat, the periodic reconcile, and a daily plan (00:05 New York, and at
 start) that reads today's session from the broker's calendar and schedules the day's dated
@@ -8,9 +9,12 @@ A job that runs late still runs within ``SCHEDULE_MISFIRE_GRACE_SECONDS`` (late 
 into one). The engine runs its own guards (the dead-man's switch included) and its own
 reconcile: the jobs only schedule calls on it.
 
-Each job is a plain async method that takes "now" from the injected clock, and the calendar
-decisions are plain functions, so tests drive them with a ``TestClock``. The schedule runs on
-wall time: in sim mode the content follows the replay, the timing the real calendar.
+Each job is a plain async method that takes "now" from the injected clock, so tests drive
+them with a ``TestClock``. In sim mode (``TradingJobs.for_app``) the dated jobs follow the
+replayed market's clock instead of wall time, so a demo shows #reports: market open as the
+replay starts its session, the end-of-day report when the replay has played the close. The
+replay's end is announced, and a restart with nothing left to replay says how to start a
+fresh day. Heartbeat and reconcile stay on wall time.
 """
 
 from __future__ import annotations
@@ -18,24 +22,31 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import charts, reports, text
 from bot.alerts import AlertRouter
 from bot.messages import AlertMessage, Channel
+from bot.schedule import (
+    JOB_EOD,
+    JOB_HEARTBEAT,
+    JOB_MARKET_OPEN,
+    JOB_PLAN,
+    JOB_PRECLOSE,
+    JOB_RECONCILE,
+    DayPlan,
+    job_defaults,
+    plan_day,
+    recurring_triggers,
+)
 from config.settings import ScheduleSettings
 from engine.app import EngineApp
-from engine.calendar import REGULAR_CLOSE
-from engine.clock import NEW_YORK, Clock, SystemClock, trading_day
+from engine.clock import Clock, ReplayClock, SystemClock, trading_day
 from engine.commands import PnLReport, StatusReport
 from engine.domain import TradingSession
 from engine.events import Severity
@@ -46,95 +57,16 @@ log = logging.getLogger(__name__)
 
 ACTOR = "scheduler"
 
-JOB_HEARTBEAT = "heartbeat"
-JOB_RECONCILE = "reconcile"
-JOB_PLAN = "plan-day"
-JOB_MARKET_OPEN = "market-open"
-JOB_PRECLOSE = "preclose-flatten"
-JOB_EOD = "end-of-day"
-
-PLAN_AT = time(0, 5)
-"""New York time of the daily plan (after the engine has rolled its day at midnight)."""
-
 ChartRenderer = Callable[[PnLReport], bytes | None]
+Job = Callable[[], Awaitable[object]]
+
+REPLAY_TICK_S = 0.25
+"""How often (wall time) the dated jobs look at a replay's clock."""
 
 
 def equity_chart(pnl: PnLReport) -> bytes:
     """The default end-of-day chart: the day's equity curve (``bot.charts``)."""
     return charts.render_equity_curve(pnl.curve)
-
-
-# ---- calendar decisions (plain functions) ----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DayPlan:
-    """When today's dated jobs run (aware UTC)."""
-
-    session: TradingSession
-    market_open: datetime
-    preclose_flatten: datetime | None
-    end_of_day: datetime
-
-    def runs(self) -> dict[str, datetime]:
-        runs = {JOB_MARKET_OPEN: self.market_open, JOB_EOD: self.end_of_day}
-        if self.preclose_flatten is not None:
-            runs[JOB_PRECLOSE] = self.preclose_flatten
-        return runs
-
-
-def preclose_time(session: TradingSession, at: time | None) -> datetime | None:
-    """The pre-close flatten on ``session``'s day, or None (off, or outside the session).
-
-    ``at`` is New York time. On an early close a time at or after the close moves to the
-    same lead before the close as on a regular day (15:55 becomes 12:55).
-    """
-    if at is None:
-        return None
-    when = datetime.combine(session.day, at, NEW_YORK).astimezone(UTC)
-    if session.early_close and when >= session.close:
-        lead = datetime.combine(session.day, REGULAR_CLOSE, NEW_YORK) - when
-        when = session.close - lead
-    return when if session.open < when < session.close else None
-
-
-def plan_day(session: TradingSession | None, schedule: ScheduleSettings) -> DayPlan | None:
-    """Today's plan from the calendar's session; None on a day without one (holiday)."""
-    if session is None:
-        return None
-    return DayPlan(
-        session=session,
-        market_open=session.open,
-        preclose_flatten=preclose_time(session, schedule.preclose_flatten_time),
-        end_of_day=session.close + timedelta(minutes=schedule.eod_report_delay_minutes),
-    )
-
-
-def job_defaults(schedule: ScheduleSettings) -> dict[str, Any]:
-    """Every job: runs if at most ``misfire_grace_seconds`` late; missed runs coalesce."""
-    return {
-        "misfire_grace_time": schedule.misfire_grace_seconds,
-        "coalesce": True,
-        "max_instances": 1,
-    }
-
-
-def recurring_triggers(
-    schedule: ScheduleSettings, start: datetime | None = None
-) -> dict[str, BaseTrigger]:
-    """The recurring jobs' triggers. ``start`` anchors the intervals (tests); by default the
-    first heartbeat comes one interval after the scheduler starts."""
-    zone = ZoneInfo(schedule.timezone)
-    return {
-        JOB_HEARTBEAT: IntervalTrigger(
-            minutes=schedule.heartbeat_minutes, start_date=start, timezone=zone
-        ),
-        JOB_RECONCILE: IntervalTrigger(
-            minutes=schedule.reconcile_minutes, start_date=start, timezone=zone
-        ),
-        # Trading days are New York days whatever the scheduler's own time zone.
-        JOB_PLAN: CronTrigger(hour=PLAN_AT.hour, minute=PLAN_AT.minute, timezone=NEW_YORK),
-    }
 
 
 # ---- the jobs --------------------------------------------------------------------------
@@ -146,7 +78,8 @@ class TradingJobs:
 
     ``chart`` renders the end-of-day equity curve to PNG bytes in a worker thread (None: the
     report goes without it). ``announce`` posts the boot report on start and the going-down
-    message on stop.
+    message on stop. ``follow_clock``: the dated jobs run when ``clock`` reaches their time
+    (a replay's clock), checked every ``REPLAY_TICK_S``, instead of on wall time.
     """
 
     def __init__(
@@ -158,6 +91,7 @@ class TradingJobs:
         clock: Clock | None = None,
         chart: ChartRenderer | None = equity_chart,
         announce: bool = True,
+        follow_clock: bool = False,
     ) -> None:
         self._app = app
         self._schedule = schedule
@@ -165,8 +99,22 @@ class TradingJobs:
         self._clock = clock or SystemClock()
         self._chart = chart
         self._announce = announce
+        self._follow_clock = follow_clock
         self._scheduler: AsyncIOScheduler | None = None
+        self._due: dict[str, tuple[datetime, Job]] = {}
+        self._planned_day: date | None = None
+        self._follower: asyncio.Task[None] | None = None
         self.plan: DayPlan | None = None
+
+    @classmethod
+    def for_app(
+        cls, app: EngineApp, router: AlertRouter, *, chart: ChartRenderer | None = equity_chart
+    ) -> TradingJobs:
+        """The jobs on the app's market clock: wall time live, the replay's in sim mode."""
+        replay = isinstance(app.clock, ReplayClock)
+        return cls(
+            app, app.settings.schedule, router, clock=app.clock, chart=chart, follow_clock=replay
+        )
 
     @property
     def scheduler(self) -> AsyncIOScheduler:
@@ -201,9 +149,15 @@ class TradingJobs:
         scheduler.start(paused=paused)
         self._scheduler = scheduler
         await self._guarded(JOB_PLAN, self.plan_today)()
+        if self._follow_clock and not paused:
+            self._follower = asyncio.get_running_loop().create_task(self._follow())
 
     async def stop(self) -> None:
         """Stop the scheduler (a running job is cancelled), then post the going-down message."""
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
         scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None and scheduler.running:
             # AsyncIOScheduler shuts down on the next loop iteration (call_soon_threadsafe).
@@ -246,11 +200,12 @@ class TradingJobs:
     async def plan_today(self) -> DayPlan | None:
         """Read today's session and schedule its dated jobs (those not already past their
         grace); on a holiday, remove any left over."""
+        self._planned_day = trading_day(self._clock.now())
         plan = plan_day(await self.session_today(), self._schedule)
         self.plan = plan
-        if self._scheduler is None:
+        if self._scheduler is None and not self._follow_clock:
             return plan
-        work: dict[str, Callable[[], Awaitable[object]]] = {
+        work: dict[str, Job] = {
             JOB_MARKET_OPEN: self.market_open,
             JOB_PRECLOSE: self.preclose_flatten,
             JOB_EOD: self.end_of_day,
@@ -260,22 +215,64 @@ class TradingJobs:
         now = self._clock.now()
         for job_id, job in work.items():
             at = runs.get(job_id)
-            if at is None or at + grace < now:
-                if self._scheduler.get_job(job_id) is not None:
-                    self._scheduler.remove_job(job_id)
-                continue
-            self._scheduler.add_job(
-                self._guarded(job_id, job),
-                DateTrigger(run_date=at),
-                id=job_id,
-                name=job_id,
-                replace_existing=True,
-            )
+            self._set_dated(job_id, at if at is not None and at + grace >= now else None, job)
         if plan is None:
             log.info("no trading session today: no market jobs")
         else:
             log.info("today's jobs: %s", {k: v.isoformat() for k, v in plan.runs().items()})
         return plan
+
+    def _set_dated(self, job_id: str, at: datetime | None, job: Job) -> None:
+        """Schedule ``job`` at ``at`` (None: unschedule it), on wall time or on the clock."""
+        if self._follow_clock:
+            if at is None:
+                self._due.pop(job_id, None)
+            else:
+                self._due[job_id] = (at, job)
+            return
+        assert self._scheduler is not None
+        if at is None:
+            if self._scheduler.get_job(job_id) is not None:
+                self._scheduler.remove_job(job_id)
+            return
+        self._scheduler.add_job(
+            self._guarded(job_id, job),
+            DateTrigger(run_date=at),
+            id=job_id,
+            name=job_id,
+            replace_existing=True,
+        )
+
+    async def _follow(self) -> None:
+        """Run the dated jobs as the replay's clock reaches them, however far it moved since
+        the last look (a replay at full speed outruns any tick); a new replayed day is
+        planned. The replay's end is the end of its market: announced, with the end-of-day
+        report at once when the close was played (a replay has no settlement to wait for)."""
+        finished = False
+        while True:
+            now = self._clock.now()
+            if trading_day(now) != self._planned_day:
+                await self._guarded(JOB_PLAN, self.plan_today)()
+            for job_id, (at, job) in sorted(self._due.items(), key=lambda item: item[1][0]):
+                if now >= at:
+                    del self._due[job_id]
+                    await self._guarded(job_id, job)()
+            if not finished:
+                status = await self._status()
+                finished = status.feed.finished
+                if finished:
+                    await self._replay_ended(status)
+            await asyncio.sleep(REPLAY_TICK_S)
+
+    async def _replay_ended(self, status: StatusReport) -> None:
+        data_dir = self._app.settings.storage.data_dir
+        if status.feed.messages == 0:  # it had ended before this run started
+            self._router.publish(reports.replay_over_message(status, data_dir))
+            return
+        self._router.publish(reports.replay_end_message(status, data_dir))
+        due = self._due.pop(JOB_EOD, None)
+        if due is not None and self.plan is not None and status.now >= self.plan.session.close:
+            await self._guarded(JOB_EOD, due[1])()
 
     # ---- jobs --------------------------------------------------------------------------
 

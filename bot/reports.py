@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 from bot import fmt
 from bot.messages import AlertMessage, Channel
@@ -274,3 +275,27 @@ def shutdown_message(s: StatusReport, reason: str = "") -> AlertMessage:
     if positions or open_orders:
         text += "\nPositions and orders stay at the broker while the bot is down."
     return AlertMessage(Channel.SYSTEM_ALERTS, Severity.INFO, text, "shutdown", title="Stopping")
+
+
+# ---- the end of a replay (sim mode) ----------------------------------------------------
+
+
+def replay_end_message(s: StatusReport, data_dir: Path) -> AlertMessage:
+    """The replay has played its last bar: its market is over."""
+    text = (
+        f"⏹️ Replay finished: the replayed market stopped at {fmt.et_datetime(s.now)} "
+        f"({s.feed.messages} bars). The simulator keeps its cash and positions, so a restart "
+        f"finds nothing left to replay; for a fresh day, start with an empty data dir "
+        f"(this one is {data_dir})."
+    )
+    return AlertMessage(Channel.SYSTEM_ALERTS, Severity.INFO, text, "replay-end", title="Replay")
+
+
+def replay_over_message(s: StatusReport, data_dir: Path) -> AlertMessage:
+    """A start whose replay had already ended: how to get a fresh day."""
+    text = (
+        f"⏹️ Nothing left to replay: the replay in {data_dir} ended in an earlier run (its "
+        f"market stopped at {fmt.et_datetime(s.now)}). For a fresh day, stop and start with "
+        f"an empty data dir: delete {data_dir}, or pass --data-dir (or STORAGE_DATA_DIR) a new one."
+    )
+    return AlertMessage(Channel.SYSTEM_ALERTS, Severity.INFO, text, "replay-over", title="Replay")

@@ -64,7 +64,7 @@ def wire_alerts_and_jobs(app: EngineApp, bot: TradingBot) -> None:
     channels = app.settings.channels
     router = AlertRouter(app.bus, DiscordTransport(bot, channels), channels, clock=SystemClock())
     bot.add_service(router, before_engine=True)
-    bot.add_service(TradingJobs(app, app.settings.schedule, router, chart=chart))
+    bot.add_service(TradingJobs.for_app(app, router, chart=chart))
     if app.settings.web.enabled:
         from bot.web import WebServer
 

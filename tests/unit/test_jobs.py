@@ -17,20 +17,19 @@ from apscheduler.triggers.date import DateTrigger
 
 from bot import fmt, reports
 from bot.alerts import AlertRouter
-from bot.jobs import (
+from bot.jobs import TradingJobs, equity_chart
+from bot.messages import AlertMessage, Channel
+from bot.schedule import (
     JOB_EOD,
     JOB_HEARTBEAT,
     JOB_MARKET_OPEN,
     JOB_PLAN,
     JOB_PRECLOSE,
     JOB_RECONCILE,
-    TradingJobs,
-    equity_chart,
     plan_day,
     preclose_time,
     recurring_triggers,
 )
-from bot.messages import AlertMessage, Channel
 from config.settings import ChannelSettings, ScheduleSettings
 from engine.app import EngineApp
 from engine.calendar import MarketCalendar
@@ -469,3 +468,28 @@ def test_equity_chart_when_curve_given_then_png_bytes() -> None:
     png = equity_chart(report)
 
     assert png.startswith(b"\x89PNG\r\n")
+
+
+async def test_follow_clock_when_replay_clock_passes_the_open_then_market_open_runs(
+    rig: Rig,
+) -> None:
+    rig.app.clock.set(ny(23, 9, 0))  # type: ignore[attr-defined]
+    clock = TestClock(ny(23, 9, 0))
+    jobs = TradingJobs(
+        rig.app, rig.app.settings.schedule, rig.router, clock=clock, chart=None, follow_clock=True
+    )
+    await jobs.start()
+    try:
+        # The rig's replay has played its bars: the first look at the clock announces it.
+        await rig.delivered("replay-end")
+        early = rig.transport.of_kind("market-open")
+        scheduled = {job.id for job in jobs.scheduler.get_jobs()}
+        clock.set(ny(23, 11, 0))  # a replay at full speed jumps far past the open
+        opened = await rig.delivered("market-open")
+    finally:
+        await jobs.stop()
+
+    assert early == []
+    assert JOB_MARKET_OPEN not in scheduled  # on the replay's clock, not APScheduler's
+    assert len(opened) == 1
+    assert opened[0][1].text.startswith("🔔 Market open · Mon Nov 23")
