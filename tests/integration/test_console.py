@@ -11,6 +11,18 @@ from tests.support.console_proc import ConsoleProcess, run_bot
 
 pytestmark = pytest.mark.slow
 
+CLOSED = "127.0.0.1:9"  # the discard port: nothing listens on loopback
+PAPER_NOWHERE = {
+    "TRADING_MODE": "paper",
+    "APCA_API_KEY_ID": "KEYID",
+    "APCA_API_SECRET_KEY": "SECRETKEY",
+    "ALPACA_TRADING_URL": f"http://{CLOSED}",
+    "ALPACA_TRADE_STREAM_URL": f"ws://{CLOSED}/stream",
+    "ALPACA_DATA_URL": f"http://{CLOSED}",
+    "ALPACA_DATA_STREAM_URL": f"ws://{CLOSED}/v2/iex",
+}
+"""Paper mode pointed at a broker that is not there."""
+
 
 def test_console_when_issue_script_piped_then_flat_book_and_exit_zero(tmp_path: Path) -> None:
     result = run_bot(
@@ -121,22 +133,12 @@ def test_run_bot_when_setting_invalid_then_exit_nonzero_without_echoing_secrets(
 def test_console_when_broker_unreachable_at_start_then_one_line_and_exit_one(
     tmp_path: Path,
 ) -> None:
-    closed = "127.0.0.1:9"  # the discard port: nothing listens on loopback
     result = run_bot(
         "--console",
         "--data-dir",
         str(tmp_path),
         stdin="!quit\n",
-        env={
-            "TRADING_MODE": "paper",
-            "APCA_API_KEY_ID": "KEYID",
-            "APCA_API_SECRET_KEY": "SECRETKEY",
-            "ALPACA_TRADING_URL": f"http://{closed}",
-            "ALPACA_TRADE_STREAM_URL": f"ws://{closed}/stream",
-            "ALPACA_DATA_URL": f"http://{closed}",
-            "ALPACA_DATA_STREAM_URL": f"ws://{closed}/v2/iex",
-            "ALPACA_REQUEST_TIMEOUT_S": "1",
-        },
+        env={**PAPER_NOWHERE, "ALPACA_REQUEST_TIMEOUT_S": "1"},
     )
 
     assert result.returncode == 1
@@ -190,22 +192,8 @@ def test_console_when_data_dir_holds_sim_journal_and_paper_run_then_exit_two_one
 ) -> None:
     data = tmp_path / "data"
     sim = run_bot("--console", "--data-dir", str(data), stdin="!quit\n")
-    closed = "127.0.0.1:9"  # nothing listens: the refusal comes before any broker call
-    paper = run_bot(
-        "--console",
-        "--data-dir",
-        str(data),
-        stdin="!quit\n",
-        env={
-            "TRADING_MODE": "paper",
-            "APCA_API_KEY_ID": "KEYID",
-            "APCA_API_SECRET_KEY": "SECRETKEY",
-            "ALPACA_TRADING_URL": f"http://{closed}",
-            "ALPACA_TRADE_STREAM_URL": f"ws://{closed}/stream",
-            "ALPACA_DATA_URL": f"http://{closed}",
-            "ALPACA_DATA_STREAM_URL": f"ws://{closed}/v2/iex",
-        },
-    )
+    # Nothing listens at the broker's address: the refusal comes before any broker call.
+    paper = run_bot("--console", "--data-dir", str(data), stdin="!quit\n", env=PAPER_NOWHERE)
 
     assert sim.returncode == 0, sim.stderr
     assert paper.returncode == 2
