@@ -140,6 +140,8 @@ class TradingEngine:
         self.flattener = self.control.flattener
         self.broker_health = self.control.broker_health
         self.call_broker = self.control.call_broker
+        if self.control.outage is not None:  # broker back after an outage: reconcile at once
+            self.control.outage.on_recovered = self.reconcile
         self.bars = BarPath(
             host=strategies,
             portfolio=self.portfolio,
