@@ -23,10 +23,11 @@ from __future__ import annotations
 import itertools
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 
@@ -60,6 +61,27 @@ from engine.store.write_behind import Params, WriteBehind
 from engine.store.writer import Writer
 
 log = logging.getLogger(__name__)
+
+BadRow = tuple[dict[str, object], str]
+"""A journal row that cannot be read back (its columns) and why."""
+R = TypeVar("R")
+
+
+def _convert(
+    rows: Iterable[sqlite3.Row], convert: Callable[[sqlite3.Row], R], bad: list[BadRow] | None
+) -> list[R]:
+    if bad is None:
+        return [convert(row) for row in rows]
+    out: list[R] = []
+    for row in rows:
+        try:
+            out.append(convert(row))
+        except (ValueError, ArithmeticError, KeyError, TypeError) as exc:
+            bad.append(
+                (dict(zip(row.keys(), tuple(row), strict=True)), f"{type(exc).__name__}: {exc}")
+            )
+    return out
+
 
 _OPENED = "journal_opened_at"
 
@@ -257,17 +279,25 @@ class Journal:
         rows = await self._read(schema.SELECT_META, (key,))
         return str(rows[0]["value"]) if rows else None
 
-    async def load_fills(self, since: datetime | None = None) -> list[Fill]:
-        """Fills in event-time order (ties in the order they were recorded)."""
+    async def load_fills(
+        self, since: datetime | None = None, *, bad: list[BadRow] | None = None
+    ) -> list[Fill]:
+        """Fills in event-time order (ties in the order they were recorded). With ``bad``,
+        a row that cannot be read is added there (row, why) instead of raising."""
         since_text = ts_to_text(since) if since is not None else ""
         rows = await self._read(schema.SELECT_FILLS_SINCE, (since_text,), flush_first=True)
-        return [fill_from_row(row) for row in rows]
+        return _convert(rows, fill_from_row, bad)
 
     async def load_orders(
-        self, *, open_only: bool = False, since: datetime | None = None
+        self,
+        *,
+        open_only: bool = False,
+        since: datetime | None = None,
+        bad: list[BadRow] | None = None,
     ) -> list[Order]:
         """Orders created at or after ``since`` (all if None), oldest first, with their
-        execution ids from the fills table (see ``records.order_from_row``)."""
+        execution ids from the fills table (see ``records.order_from_row``). ``bad``: as
+        for ``load_fills``."""
         where, params = schema.orders_where(open_only=open_only, since=since)
         order_sql = schema.SELECT_ORDERS.format(where=where)
         fills_sql = schema.SELECT_ORDER_FILLS.format(where=where)
@@ -285,10 +315,11 @@ class Journal:
         fills_by_order: dict[str, list[sqlite3.Row]] = {}
         for row in fill_rows:
             fills_by_order.setdefault(row["client_order_id"], []).append(row)
-        return [
-            order_from_row(row, fills_by_order.get(row["client_order_id"], []))
-            for row in order_rows
-        ]
+        return _convert(
+            order_rows,
+            lambda row: order_from_row(row, fills_by_order.get(row["client_order_id"], [])),
+            bad,
+        )
 
     async def has_client_order_id(self, client_order_id: str) -> bool:
         """True if any order or fill we know of (written or pending) uses this id."""

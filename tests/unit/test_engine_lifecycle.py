@@ -4,6 +4,8 @@ loss-limit auto-halt, settle() and stop()."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
 from decimal import Decimal
@@ -397,3 +399,23 @@ async def test_stop_when_start_failed_half_way_then_next_boot_sees_an_unclean_sh
         assert await journal.get_meta("clean_shutdown") == "false"
     finally:
         await journal.close()
+
+
+async def test_start_when_last_state_row_unreadable_then_halted_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    first = await build_engine(tmp_path)
+    await first.journal.record_trading_state(TradingState.HALTED, "alice", "news", "manual", ny(10))
+    await first.journal.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "journal.sqlite")) as db, db:
+        db.execute("UPDATE trading_state SET ts = 'yesterday-ish'")
+
+    p = await build_engine(tmp_path)
+    await p.engine.start()
+    try:
+        record = p.engine.state.record
+    finally:
+        await p.engine.stop()
+
+    assert (record.state, record.actor) == (TradingState.HALTED, "system")
+    assert record.reason.startswith("the last trading-state row cannot be read (ValueError")
