@@ -8,16 +8,17 @@ Two layouts are accepted: a combined file with a ``symbol`` column, and a per-sy
 from __future__ import annotations
 
 import csv
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from engine.clock import TradingDays
-from engine.domain import ZERO, Bar, parse_utc, to_decimal
+from engine.domain import ZERO, Bar, parse_utc
 
 if TYPE_CHECKING:
     from _csv import Reader
@@ -66,6 +67,9 @@ class CsvBars:
         """Bars per symbol."""
         self.last_session_start: datetime | None = None
         """Start of the first bar of the file's last New York trading day."""
+        self._days: list[tuple[datetime, int]] = []
+        """Each trading day's first bar time, and the line its previous row ends on: a pass
+        from a later day skips the earlier ones' lines without parsing them."""
         self._scan()
 
     def bars(self, start: datetime | None = None) -> Iterator[Bar]:
@@ -74,7 +78,11 @@ class CsvBars:
             first = 0 if start is None else bisect_left(self.held, start, key=lambda b: b.ts)
             yield from self.held[first:]
             return
-        for _, bar in iter_bars_csv(self.path, start):
+        skip = 0
+        if start is not None:
+            at = bisect_right(self._days, start, key=lambda day: day[0])
+            skip = self._days[at - 1][1] if at else 0
+        for _, bar in iter_bars_csv(self.path, start, skip_lines=skip):
             yield bar
 
     def _scan(self) -> None:
@@ -83,6 +91,7 @@ class CsvBars:
         minute: dict[str, int] = {}  # symbol -> line, for the timestamp being read
         last: Bar | None = None
         last_day: date | None = None
+        last_line = 0
         for line, bar in iter_bars_csv(self.path):
             if last is not None and bar.ts < last.ts:
                 self._hold(load_bars_csv(self.path))
@@ -92,11 +101,12 @@ class CsvBars:
                 day = days.of(bar.ts)
                 if day != last_day:
                     self.last_session_start, last_day = bar.ts, day
+                    self._days.append((bar.ts, last_line))
             first = minute.setdefault(bar.symbol, line)
             if first != line:
                 raise _duplicate(self.path, line, bar, first)
             counts[bar.symbol] += 1
-            last = bar
+            last, last_line = bar, line
         self.counts = counts
 
     def _hold(self, bars: list[Bar]) -> None:
@@ -110,13 +120,16 @@ class CsvBars:
         self.last_session_start = bars[start].ts
 
 
-def iter_bars_csv(path: Path, start: datetime | None = None) -> Iterator[tuple[int, Bar]]:
+def iter_bars_csv(
+    path: Path, start: datetime | None = None, *, skip_lines: int = 0
+) -> Iterator[tuple[int, Bar]]:
     """Each row as ``(line, bar)`` in file order, validated as it is read: constant memory.
-    Rows before ``start`` are skipped after reading only their timestamp."""
+    Rows before ``start`` are skipped after reading only their timestamp; the first
+    ``skip_lines`` lines after the header, without reading them at all."""
     try:
         # utf-8-sig: spreadsheet exports often start with a byte-order mark.
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            yield from _parse(path, csv.reader(handle), start)
+            yield from _parse(path, handle, start, skip_lines)
     except OSError as exc:
         raise BarDataError(path, None, f"cannot read file ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
@@ -133,14 +146,17 @@ def _duplicate(path: Path, line: int, bar: Bar, first: int) -> BarDataError:
     )
 
 
-def _rows(reader: Reader) -> Iterator[tuple[int, list[str]]]:
+def _rows(reader: Reader, lines_before: int = 0) -> Iterator[tuple[int, list[str]]]:
     """Non-blank rows with the physical line each one ends on."""
     for row in reader:
-        if any(cell.strip() for cell in row):
-            yield reader.line_num, row
+        if (row and row[0]) or any(cell.strip() for cell in row):
+            yield lines_before + reader.line_num, row
 
 
-def _parse(path: Path, reader: Reader, start: datetime | None) -> Iterator[tuple[int, Bar]]:
+def _parse(
+    path: Path, handle: TextIO, start: datetime | None, skip_lines: int
+) -> Iterator[tuple[int, Bar]]:
+    reader = csv.reader(handle)
     rows = _rows(reader)
     first = next(rows, None)
     if first is None:
@@ -156,51 +172,95 @@ def _parse(path: Path, reader: Reader, start: datetime | None) -> Iterator[tuple
             f"(header is: {','.join(header)}; expected "
             f"timestamp,symbol,open,high,low,close,volume)",
         )
-    symbol_index = columns.get("symbol")
-    file_symbol = path.stem.strip().upper()
-    ts_index = columns["timestamp"]
-    any_bar = False
+    parse = _RowParser(path, columns, len(header))
+    if skip_lines > header_line:
+        # csv.reader reads no further ahead than its row: the handle is right after the
+        # header, and a row never starts inside a skipped stretch (it ends on a row's end).
+        for _ in islice(handle, skip_lines - header_line):
+            pass
+        rows = _rows(csv.reader(handle), skip_lines)
+    any_bar = skip_lines > 0
     for line, row in rows:
         any_bar = True
-        if start is not None and _ts(path, line, row, ts_index) < start:
+        if start is not None and parse.ts(line, row) < start:
             continue
-        if len(row) != len(header):
-            raise BarDataError(path, line, f"expected {len(header)} fields, found {len(row)}")
-        symbol = row[symbol_index].strip().upper() if symbol_index is not None else file_symbol
-        if not symbol:
-            raise BarDataError(path, line, "empty symbol")
-        yield line, _bar(path, line, symbol, row, columns)
+        yield line, parse.bar(line, row)
     if not any_bar:
         raise BarDataError(path, None, "no bars after the header")
 
 
-def _ts(path: Path, line: int, row: list[str], index: int) -> datetime:
-    try:
-        return parse_utc(row[index].strip())
-    except (ValueError, IndexError) as exc:
-        raise BarDataError(path, line, str(exc)) from None
+class _RowParser:
+    """One row at a time, the hot loop of every replay pass: a minute's rows share their
+    timestamp text and a file repeats its symbols, so both are parsed once."""
 
+    def __init__(self, path: Path, columns: dict[str, int], width: int) -> None:
+        self.path = path
+        self.width = width
+        self.ts_index = columns["timestamp"]
+        self.symbol_index = columns.get("symbol")
+        self.file_symbol = path.stem.strip().upper()
+        self.number_index = [(n, columns[n]) for n in ("open", "high", "low", "close", "volume")]
+        io, ih, il, ic, iv = (i for _, i in self.number_index)
+        self.indexes = (io, ih, il, ic, iv)
+        self._ts_text = ""
+        self._ts = datetime.min
+        self._symbols: dict[str, str] = {}
 
-def _bar(path: Path, line: int, symbol: str, row: list[str], columns: dict[str, int]) -> Bar:
-    ts = _ts(path, line, row, columns["timestamp"])
+    def ts(self, line: int, row: list[str]) -> datetime:
+        text = row[self.ts_index] if len(row) > self.ts_index else ""
+        if text != self._ts_text:
+            try:
+                self._ts = parse_utc(text.strip())
+            except ValueError as exc:
+                raise BarDataError(self.path, line, str(exc)) from None
+            self._ts_text = text
+        return self._ts
 
-    def number(name: str) -> Decimal:
-        raw = row[columns[name]].strip()
+    def bar(self, line: int, row: list[str]) -> Bar:
+        if len(row) != self.width:
+            raise BarDataError(self.path, line, f"expected {self.width} fields, found {len(row)}")
+        symbol = self.file_symbol
+        if self.symbol_index is not None:
+            raw = row[self.symbol_index]
+            symbol = self._symbols.get(raw) or self._symbols.setdefault(raw, raw.strip().upper())
+        if not symbol:
+            raise BarDataError(self.path, line, "empty symbol")
+        ts = self.ts(line, row)
+        io, ih, il, ic, iv = self.indexes
+        try:  # the fast path: five good numbers
+            open_, high, low, close, volume = (
+                Decimal(row[io]),
+                Decimal(row[ih]),
+                Decimal(row[il]),
+                Decimal(row[ic]),
+                Decimal(row[iv]),
+            )
+            finite = all(v.is_finite() for v in (open_, high, low, close, volume))
+        except InvalidOperation:
+            finite = False
+        if not finite:  # find the bad one, to name it
+            open_, high, low, close, volume = (
+                self._number(line, row, n, i) for n, i in self.number_index
+            )
+        if open_ <= ZERO or high <= ZERO or low <= ZERO or close <= ZERO:
+            raise BarDataError(self.path, line, "prices must be positive")
+        if high < low:
+            raise BarDataError(self.path, line, f"high {high} is below low {low}")
+        for name, value in (("open", open_), ("close", close)):
+            if not low <= value <= high:
+                raise BarDataError(
+                    self.path, line, f"{name} {value} is outside [low {low}, high {high}]"
+                )
+        if volume < ZERO:
+            raise BarDataError(self.path, line, f"negative volume {volume}")
+        return Bar(symbol, ts, open_, high, low, close, volume)
+
+    def _number(self, line: int, row: list[str], name: str, index: int) -> Decimal:
+        raw = row[index]
         try:
-            return to_decimal(raw, field=name)
-        except ValueError:
-            raise BarDataError(path, line, f"bad number in '{name}': {raw!r}") from None
-
-    open_, high, low, close, volume = (
-        number(name) for name in ("open", "high", "low", "close", "volume")
-    )
-    if min(open_, high, low, close) <= ZERO:
-        raise BarDataError(path, line, "prices must be positive")
-    if high < low:
-        raise BarDataError(path, line, f"high {high} is below low {low}")
-    for name, value in (("open", open_), ("close", close)):
-        if not low <= value <= high:
-            raise BarDataError(path, line, f"{name} {value} is outside [low {low}, high {high}]")
-    if volume < ZERO:
-        raise BarDataError(path, line, f"negative volume {volume}")
-    return Bar(symbol=symbol, ts=ts, open=open_, high=high, low=low, close=close, volume=volume)
+            value = Decimal(raw)  # like to_decimal: surrounding blanks allowed
+        except InvalidOperation:
+            value = None
+        if value is None or not value.is_finite():
+            raise BarDataError(self.path, line, f"bad number in '{name}': {raw.strip()!r}")
+        return value

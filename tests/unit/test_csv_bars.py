@@ -215,3 +215,29 @@ def test_csv_bars_when_duplicate_in_sorted_file_then_error_names_both_lines(
 
     with pytest.raises(BarDataError, match=r"line 4: duplicate bar for AAPL .* line 2\)"):
         CsvBars(path)
+
+
+def test_csv_bars_when_pass_starts_on_a_later_day_then_earlier_days_are_not_even_parsed(
+    tmp_path: Path,
+) -> None:
+    path = _write(
+        tmp_path,
+        [
+            HEADER,
+            "2026-11-18T14:30:00Z,AAPL,229,230,228,229,1000",
+            "",
+            "2026-11-19T14:30:00Z,AAPL,230,231,229,230,1000",
+            "2026-11-20T14:30:00Z,AAPL,231,232,230,231,1000",
+            "2026-11-20T14:31:00Z,AAPL,232,233,231,232,1000",
+        ],
+    )
+    source = CsvBars(path)
+    # Spoil the first two days after the scan, keeping every line's length.
+    text = path.read_text().replace("229,230,228,229", "xxx,230,228,229")
+    path.write_text(text.replace("230,231,229,230", "230,yyy,229,230"))
+
+    from_day3 = source.bars(datetime(2026, 11, 20, 14, 31, tzinfo=UTC))
+
+    assert [b.close for b in from_day3] == [Decimal(232)]
+    with pytest.raises(BarDataError, match="line 2: bad number in 'open'"):
+        list(source.bars())
