@@ -81,7 +81,7 @@ def position_line(p: PositionView) -> str:
     return (
         f"{p.symbol} {fmt.signed_qty(p.qty)} @ {fmt.price(p.avg_price)}"
         f" → {fmt.price(p.last_price)} · {fmt.signed_money(p.unrealized_pnl)}"
-        f" ({fmt.pct(p.unrealized_pct)})"
+        f" ({fmt.pct(p.unrealized_pct)}) · {p.strategy or 'no strategy'}"
     )
 
 
@@ -119,6 +119,12 @@ def render_pnl(r: PnLReport) -> str:
             f"{row.symbol}: {fmt.signed_qty(row.qty)}"
             f" · unreal {fmt.signed_money(row.unrealized_pnl)}"
             f" · real today {fmt.signed_money(row.day_realized_pnl)}"
+        )
+    for st in r.by_strategy:
+        lines.append(
+            f"{st.strategy or 'no strategy'}: {st.positions} positions"
+            f" · unreal {fmt.signed_money(st.unrealized)}"
+            f" · real today {fmt.signed_money(st.day_realized)}"
         )
     return "\n".join(lines)
 
@@ -160,7 +166,10 @@ def render_halt(r: HaltResult) -> str:
 
 
 def render_resume(r: ResumeReport) -> str:
-    return f"🟢 {r.previous.value} → {r.record.state.value} by {r.record.actor}."
+    text = f"🟢 {r.previous.value} → {r.record.state.value} by {r.record.actor}."
+    if r.strategies:
+        text += f" Strategies running again: {', '.join(r.strategies)}."
+    return text
 
 
 def render_flatten_preview(p: FlattenPreview) -> str:
