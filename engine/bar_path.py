@@ -76,6 +76,8 @@ class BarPath:
         self.queue = MarketDataQueue()
         self.signals = 0
         """Orders the strategies asked for and the path sent to the risk gate."""
+        self.order_latency = LatencyStats()
+        """Bar handed over by the feed -> its order on its way to the risk gate and broker."""
         self.signal_latency = LatencyStats()
         """Bar handed over by the feed -> order acknowledged by the broker."""
         self.stopped = False
@@ -243,9 +245,11 @@ class BarPath:
         self._spawn(self._send(intent))
 
     async def _send(self, intent: OrderIntent) -> None:
+        seen = self._bar_seen.get(intent.symbol)
+        if seen is not None:
+            self.order_latency.add(self._clock.monotonic() - seen)
         try:
             result = await self._call_broker(self._execution.submit(intent.request()))
-            seen = self._bar_seen.get(intent.symbol)
             if result is not None and result.order is not None and seen is not None:
                 self.signal_latency.add(self._clock.monotonic() - seen)
         except Exception as exc:

@@ -1,11 +1,20 @@
 """Hot-path benchmark (run by hand, not in CI):
 
-    .venv/bin/python -m tests.bench.hot_path [--symbols 100] [--runs 3]
+    .venv/bin/python -m tests.bench.hot_path [--runs 3] [--quick]
 
-Replays one session of minute bars for N symbols as fast as possible through the real engine
-on the simulator (real SQLite journal, real risk gate, golden-cross strategy), and reports
-market-data updates handled per second, bar-to-order-submit latency (p50/p99), event-loop lag
-p99 and peak RSS. Each run uses a fresh temp data dir.
+Replays one session of minute bars as fast as possible through the real engine on the
+simulator (real SQLite journal, real risk gate, golden cross) and reports market-data
+updates handled per second, the cost per update, bar-to-order-submit latency (p50/p99),
+event-loop lag p99 and the peak RSS of the process. Side by side, in one run:
+
+- incremental: the golden cross as shipped (running sums), 100 symbols;
+- frame: the same strategy rebuilding a pandas frame on every bar (the old path,
+  ``tests.support.frame_golden_cross``), 100 symbols;
+- 500 symbols: the per-update cost must not grow with the number of symbols;
+- 10 days of history in the file instead of 1: neither the per-update cost nor the memory
+  may grow with it.
+
+Each run is its own process (fresh temp data dir, its own peak RSS).
 """
 
 from __future__ import annotations
@@ -13,61 +22,97 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
-import time
-from datetime import datetime, timedelta
+import time as clock
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 from config import load_settings
 from engine.app import build_app
 from engine.clock import NEW_YORK
 from tests.support.app import wait_for
 
-DAYS = (
-    datetime(2026, 11, 19, 9, 30, tzinfo=NEW_YORK),
-    datetime(2026, 11, 20, 9, 30, tzinfo=NEW_YORK),
+REPLAY_DAY = date(2026, 11, 20)
+FRAME = "tests.support.frame_golden_cross:FrameGoldenCross"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    symbols: int
+    history_days: int
+    strategy: str = "golden_cross"
+
+
+SCENARIOS = (
+    Scenario("incremental, 100 symbols", 100, 1),
+    Scenario("frame per bar, 100 symbols", 100, 1, FRAME),
+    Scenario("incremental, 500 symbols", 500, 1),
+    Scenario("incremental, 100 symbols, 10 days of history", 100, 10),
 )
 
 
-def write_bars(path: Path, symbols: list[str], seed: int = 7) -> int:
-    """Random walks with trending and ranging stretches: the strategy trades all day."""
-    rng = random.Random(seed)
+def trading_days(history: int) -> list[date]:
+    """``history`` weekdays before the replay day, then the replay day."""
+    days = [REPLAY_DAY]
+    day = REPLAY_DAY
+    while len(days) <= history:
+        day -= timedelta(days=1)
+        if day.weekday() < 5:
+            days.insert(0, day)
+    return days
+
+
+def write_bars(path: Path, symbols: list[str], days: list[date], seed: int = 7) -> int:
+    """Random walks with trending and ranging stretches: the strategy trades all day. The
+    last (replayed) day is the same whatever the history before it, so runs with more
+    history replay exactly the same session."""
     rows = 0
     with path.open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["timestamp", "symbol", "open", "high", "low", "close", "volume"])
-        prices = {s: 50 + rng.random() * 400 for s in symbols}
-        drift = dict.fromkeys(symbols, 0.0)
-        for day in DAYS:
-            for minute in range(390):
-                stamp = (day + timedelta(minutes=minute)).isoformat()
-                for s in symbols:
-                    if minute % 45 == 0:
-                        drift[s] = rng.choice((-1, 0, 1)) * prices[s] * 0.0004
-                    o = prices[s]
-                    c = max(1.0, o + drift[s] + rng.gauss(0, o * 0.0008))
-                    hi, lo = max(o, c) * 1.0005, min(o, c) * 0.9995
-                    volume = rng.randint(500, 5000)
-                    out.writerow(
-                        [stamp, s, f"{o:.2f}", f"{hi:.2f}", f"{lo:.2f}", f"{c:.2f}", volume]
-                    )
-                    prices[s] = c
-                    rows += 1
+        for n, day in enumerate(days):
+            replayed = n == len(days) - 1
+            rng = random.Random(seed if replayed else seed * 1000 + n)
+            rows += _write_day(out, rng, symbols, day)
     return rows
 
 
-async def one_run(symbols: list[str], csv_path: Path) -> dict[str, float]:
+def _write_day(out: Any, rng: random.Random, symbols: list[str], day: date) -> int:
+    prices = {s: 50 + rng.random() * 400 for s in symbols}
+    drift = dict.fromkeys(symbols, 0.0)
+    open_at = datetime.combine(day, time(9, 30), NEW_YORK)
+    for minute in range(390):
+        stamp = (open_at + timedelta(minutes=minute)).isoformat()
+        for s in symbols:
+            if minute % 45 == 0:
+                drift[s] = rng.choice((-1, 0, 1)) * prices[s] * 0.0004
+            o = prices[s]
+            c = max(1.0, o + drift[s] + rng.gauss(0, o * 0.0008))
+            hi, lo = max(o, c) * 1.0005, min(o, c) * 0.9995
+            volume = rng.randint(500, 5000)
+            out.writerow([stamp, s, f"{o:.2f}", f"{hi:.2f}", f"{lo:.2f}", f"{c:.2f}", volume])
+            prices[s] = c
+    return 390 * len(symbols)
+
+
+async def one_run(scenario: Scenario, csv_path: Path) -> dict[str, float]:
+    symbols = [f"S{i:03d}" for i in range(scenario.symbols)]
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(
             None,
             mode="sim",
             sim={"replay_speed": "max", "replay_csv": csv_path, "commission_min": "0"},
             storage={"data_dir": Path(tmp)},
-            strategy={"symbols": symbols},
+            strategy={"name": scenario.strategy, "symbols": symbols},
             risk={
                 "max_orders_per_day": 1_000_000,
                 "max_gross_exposure": "100000000",
@@ -77,47 +122,98 @@ async def one_run(symbols: list[str], csv_path: Path) -> dict[str, float]:
         )
         app = await build_app(settings)
         await app.start()
-        started = time.perf_counter()
-        await wait_for(lambda: app.feed.health.finished, within=600, interval=0.05)
+        started = clock.perf_counter()
+        await wait_for(lambda: app.feed.health.finished, within=1200, interval=0.05)
         await app.engine.settle()
-        elapsed = time.perf_counter() - started
+        elapsed = clock.perf_counter() - started
         engine = app.engine
         updates = app.feed.health.messages
         result = {
             "updates": updates,
             "seconds": elapsed,
             "updates_per_s": updates / elapsed,
+            "us_per_update": elapsed / updates * 1e6,
             "orders": engine.signals,
-            "submit_p50_ms": (engine.signal_latency.percentile(50) or 0) * 1000,
-            "submit_p99_ms": (engine.signal_latency.percentile(99) or 0) * 1000,
+            "submit_p50_ms": (engine.bars.order_latency.percentile(50) or 0) * 1000,
+            "submit_p99_ms": (engine.bars.order_latency.percentile(99) or 0) * 1000,
+            "ack_p50_ms": (engine.signal_latency.percentile(50) or 0) * 1000,
+            "ack_p99_ms": (engine.signal_latency.percentile(99) or 0) * 1000,
+            "state": 0 if engine.state.state.value == "ACTIVE" else 1,
             "loop_lag_p99_ms": (engine.loop_lag.percentile(99) or 0) * 1000,
             "dropped": engine.dropped_updates,
         }
         await app.stop()
-        return result
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def ratio(a: dict[str, float], b: dict[str, float], key: str) -> str:
+    return f"{a[key] / b[key]:.2f}x"
+
+
+def run_in_child(scenario: Scenario, csv_path: Path) -> dict[str, float]:
+    spec = json.dumps([scenario.__dict__, str(csv_path)])
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.bench.hot_path", "--child", spec],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="only the first two scenarios")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    symbols = [f"S{i:03d}" for i in range(args.symbols)]
+    if args.child:
+        fields, path = json.loads(args.child)
+        print(json.dumps(asyncio.run(one_run(Scenario(**fields), Path(path)))))
+        return 0
+
+    scenarios = SCENARIOS[:2] if args.quick else SCENARIOS
+    medians: dict[str, dict[str, float]] = {}
+    print(
+        "| scenario | updates/s (each run) | µs/update | orders | bar to submit p50 / p99 "
+        "| bar to broker ack p50 / p99 | loop lag p99 | peak RSS |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        csv_path = Path(tmp) / "bars.csv"
-        rows = write_bars(csv_path, symbols)
-        print(f"{args.symbols} symbols, {rows} bars (one session of history + one replayed)")
-        results = [asyncio.run(one_run(symbols, csv_path)) for _ in range(args.runs)]
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("| run | updates/s | orders | submit p50 | submit p99 | loop lag p99 | dropped |")
-    print("|---|---|---|---|---|---|---|")
-    for i, r in enumerate(results, 1):
+        files: dict[tuple[int, int], Path] = {}
+        for sc in scenarios:
+            key = (sc.symbols, sc.history_days)
+            if key not in files:
+                files[key] = Path(tmp) / f"bars_{sc.symbols}_{sc.history_days}.csv"
+                symbols = [f"S{i:03d}" for i in range(sc.symbols)]
+                write_bars(files[key], symbols, trading_days(sc.history_days))
+            runs = [run_in_child(sc, files[key]) for _ in range(args.runs)]
+            if any(r["state"] for r in runs):
+                print(f"warning: {sc.name}: the engine left ACTIVE during a run", flush=True)
+            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            medians[sc.name] = med
+            per_run = " / ".join(f"{r['updates_per_s']:,.0f}" for r in runs)
+            print(
+                f"| {sc.name} | {med['updates_per_s']:,.0f} ({per_run}) "
+                f"| {med['us_per_update']:.1f} | {med['orders']:.0f} "
+                f"| {med['submit_p50_ms']:.2f} / {med['submit_p99_ms']:.2f} ms "
+                f"| {med['ack_p50_ms']:.2f} / {med['ack_p99_ms']:.2f} ms "
+                f"| {med['loop_lag_p99_ms']:.1f} ms | {med['peak_rss_mb']:.0f} MB |",
+                flush=True,
+            )
+    names = [sc.name for sc in scenarios]
+    base = medians[names[0]]
+    print(f"\nmedians of {args.runs} runs each, every run its own process")
+    frame = medians[names[1]]
+    print(f"incremental vs frame per bar: {ratio(base, frame, 'updates_per_s')} the updates/s")
+    if len(names) > 2:
+        wide, long = medians[names[2]], medians[names[3]]
+        print(f"500 vs 100 symbols: {ratio(wide, base, 'us_per_update')} the cost per update")
         print(
-            f"| {i} | {r['updates_per_s']:,.0f} | {r['orders']:.0f} | {r['submit_p50_ms']:.2f} ms"
-            f" | {r['submit_p99_ms']:.2f} ms | {r['loop_lag_p99_ms']:.1f} ms | {r['dropped']:.0f} |"
+            f"10 days vs 1 day of history: {ratio(long, base, 'us_per_update')} the cost per "
+            f"update, {ratio(long, base, 'peak_rss_mb')} the peak RSS"
         )
-    median = statistics.median(r["updates_per_s"] for r in results)
-    print(f"median {median:,.0f} updates/s; peak RSS {peak_mb:.0f} MB")
     return 0
 
 
