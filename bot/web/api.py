@@ -7,8 +7,9 @@ the command is not run.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Awaitable, Callable
+from datetime import date
 
 from aiohttp import web
 
@@ -18,38 +19,42 @@ from engine.commands import CommandService, PnLReport
 ACTOR = "web"
 """Who the audit log says read: every API request is one audit row with this actor."""
 
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
 
 class BadQuery(Exception):
     """A query parameter the route does not take or cannot parse: the message says which."""
 
 
-@dataclass(frozen=True, slots=True)
-class IntParam:
-    default: int
-    low: int
-    high: int
-
-    def parse(self, name: str, text: str) -> int:
-        if not text.strip().isdigit():
-            raise BadQuery(f"{name} must be a whole number from {self.low} to {self.high}")
-        value = int(text)
-        if not self.low <= value <= self.high:
-            raise BadQuery(f"{name} must be from {self.low} to {self.high}")
-        return value
-
-
-def query(request: web.Request, allowed: Mapping[str, IntParam]) -> dict[str, int]:
-    """The route's parameters, defaults filled in; ``BadQuery`` for anything else."""
+def query(request: web.Request, *takes: str) -> None:
+    """Refuse a parameter the route does not take, or one given twice."""
     for name in request.query:
-        if name not in allowed:
-            takes = ", ".join(sorted(allowed)) or "no parameters"
-            raise BadQuery(f"unknown query parameter {name!r}; {request.path} takes {takes}")
+        if name not in takes:
+            listed = ", ".join(takes) or "no parameters"
+            raise BadQuery(f"unknown query parameter {name!r}; {request.path} takes {listed}")
         if len(request.query.getall(name)) > 1:
             raise BadQuery(f"{name} is given more than once")
-    return {
-        name: spec.parse(name, request.query[name]) if name in request.query else spec.default
-        for name, spec in allowed.items()
-    }
+
+
+def int_param(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.strip().isdigit() or not low <= int(text) <= high:
+        raise BadQuery(f"{name} must be a whole number from {low} to {high}")
+    return int(text)
+
+
+def day_param(request: web.Request, name: str) -> date | None:
+    text = request.query.get(name)
+    if text is None:
+        return None
+    try:
+        if not _DAY.fullmatch(text.strip()):
+            raise ValueError(text)
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise BadQuery(f"{name} must be a date as YYYY-MM-DD, for example 2026-11-20") from None
 
 
 def json_response(payload: JSONValue, status: int = 200) -> web.Response:
@@ -74,24 +79,31 @@ def routes(commands: CommandService) -> dict[str, Handler]:
     """Path -> GET handler for every API route."""
 
     async def status(request: web.Request) -> web.StreamResponse:
-        query(request, {})
+        query(request)
         return json_response(plain(await commands.status(ACTOR)))
 
     async def positions(request: web.Request) -> web.StreamResponse:
-        query(request, {})
+        query(request)
         return json_response(plain(await commands.positions(ACTOR)))
 
     async def orders(request: web.Request) -> web.StreamResponse:
-        query(request, {})
+        query(request)
         return json_response(plain(await commands.orders(ACTOR)))
 
     async def pnl(request: web.Request) -> web.StreamResponse:
-        query(request, {})
+        query(request)
         return json_response(_pnl(await commands.pnl(ACTOR)))
+
+    async def trades(request: web.Request) -> web.StreamResponse:
+        query(request, "day")
+        day = day_param(request, "day")
+        trades = await commands.trades(ACTOR, day)
+        return json_response(plain(sorted(trades, key=lambda t: t.ts, reverse=True)))
 
     return {
         "/api/status": status,
         "/api/positions": positions,
         "/api/orders": orders,
         "/api/pnl": pnl,
+        "/api/trades": trades,
     }

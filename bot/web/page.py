@@ -46,7 +46,7 @@ def load_assets() -> Assets:
 
 def _serve(body: bytes, content_type: str, csp: str | None = None) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        query(request, {})
+        query(request)
         response = web.Response(body=body, content_type=content_type, charset="utf-8")
         if csp:
             response.headers["Content-Security-Policy"] = csp

@@ -131,7 +131,7 @@ class WebServer:
         return api.json_response({"ok": ready}, 200 if ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
-        api.query(request, {})
+        api.query(request)
         body = render(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

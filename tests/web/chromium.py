@@ -98,6 +98,8 @@ class Tab:
             deviceScaleFactor=2 if mobile else 1,
             mobile=mobile,
         )
+        # A scrollbar would take its width from the layout but not from the screenshot.
+        await self.send("Emulation.setScrollbarsHidden", hidden=True)
 
     async def screenshot(self, path: Path) -> Path:
         reply = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from engine.app import EngineApp
-from tests.support.app import seed_position
+from tests.support.app import REPLAY_DAY, seed_position
 from tests.web.conftest import AUTH, Client
 from tests.web.helpers import eventually, rest_limit_buy
 
@@ -104,6 +104,10 @@ async def test_read_when_served_then_audited_as_actor_web(
         ("/api/status?verbose=1", "unknown query parameter 'verbose'"),
         ("/api/positions?x=", "unknown query parameter 'x'"),
         ("/metrics?format=json", "unknown query parameter 'format'"),
+        ("/api/trades?day=2026-13-01", "day must be a date as YYYY-MM-DD"),
+        ("/api/trades?day=20261120", "day must be a date as YYYY-MM-DD"),
+        ("/api/trades?days=1", "unknown query parameter 'days'; /api/trades takes day"),
+        ("/api/trades?day=2026-11-20&day=2026-11-19", "day is given more than once"),
         ("/?refresh=1", "takes no parameters"),
     ],
 )
@@ -131,3 +135,29 @@ async def test_healthz_when_no_token_then_ok_and_nothing_else(client: Client) ->
 
     assert response.status == 200
     assert await response.json() == {"ok": True}
+
+
+async def test_trades_when_the_morning_traded_then_todays_fills_newest_first(
+    client: Client, sim_app: EngineApp
+) -> None:
+    await seed_position(sim_app, "MSFT", -2)
+
+    body = await (await client.get("/api/trades", headers=AUTH)).json()
+
+    fills = [f for f in await sim_app.journal.load_fills() if f.ts.date() == REPLAY_DAY]
+    assert len(body) == len(fills) > 1
+    assert [utc(t["ts"]) for t in body] == sorted((f.ts for f in fills), reverse=True)
+    newest = body[0]
+    assert (newest["symbol"], newest["side"], newest["qty"]) == ("MSFT", "sell", "2")
+    assert Decimal(newest["price"]) == fills[-1].price
+    assert isinstance(newest["realized_pnl"], str)
+
+
+async def test_trades_when_day_given_then_that_trading_day_only(
+    client: Client, sim_app: EngineApp
+) -> None:
+    same = await (await client.get(f"/api/trades?day={REPLAY_DAY}", headers=AUTH)).json()
+    other = await (await client.get("/api/trades?day=2020-01-02", headers=AUTH)).json()
+
+    assert same == await (await client.get("/api/trades", headers=AUTH)).json()
+    assert other == []

@@ -1,7 +1,7 @@
 """The page in a real headless Chromium against a running simulator session: it logs in with
 the token, shows the state and the positions, updates by itself after a fill, reads on a
-phone and on a desktop, and logs no console error. Screenshots are saved under the test's
-tmp dir (printed; pytest keeps the last three runs)."""
+phone and on a desktop, and logs no console error. The screenshots are saved to
+``build/web-screenshots/`` in the repository (git-ignored; each run replaces them)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from tests.support.app import seed_position
 from tests.web.chromium import Tab, chromium
 from tests.web.conftest import TOKEN, start_with_web, web_settings
 
+SHOTS = Path(__file__).resolve().parents[2] / "build" / "web-screenshots"
 PHONE = (390, 844)
+COUNT_ROWS = "document.querySelectorAll('#{table} tr[data-key]').length"
 DESKTOP = (1280, 900)
 
 
@@ -67,25 +69,36 @@ async def test_page_when_session_runs_then_shows_state_positions_and_updates_aft
         state = await tab.evaluate("document.getElementById('state').textContent")
         detail = await tab.evaluate("document.getElementById('state-detail').textContent")
         shown = dict(await tab.evaluate(rows_js("positions")))
+        trades_shown = await tab.evaluate(COUNT_ROWS.format(table="trades"))
+        curve_drawn = await tab.evaluate("document.querySelector('#curve path.line') !== null")
         held = {p.symbol: str(p.qty) for p in app.engine.portfolio.positions()}
         assert held, "the replayed morning leaves positions to show"
-        desktop = await tab.screenshot(tmp_path / "page-desktop.png")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        desktop = await tab.screenshot(SHOTS / "page-desktop.png")
 
         await tab.evaluate("window.sameDocument = true")
         await seed_position(app, "MSFT", -6)  # a fill: the event stream makes the page fetch
         after = await tab.wait_for(f"({rows_js('positions')}).find(r => r[0] === 'MSFT')")
+        trades_after = await tab.wait_for(
+            f"{COUNT_ROWS.format(table='trades')} > {trades_shown} && "
+            + COUNT_ROWS.format(table="trades")
+        )
         not_reloaded = await tab.evaluate("window.sameDocument === true")
 
         await tab.set_viewport(*PHONE, mobile=True)
         await tab.wait_for("innerWidth === 390")
         overflow = await tab.evaluate("document.documentElement.scrollWidth - innerWidth")
-        phone = await tab.screenshot(tmp_path / "page-phone.png")
+        phone = await tab.screenshot(SHOTS / "page-phone.png")
         errors = list(tab.errors)
 
     print(f"screenshots: {desktop} {phone}")
     assert state == app.engine.state.record.state.value == "ACTIVE"
     assert detail.startswith(f"by {app.engine.state.record.actor}")
     assert shown == held
+    today = await app.commands.trades("tester")
+    assert trades_shown == len(today) - 1 > 0  # MSFT's fill came later
+    assert trades_after == len(today)
+    assert curve_drawn
     assert after == ["MSFT", "-6"]
     assert not_reloaded
     assert overflow <= 0, "the phone layout scrolls sideways"

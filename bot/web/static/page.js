@@ -5,6 +5,8 @@
 "use strict";
 
 const REFRESH_MS = 15000;
+const AUDIT_FETCH = 100; // the page's own reads are left out of the table, so fetch more
+const AUDIT_SHOWN = 12;
 const DEBOUNCE_MS = 250;
 const ZONE = "America/New_York";
 const SVG = "http://www.w3.org/2000/svg";
@@ -41,6 +43,10 @@ function tone(el, text) {
 
 function time(iso) {
   return iso ? clock.format(new Date(iso)) : "n/a";
+}
+
+function when(iso) {
+  return day.format(new Date(iso)) + " " + time(iso);
 }
 
 function ago(seconds) {
@@ -93,8 +99,7 @@ function renderStatus(s) {
   const locked = s.loss_limit_locked ? " · loss-limit lock" : "";
   const flatten = s.flatten_running ? " · flatten running" : "";
   $("state-detail").textContent =
-    "by " + s.state_actor + reason + " · since " + day.format(new Date(s.state_since)) + " " +
-    time(s.state_since) + locked + flatten;
+    "by " + s.state_actor + reason + " · since " + when(s.state_since) + locked + flatten;
   $("mode").textContent = s.mode;
   $("market").textContent = s.market_open ? "market open" : "market closed";
   $("equity").textContent = fmtMoney(s.equity);
@@ -147,6 +152,31 @@ function renderOrders(rows) {
   ], "No open orders", (o) => o.client_order_id);
 }
 
+function renderTrades(rows) {
+  $("trades-count").textContent = "(" + rows.length + ")";
+  fillRows($("trades"), rows, (t) => [
+    [time(t.ts), ""],
+    [t.symbol, "symbol"],
+    [t.side, t.side === "buy" ? "up" : "down"],
+    [t.qty, "num qty"],
+    [fmtMoney(t.price), "num"],
+    [fmtMoney(t.commission), "num"],
+    [t.closing ? signed(t.realized_pnl) : "", "num " + (Number(t.realized_pnl) >= 0 ? "up" : "down")],
+  ], "No trades today", (t) => t.client_order_id + "@" + t.ts);
+}
+
+function renderAudit(rows) {
+  const shown = rows.filter((a) => !(a.actor === "web" && a.ok)).slice(0, AUDIT_SHOWN);
+  fillRows($("audit"), shown, (a) => [
+    [when(a.ts), ""],
+    [a.actor, ""],
+    [a.command + (a.args ? " " + a.args : ""), ""],
+    [(a.ok ? "✓ " : "✗ ") + a.result, a.ok ? "" : "down"],
+  ], "No commands yet", (a) => a.ts + a.actor + a.command);
+}
+
+let days = 1;
+
 function renderCurve(points) {
   const svg = $("curve");
   const values = points.map((p) => Number(p.equity));
@@ -178,8 +208,8 @@ function renderCurve(points) {
   );
   $("curve-caption").textContent =
     "low " + money.format(lo) + " · high " + money.format(hi) + " · now " +
-    money.format(values[values.length - 1]) + " · " + time(points[0].ts) + " – " +
-    time(points[points.length - 1].ts);
+    money.format(values[values.length - 1]) + " · " + when(points[0].ts) + " – " +
+    when(points[points.length - 1].ts);
 }
 
 let running = null;
@@ -189,13 +219,14 @@ async function refresh() {
   if (running) { again = true; return running; }
   running = (async () => {
     try {
-      const [status, positions, orders, pnl] = await Promise.all([
+      const [status, positions, orders, trades, pnl] = await Promise.all([
         getJSON("/api/status"), getJSON("/api/positions"), getJSON("/api/orders"),
-        getJSON("/api/pnl"),
+        getJSON("/api/trades"), getJSON("/api/pnl"),
       ]);
       renderStatus(status);
       renderPositions(positions);
       renderOrders(orders);
+      renderTrades(trades);
       renderCurve(pnl.curve);
       $("error").hidden = true;
       $("updated").textContent = time(status.now);
@@ -225,6 +256,19 @@ function listen() {
   events.onerror = () => { live.textContent = "reconnecting…"; };
 }
 
+function ranges() {
+  for (const button of $("range").querySelectorAll("button")) {
+    button.addEventListener("click", () => {
+      days = Number(button.dataset.days);
+      for (const b of $("range").querySelectorAll("button")) {
+        b.setAttribute("aria-pressed", String(b === button));
+      }
+      refresh();
+    });
+  }
+}
+
+ranges();
 refresh();
 listen();
 setInterval(() => { if (!document.hidden) refresh(); }, REFRESH_MS);
