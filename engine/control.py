@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from config.settings import RiskSettings
@@ -100,8 +100,6 @@ class EngineControl:
         self._risk = risk
         self._report = report
         self._spawn = spawn
-        self.loss_halt_day: date | None = None
-        """The trading day the loss limit last halted on (it halts once per day)."""
         self._reconciled_at: datetime | None = None
         # A broker that measures itself (Alpaca: every call, retries and probes included)
         # is the one source of truth; call_broker then only reports errors.
@@ -161,7 +159,12 @@ class EngineControl:
     # ---- the trader's controls -----------------------------------------------------------
 
     async def halt(
-        self, actor: str, reason: str, *, keep_positions: bool = False, cause: str = "manual"
+        self,
+        actor: str,
+        reason: str,
+        *,
+        keep_positions: bool = False,
+        cause: Cause = Cause.MANUAL,
     ) -> HaltResult:
         """HALTED (persisted first), every open order cancelled, then flat unless asked not to."""
         record = await self._state.halt(actor, reason, cause=cause)
@@ -240,13 +243,12 @@ class EngineControl:
 
     def check_loss_limit(self) -> None:
         pnl = self._portfolio.day_pnl
-        if pnl is None or self.loss_halt_day == self._days.day:
+        if pnl is None or not loss_limit_breached(pnl, self._risk):
             return
-        if not loss_limit_breached(pnl, self._risk):
+        # The state controller owns "halted by the loss limit today": after a trader's
+        # override the gate still refuses new risk, but the engine does not halt again.
+        if not self._state.claim_loss_halt():
             return
-        # Once per trading day: after a trader's override the gate still refuses new risk,
-        # but the engine does not halt again on every tick.
-        self.loss_halt_day = self._days.day
         limit = self._risk.daily_loss_limit
         reason = f"daily loss limit hit: day P&L {usd(pnl)} <= {usd(-limit)}"
         self._spawn(self.halt("risk", reason, cause=Cause.LOSS_LIMIT))

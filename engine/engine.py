@@ -34,7 +34,7 @@ from engine.market_hours import MarketHours
 from engine.order_book import OrderBook
 from engine.portfolio import Portfolio
 from engine.reconcile import ReconcileResult
-from engine.risk import RiskGate, TradingStateController
+from engine.risk import Cause, RiskGate, TradingStateController
 from engine.store.journal import Journal
 from engine.strategy.host import StrategyHost
 from engine.watchdog import WatchdogLimits
@@ -265,7 +265,12 @@ class TradingEngine:
     # ---- public control API (engine.control) ----------------------------------------------
 
     async def halt(
-        self, actor: str, reason: str, *, keep_positions: bool = False, cause: str = "manual"
+        self,
+        actor: str,
+        reason: str,
+        *,
+        keep_positions: bool = False,
+        cause: Cause = Cause.MANUAL,
     ) -> HaltResult:
         """HALTED (persisted first), every open order cancelled, then flat unless asked not to."""
         return await self.control.halt(actor, reason, keep_positions=keep_positions, cause=cause)

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from engine.broker.port import Broker, TradeUpdate
@@ -347,10 +347,8 @@ class ExecutionManager(OrderTracker):
         """Stop background work (a recovery in progress is cancelled)."""
         await self.recovery.close()
 
-    def journal_counter_later(self, day: object, key: str, value: str) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self.journal.set_counter(day, key, value)  # type: ignore[arg-type]
-        )
+    def journal_counter_later(self, day: date, key: str, value: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.journal.set_counter(day, key, value))
         task.add_done_callback(_log_task_error)
 
     # ---- recovery ---------------------------------------------------------------------

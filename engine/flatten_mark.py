@@ -65,7 +65,7 @@ class FlattenMark:
                 TradingState(r["state"]),
                 str(r["actor"]),
                 str(r["reason"]),
-                Cause(r["cause"]).value,
+                Cause(r["cause"]),
                 datetime.fromisoformat(r["ts"]),
             )
         started = ensure_utc(datetime.fromisoformat(data["started_at"]), field="started_at")

@@ -2,7 +2,7 @@
 the trading day, and the strategies' warm-up history.
 
 ``restore`` runs the steps in order (journal restore, recovery start, reconcile at start, day
-start, loss-halt day, warm-up) over the engine's public parts; each step is a plain coroutine
+start, warm-up) over the engine's public parts; each step is a plain coroutine
 over the parts it needs. Start-up never dies on a journal row: a fill or order row it cannot
 read or apply is reported in one line (log and a CRITICAL ``EngineError``), kept in the
 journal's quarantine and skipped; the broker's view then corrects the book (reconcile). An
@@ -90,8 +90,7 @@ async def restore(engine: TradingEngine) -> None:
     e.clean_last_shutdown = await mark_running(e.journal)
     aside = SetAside(e.journal, e.bus, e.clock)
     last = await last_state(e.journal, e.clock.now())
-    if last is not None:
-        e.state.restore(last)
+    e.state.restore(last, loss_halt_day=await loss_halt_day(e.journal, e.clock.now()))
     await e.broker.connect()
     await e.market.refresh()
     account = await e.broker.get_account()
@@ -111,7 +110,6 @@ async def restore(engine: TradingEngine) -> None:
     if e.account is not None:
         e.buying_power.anchor(e.account)
     await open_day(e, trading_day(e.clock.now()))
-    e.control.loss_halt_day = await loss_halt_day(e.journal, e.clock.now())
     await e.bars.warm_up(e.feed)
 
 
@@ -138,13 +136,13 @@ async def last_state(journal: Journal, now: datetime) -> StateRecord | None:
     must never be lost to a damaged row: a person resumes once they have looked)."""
     try:
         last = await journal.last_trading_state()
+        if last is None:
+            return None
+        return StateRecord(last.state, last.actor, last.reason, Cause(last.cause), last.ts)
     except UNREADABLE as exc:
         reason = f"the last trading-state row cannot be read ({type(exc).__name__}: {exc})"
         log.error("start-up: %s; starting HALTED", reason)
         return StateRecord(TradingState.HALTED, "system", reason, Cause.STARTUP, now)
-    if last is None:
-        return None
-    return StateRecord(last.state, last.actor, last.reason, last.cause, last.ts)
 
 
 async def restore_book(

@@ -88,7 +88,7 @@ class Watchdog:
         # the open (last night's bars) must not count as stale at 09:30:00.
         self._open_since: float | None = None
         # Cause -> monotonic time it tripped; recovery needs evidence newer than that.
-        self._tripped: dict[str, float] = {}
+        self._tripped: dict[Cause, float] = {}
         self._adopted = False
 
     @property
@@ -145,7 +145,7 @@ class Watchdog:
         return max(0.0, mono - reference)
 
     async def _evaluate_data(self, mono: float, age: float | None) -> None:
-        cause = Cause.STALE_DATA.value
+        cause = Cause.STALE_DATA
         if cause in self._tripped:
             last = self._feed.last_message_mono
             flowing = last is not None and last > self._tripped[cause]
@@ -163,7 +163,7 @@ class Watchdog:
     async def _evaluate_engine(
         self, mono: float, is_open: bool, beat: float | None, age: float | None
     ) -> None:
-        cause = Cause.ENGINE_STALE.value
+        cause = Cause.ENGINE_STALE
         if cause in self._tripped:
             if beat is not None and beat > self._tripped[cause]:
                 await self._recover(cause, "✅ The engine is beating again.")
@@ -178,7 +178,7 @@ class Watchdog:
 
     # ---- actions -----------------------------------------------------------------------
 
-    async def _trip(self, cause: str, mono: float, reason: str) -> None:
+    async def _trip(self, cause: Cause, mono: float, reason: str) -> None:
         self._tripped[cause] = mono
         current = self._state.state
         if current is TradingState.ACTIVE:
@@ -190,7 +190,7 @@ class Watchdog:
         # Never over a HALT: REDUCING would let positions be reduced that a person froze.
         await self._state.reduce(ACTOR, reason, cause=cause, unless_halted=True)
 
-    async def _recover(self, cause: str, text: str) -> None:
+    async def _recover(self, cause: Cause, text: str) -> None:
         del self._tripped[cause]
         log.info("watchdog recovered: %s", cause)
         record = self._state.record
@@ -213,7 +213,7 @@ class Watchdog:
         )
 
 
-def _ours(state: TradingState, actor: str, cause: str) -> bool:
+def _ours(state: TradingState, actor: str, cause: Cause) -> bool:
     return (
         state is TradingState.REDUCING
         and actor == ACTOR

@@ -7,7 +7,8 @@ journal cannot write (disk full, read-only, I/O error): a HALTED or REDUCING is 
 memory anyway, kept as unpersisted and written, in order, as soon as the journal can write
 again (``persist_pending``); a change back to ACTIVE is refused while it cannot. A halt caused
 by the daily loss limit stays on for the rest of that trading day unless the trader
-explicitly overrides it.
+explicitly overrides it, and the loss limit halts at most once per trading day: this
+controller is the one owner of that day (``claim_loss_halt``), restarts included.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Cause(StrEnum):
 # REDUCING outranks the flatten's own, so the flatten's clean-up does not undo it. The journal's
 # REDUCING (storage) takes over any automatic one, the flatten's included, and lifts itself
 # once the journal writes again; a person's stays.
-_RANK: dict[str, int] = {
+_RANK: dict[Cause, int] = {
     Cause.STARTUP: 0,
     Cause.BROKER_UNREACHABLE: 1,
     Cause.STALE_DATA: 1,
@@ -73,12 +74,14 @@ class StateRecord:
     state: TradingState
     actor: str
     reason: str
-    cause: str
+    cause: Cause
     ts: datetime
 
     def __post_init__(self) -> None:
-        # Records restored from the journal may carry plain strings and any time zone.
+        # Records restored from the journal carry plain strings (an unknown cause raises
+        # ValueError: start-up treats the row as unreadable) and any time zone.
         object.__setattr__(self, "state", TradingState(self.state))
+        object.__setattr__(self, "cause", Cause(self.cause))
         object.__setattr__(self, "ts", ensure_utc(self.ts, field="state ts"))
 
     @property
@@ -101,13 +104,27 @@ class TradingStateController:
         self._store = store
         self._lock = asyncio.Lock()
         self._unpersisted: list[StateRecord] = []
+        self._loss_halt_day: date | None = None
         self._record = initial or StateRecord(
-            TradingState.ACTIVE, "system", "startup", Cause.STARTUP.value, clock.now()
+            TradingState.ACTIVE, "system", "startup", Cause.STARTUP, clock.now()
         )
 
-    def restore(self, record: StateRecord) -> None:
-        """Adopt the record the journal last acknowledged (start-up, before any change)."""
-        self._record = record
+    def restore(self, record: StateRecord | None, *, loss_halt_day: date | None = None) -> None:
+        """Adopt what the journal last acknowledged (start-up, before any change): the record
+        in force and the trading day the loss limit last halted on."""
+        if record is not None:
+            self._record = record
+        self._loss_halt_day = loss_halt_day
+
+    def claim_loss_halt(self) -> bool:
+        """True once per trading day: the loss limit may halt now, and not again today (a
+        trader who lifted today's loss-limit halt with an override is not halted again)."""
+        today = trading_day(self._clock.now())
+        # ">=": a day stamped ahead of our clock (skew across a restart) still counts.
+        if self._loss_halt_day is not None and self._loss_halt_day >= today:
+            return False
+        self._loss_halt_day = today
+        return True
 
     @property
     def state(self) -> TradingState:
@@ -127,23 +144,15 @@ class TradingStateController:
         """HALTED by the daily loss limit on the current trading day."""
         return self._is_locked(self._record, trading_day(self._clock.now()))
 
-    def allows(self, reduces_position: bool) -> bool:
-        """Whether an order may be sent in the current state (cancels are always allowed)."""
-        if self._record.state is TradingState.ACTIVE:
-            return True
-        if self._record.state is TradingState.REDUCING:
-            return reduces_position
-        return False
-
     async def set(
         self,
         new: TradingState,
         actor: str,
         reason: str,
         *,
-        cause: str = Cause.MANUAL,
+        cause: Cause = Cause.MANUAL,
         override: bool = False,
-        if_cause: str | None = None,
+        if_cause: Cause | None = None,
         unless_halted: bool = False,
     ) -> StateRecord:
         """Move to ``new`` and return the record now in force.
@@ -161,7 +170,7 @@ class TradingStateController:
         nothing and propagates.
         """
         new = TradingState(new)
-        cause = Cause(cause).value
+        cause = Cause(cause)
         if not actor:
             raise ValueError("a trading-state change needs an actor")
         async with self._lock:
@@ -171,7 +180,7 @@ class TradingStateController:
             if unless_halted and current.state is TradingState.HALTED:
                 return current
             if new is current.state and (
-                new is TradingState.ACTIVE or _RANK[cause] <= _RANK.get(current.cause, 0)
+                new is TradingState.ACTIVE or _RANK[cause] <= _RANK[current.cause]
             ):
                 return current
             now = ensure_utc(self._clock.now())
@@ -189,6 +198,9 @@ class TradingStateController:
                 log.error("%s by %s applied but not on disk yet: %s", new.value, actor, exc)
                 self._unpersisted.append(record)
             self._record = record
+            if new is TradingState.HALTED and cause is Cause.LOSS_LIMIT:
+                day = record.trading_day
+                self._loss_halt_day = max(self._loss_halt_day or day, day)
             self._bus.publish(
                 TradingStateChanged(
                     ts=now, old=current.state, new=new, actor=actor, reason=reason, cause=cause
@@ -217,7 +229,7 @@ class TradingStateController:
     async def _write(self, r: StateRecord) -> None:
         await self._store.record_trading_state(r.state, r.actor, r.reason, r.cause, r.ts)
 
-    async def halt(self, actor: str, reason: str, *, cause: str = Cause.MANUAL) -> StateRecord:
+    async def halt(self, actor: str, reason: str, *, cause: Cause = Cause.MANUAL) -> StateRecord:
         return await self.set(TradingState.HALTED, actor, reason, cause=cause)
 
     async def reduce(
@@ -225,7 +237,7 @@ class TradingStateController:
         actor: str,
         reason: str,
         *,
-        cause: str = Cause.MANUAL,
+        cause: Cause = Cause.MANUAL,
         override: bool = False,
         unless_halted: bool = False,
     ) -> StateRecord:
@@ -244,7 +256,7 @@ class TradingStateController:
         reason: str = "",
         *,
         override: bool = False,
-        if_cause: str | None = None,
+        if_cause: Cause | None = None,
     ) -> StateRecord:
         """Back to ACTIVE (cause ``manual``); see ``set`` for ``override`` and ``if_cause``."""
         return await self.set(

@@ -411,20 +411,32 @@ async def test_loss_limit_locked_when_manual_halt_then_false() -> None:
     assert (await h.controller.resume("alice")).state is A
 
 
-# --- allows -------------------------------------------------------------------------------------
+# --- the loss limit halts once per trading day --------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("state", "reducing_allowed", "increasing_allowed"),
-    [(A, True, True), (R, True, False), (H, False, False)],
-)
-def test_allows_when_state_then_expected(
-    state: TradingState, reducing_allowed: bool, increasing_allowed: bool
-) -> None:
-    controller = make(record(state)).controller
+def test_claim_loss_halt_when_asked_twice_the_same_day_then_only_the_first_wins() -> None:
+    h = make()
 
-    assert controller.allows(reduces_position=True) is reducing_allowed
-    assert controller.allows(reduces_position=False) is increasing_allowed
+    first, second = h.controller.claim_loss_halt(), h.controller.claim_loss_halt()
+    h.clock.set(NY_MIDNIGHT + timedelta(hours=15))
+    next_day = h.controller.claim_loss_halt()
+
+    assert (first, second, next_day) == (True, False, True)
+
+
+def test_claim_loss_halt_when_restored_with_todays_loss_halt_then_refused() -> None:
+    h = make()
+    h.controller.restore(None, loss_halt_day=date(2026, 3, 2))
+
+    assert h.controller.claim_loss_halt() is False
+
+
+async def test_claim_loss_halt_when_loss_limit_halt_recorded_today_then_refused() -> None:
+    h = make()
+    await h.controller.halt("risk", "limit", cause=Cause.LOSS_LIMIT)
+    await h.controller.resume("alice", "go", override=True)
+
+    assert h.controller.claim_loss_halt() is False
 
 
 # --- automatic recovery -------------------------------------------------------------------------
