@@ -245,10 +245,11 @@ class TradingEngine:
             # Let tasks woken by the last delivery start before judging whether all is quiet.
             for _ in range(3):
                 await asyncio.sleep(0)
-            if self._activity.busy == 0 and self.bars.idle:
+            if self._activity.busy == 0 and self.bars.idle and not self.execution.unacknowledged:
                 self.bars.maybe_snapshot()  # the minute's marks and fills are all in
                 return
             await self._activity.wait_idle()
+            await self.execution.drain()  # fills journaled and acknowledged
 
     async def resume_strategies(self) -> list[str]:
         """Start every strategy paused after an error again (``!resume``); their names."""

@@ -45,6 +45,8 @@ class OrderTracker:
         self.orders = orders
         self.known_ids: set[str] = set()
         """Client ids we have used or seen (the risk gate refuses them for new orders)."""
+        self.in_flight: set[str] = set()
+        """Client ids of submits awaiting the broker's answer."""
         self._waiters: set[asyncio.Event] = set()
         self._expected_from: str | None = None
 
@@ -91,20 +93,22 @@ class OrderTracker:
 
     def order_changed(self, order: Order) -> None:
         self.journal.save_order(order)
-        self.bus.publish(
-            OrderUpdated(
-                ts=self.clock.now(),
-                client_order_id=order.client_order_id,
-                symbol=order.symbol,
-                side=order.side,
-                qty=order.qty,
-                status=order.status,
-                filled_qty=order.filled_qty,
-                reason=order.reason,
-                strategy=order.strategy,
-            )
+        self.bus.publish(self.order_event(order))
+        self.notify()
+
+    def order_event(self, order: Order) -> OrderUpdated:
+        """The order as it is now, as an event."""
+        return OrderUpdated(
+            ts=self.clock.now(),
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            qty=order.qty,
+            status=order.status,
+            filled_qty=order.filled_qty,
+            reason=order.reason,
+            strategy=order.strategy,
         )
-        self._notify()
 
     def apply_status_event(self, order: Order, event: str) -> None:
         """A venue word that is not a fill (``new``, ``canceled``...) applied to ``order``."""
@@ -164,6 +168,8 @@ class OrderTracker:
         if order.status in (S.FILLED, S.PARTIALLY_FILLED) or record.filled_qty > ZERO:
             order.status = S.SUBMITTED
         order.strategy = strategy
+        # Under an id the journal knows, it may hold executions we have not seen.
+        order.complete_executions = order.client_order_id not in self.known_ids
         self.orders.add(order)
         self.known_ids.add(order.client_order_id)
         self.journal.save_order(order)
@@ -171,7 +177,7 @@ class OrderTracker:
 
     # ---- waiting ----------------------------------------------------------------------
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
         # Waking waiters is a plain flag flip: every waiter holds its own Event.
         for waiter in self._waiters:
             waiter.set()

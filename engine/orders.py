@@ -83,6 +83,9 @@ class Order:
     reason: str = ""
     updated_at: datetime | None = None
     execution_ids: set[str] = field(default_factory=set)
+    complete_executions: bool = field(default=True, compare=False)
+    """Every execution of this order the journal holds is in ``execution_ids`` (False for an
+    order adopted under an id the journal already knew: only the journal can tell)."""
 
     @classmethod
     def from_request(cls, request: OrderRequest, created_at: datetime) -> Order:

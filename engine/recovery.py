@@ -1,8 +1,9 @@
 """Learning the truth from the broker's REST view: after a stream gap, after an update we
 refused, and at start-up (through reconciliation).
 
-Fills come back through ``ExecutionManager.apply_fill`` (already-applied executions are
-skipped), then order states are brought in line with the broker's records.
+Fills come back through ``FillPath.apply_fills`` (already-applied executions are skipped; the
+rest journaled in one group commit), then order states are brought in line with the
+broker's records.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from engine.events import EngineError
 from engine.orders import Order
 
 if TYPE_CHECKING:
-    from engine.execution import ExecutionManager
+    from engine.fill_path import FillPath
 
 log = logging.getLogger(__name__)
 S = OrderStatus
 
 
 class Recovery:
-    def __init__(self, execution: ExecutionManager) -> None:
+    def __init__(self, execution: FillPath) -> None:
         self._ex = execution
         self._task: asyncio.Task[None] | None = None
         self._since: datetime | None = None
@@ -47,10 +48,7 @@ class Recovery:
                 found = by_cid.get(cid) or await ex.broker.get_order_by_client_id(cid)
                 if found is not None:
                     adopted.append((ex.adopt(found), found))
-        applied = 0
-        for fill in fills:
-            if await ex.apply_fill(fill, source="broker_rest"):
-                applied += 1
+        applied = await ex.apply_fills(fills, source="broker_rest")
         for adoptee, found in adopted:
             if found.client_order_id not in by_cid:
                 ex.apply_broker_record(adoptee, found, authoritative=True)

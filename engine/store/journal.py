@@ -20,6 +20,7 @@ A durable write SQLite cannot commit (disk full, read-only, I/O error) raises
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import sqlite3
@@ -36,6 +37,7 @@ from engine.domain import Fill, TradingState
 from engine.errors import JournalWriteError
 from engine.orders import Order
 from engine.store import schema
+from engine.store.fill_group import FillCommitter
 from engine.store.opening import check_file, dir_error, open_error, remove_if_empty
 from engine.store.records import (
     AuditRecord,
@@ -98,6 +100,7 @@ class Journal:
         self.path = path
         self._clock = clock
         self._writer = Writer(path, self._behind, self._now)
+        self._fills = FillCommitter(self._writer, self._behind)
         self._closed = False
         self._held_seq = itertools.count(1)
 
@@ -171,9 +174,19 @@ class Journal:
             return
         self._closed = True
         try:
+            await self._fills.drain()
             await self._behind.stop()
         finally:
             await self._writer.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def fill_commits(self) -> int:
+        """Transactions that have committed fills so far (a burst shares few)."""
+        return self._fills.commits
 
     @property
     def writable(self) -> bool:
@@ -193,8 +206,15 @@ class Journal:
 
     async def record_fill(self, fill: Fill) -> bool:
         """Store a fill; False (and no change) when its execution_id is already stored (or
-        held). Raises ``JournalWriteError`` when it cannot be committed: see ``hold_fill``."""
-        return await self._durable(schema.INSERT_FILL, fill_to_row(fill, self._now())) == 1
+        held). Raises ``JournalWriteError`` when it cannot be committed: see ``hold_fill``.
+        Concurrent calls share one transaction (see ``commit_fill``)."""
+        return await asyncio.shield(self.commit_fill(fill))
+
+    def commit_fill(self, fill: Fill) -> asyncio.Future[bool]:
+        """Queue a fill for the next group commit without waiting (``engine.store.fill_group``):
+        the future resolves after the COMMIT that holds it, as ``record_fill`` would return."""
+        self._check_open()
+        return self._fills.submit(fill.execution_id, fill_to_row(fill, self._now()))
 
     def hold_fill(self, fill: Fill) -> bool:
         """Keep a fill that ``record_fill`` could not commit: it is written, before anything
@@ -282,9 +302,11 @@ class Journal:
     async def load_fills(
         self, since: datetime | None = None, *, bad: list[BadRow] | None = None
     ) -> list[Fill]:
-        """Fills in event-time order (ties in the order they were recorded). With ``bad``,
-        a row that cannot be read is added there (row, why) instead of raising."""
+        """Fills in event-time order (ties in the order they were recorded), those queued for
+        a group commit included. With ``bad``, a row that cannot be read is added there (row,
+        why) instead of raising."""
         since_text = ts_to_text(since) if since is not None else ""
+        await self._fills.drain()
         rows = await self._read(schema.SELECT_FILLS_SINCE, (since_text,), flush_first=True)
         return _convert(rows, fill_from_row, bad)
 
@@ -311,6 +333,7 @@ class Journal:
             )
 
         self._check_open()
+        await self._fills.drain()
         order_rows, fill_rows = await self._writer.locked(work)
         fills_by_order: dict[str, list[sqlite3.Row]] = {}
         for row in fill_rows:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -163,11 +163,8 @@ class Writer:
 
     async def transaction(self, writes: Iterable[tuple[str, Sequence[Params]]]) -> list[int]:
         """One BEGIN IMMEDIATE ... COMMIT; returns each statement's row count."""
-        db = self.conn
         counts: list[int] = []
-        async with db.execute("BEGIN IMMEDIATE"):
-            pass
-        try:
+        async with self.begin() as db:
             for sql, rows in writes:
                 if len(rows) == 1:
                     async with db.execute(sql, rows[0]) as cursor:
@@ -175,6 +172,16 @@ class Writer:
                 else:
                     async with db.executemany(sql, rows) as cursor:
                         counts.append(cursor.rowcount)
+        return counts
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE; COMMIT when the block ends, ROLLBACK if it raises."""
+        db = self.conn
+        async with db.execute("BEGIN IMMEDIATE"):
+            pass
+        try:
+            yield db
             async with db.execute("COMMIT"):
                 pass
         except BaseException:
@@ -182,7 +189,6 @@ class Writer:
                 async with db.execute("ROLLBACK"):
                     pass
             raise
-        return counts
 
     async def read(
         self, sql: str, params: Sequence[object], *, flush_first: bool = False

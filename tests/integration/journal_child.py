@@ -1,9 +1,12 @@
 """Child process for test_journal_sigkill: records fills until it is killed.
 
-Usage: python tests/integration/journal_child.py <db path> [halt_after]
+Usage: python tests/integration/journal_child.py <db path> [halt_after] [group]
 
 Prints ``ACK fill <execution_id>`` / ``ACK state HALTED`` only after the awaited durable call
-has returned, so every ACK the parent reads is a promise that the row is committed.
+has returned, so every ACK the parent reads is a promise that the row is committed. With
+``group`` > 1, fills are recorded ``group`` at a time concurrently (so they share group
+commits), each group also repeating the previous group's last fill (a duplicate the journal
+must not store twice).
 """
 
 from __future__ import annotations
@@ -30,36 +33,52 @@ def ack(line: str) -> None:
     sys.stdout.flush()
 
 
-async def main(path: Path, halt_after: int) -> None:
+def make_fill(i: int) -> Fill:
+    return Fill(
+        execution_id=f"exec-{i:07d}",
+        client_order_id=f"cid-{i // 4}",
+        broker_order_id=f"b-{i // 4}",
+        symbol="AAPL",
+        side=Side.BUY if i % 2 else Side.SELL,
+        qty=Decimal("0.5"),
+        price=Decimal("100.01") + Decimal(i) / 1000,
+        ts=datetime.now(UTC),
+    )
+
+
+async def main(path: Path, halt_after: int, group: int) -> None:
     journal = await Journal.open(path, SystemClock(), flush_interval=0.01, batch_size=50)
+
+    async def record(fill: Fill) -> None:
+        await journal.record_fill(fill)
+        ack(f"ACK fill {fill.execution_id}")
+
     try:
         await journal.record_trading_state(
             TradingState.ACTIVE, "system", "startup", "boot", datetime.now(UTC)
         )
-        for i in range(MAX_FILLS):
-            now = datetime.now(UTC)
+        halted = False
+        for start in range(0, MAX_FILLS, group):
             # Write-behind traffic alongside, so the kill can land in the middle of a batch.
-            journal.append_event("tick", {"i": i, "price": Decimal("100.01")}, now)
-            fill = Fill(
-                execution_id=f"exec-{i:07d}",
-                client_order_id=f"cid-{i // 4}",
-                broker_order_id=f"b-{i // 4}",
-                symbol="AAPL",
-                side=Side.BUY if i % 2 else Side.SELL,
-                qty=Decimal("0.5"),
-                price=Decimal("100.01") + Decimal(i) / 1000,
-                ts=now,
+            journal.append_event(
+                "tick", {"i": start, "price": Decimal("100.01")}, datetime.now(UTC)
             )
-            await journal.record_fill(fill)
-            ack(f"ACK fill {fill.execution_id}")
-            if i + 1 == halt_after:
+            fills = [make_fill(i) for i in range(start, start + group)]
+            if start:
+                fills.append(make_fill(start - 1))
+            await asyncio.gather(*(record(fill) for fill in fills))
+            if not halted and start + group >= halt_after:
                 await journal.record_trading_state(
                     TradingState.HALTED, "risk", HALT_REASON, "daily_loss", datetime.now(UTC)
                 )
+                halted = True
                 ack("ACK state HALTED")
     finally:
         await journal.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 100))
+    args = sys.argv[1:]
+    halt_after = int(args[1]) if len(args) > 1 else 100
+    group = int(args[2]) if len(args) > 2 else 1
+    asyncio.run(main(Path(args[0]), halt_after, group))

@@ -96,6 +96,7 @@ async def seed_position(app: EngineApp, symbol: str, qty: Decimal | int | str) -
     result = await app.engine.execution.submit(request, checked=False)
     assert result.order is not None
     await wait_for(lambda: app.engine.portfolio.qty(symbol) == target)
+    await app.engine.execution.drain()  # its fills journaled and announced
 
 
 async def stopped(app: EngineApp, body: Callable[[], Awaitable[None]]) -> None:

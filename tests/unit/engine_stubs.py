@@ -322,6 +322,7 @@ class ExecParts:
         while not self.updates.empty():
             await self.execution.on_trade_update(self.updates.get_nowait())
             count += 1
+        await self.execution.drain()  # fills applied ahead of their commit acknowledged
         return count
 
     def lose_updates(self) -> int:
@@ -349,6 +350,7 @@ class ExecParts:
         if self.consumer is not None:
             self.consumer.cancel()
             await asyncio.gather(self.consumer, return_exceptions=True)
+        await self.execution.close()
         await self.journal.close()
 
 

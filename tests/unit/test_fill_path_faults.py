@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -42,6 +43,7 @@ async def test_fill_when_journal_cannot_write_then_applied_once_and_journaled_wh
     updates = [parts.updates.get_nowait() for _ in range(parts.updates.qsize())]
     for update in updates:
         await parts.execution.on_trade_update(update)
+    await parts.execution.drain()
     [received] = parts.of(FillReceived)
     fill = received.fill
 
@@ -56,6 +58,7 @@ async def test_fill_when_journal_cannot_write_then_applied_once_and_journaled_wh
     assert await parts.execution.apply_fill(fill) is False
     for update in updates:
         await parts.execution.on_trade_update(update)
+    await parts.execution.drain()
     assert parts.portfolio.qty("AAPL") == D(10)
     assert len(parts.of(FillReceived)) == 1
 
@@ -112,3 +115,31 @@ async def test_restart_when_a_fill_was_applied_but_never_written_then_recovered_
         assert second.engine.execution.fills_held == 0
     finally:
         await second.engine.stop()
+
+
+async def test_fill_burst_when_applied_then_few_group_commits_and_each_on_disk_when_announced(
+    parts: ExecParts,
+) -> None:
+    for i in range(40):
+        await parts.execution.submit(request(f"burst-{i}", qty=1), checked=False)
+    on_disk_when_announced: list[bool] = []
+
+    def check(event: FillReceived) -> None:
+        with contextlib.closing(sqlite3.connect(parts.journal.path)) as db:
+            found = db.execute(
+                "SELECT 1 FROM fills WHERE execution_id = ?", (event.fill.execution_id,)
+            ).fetchall()
+        on_disk_when_announced.append(found == [(1,)])
+
+    parts.bus.subscribe(FillReceived, check)
+    before = parts.journal.fill_commits
+
+    assert await parts.pump() == 80  # new + fill for each
+
+    assert parts.portfolio.qty("AAPL") == D(40)
+    assert on_disk_when_announced == [True] * 40
+    assert [e.fill.client_order_id for e in parts.of(FillReceived)] == [
+        f"burst-{i}" for i in range(40)
+    ]
+    assert parts.journal.fill_commits - before <= 3  # not 40
+    assert len(await parts.journal.load_fills()) == 40

@@ -19,6 +19,7 @@ import pytest
 
 from engine.clock import TestClock
 from engine.domain import Fill, OrderRequest, OrderStatus, Side, TradingState
+from engine.errors import JournalWriteError
 from engine.orders import Order
 from engine.store import schema
 from engine.store.journal import Journal
@@ -665,3 +666,79 @@ async def test_quarantine_when_journal_cannot_write_then_held_and_written_later(
     await journal.flush()
     [kept] = await journal.quarantined()
     assert kept.reason == "qty negative"
+
+
+# ----- fills committed in groups ----------------------------------------------------------------
+
+
+async def test_record_fill_when_called_concurrently_then_one_transaction_and_each_on_disk_on_return(
+    journal: Journal, db_path: Path
+) -> None:
+    before = journal.fill_commits
+    seen_on_disk: list[bool] = []
+
+    async def record(i: int) -> bool:
+        new = await journal.record_fill(make_fill(f"g-{i}", cid=f"cid-{i}"))
+        # What another process sees the moment the call returns: the row is committed.
+        found = raw(db_path, "SELECT 1 FROM fills WHERE execution_id = ?", (f"g-{i}",))
+        seen_on_disk.append(found == [(1,)])
+        return new
+
+    results = await asyncio.gather(*(record(i) for i in range(200)))
+
+    assert results == [True] * 200
+    assert seen_on_disk == [True] * 200
+    assert journal.fill_commits - before == 1
+    assert raw(db_path, "SELECT count(*) FROM fills") == [(200,)]
+
+
+async def test_record_fill_when_same_execution_twice_in_one_group_then_stored_once(
+    journal: Journal, db_path: Path
+) -> None:
+    await journal.record_fill(make_fill("old"))
+
+    results = await asyncio.gather(
+        journal.record_fill(make_fill("dup")),
+        journal.record_fill(make_fill("dup")),
+        journal.record_fill(make_fill("old")),
+    )
+
+    assert results == [True, False, False]
+    assert raw(db_path, "SELECT execution_id FROM fills ORDER BY id") == [("old",), ("dup",)]
+
+
+async def test_record_fill_when_database_refuses_one_row_of_a_group_then_the_others_commit(
+    journal: Journal, db_path: Path
+) -> None:
+    raw_write(
+        db_path,
+        "CREATE TRIGGER refuse BEFORE INSERT ON fills WHEN NEW.execution_id = 'bad'"
+        " BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END;",
+    )
+
+    results = await asyncio.gather(
+        journal.record_fill(make_fill("ok-1")),
+        journal.record_fill(make_fill("bad")),
+        journal.record_fill(make_fill("ok-2")),
+        return_exceptions=True,
+    )
+
+    assert results[0] is True
+    assert isinstance(results[1], JournalWriteError)
+    assert results[2] is True
+    assert raw(db_path, "SELECT execution_id FROM fills ORDER BY id") == [("ok-1",), ("ok-2",)]
+    assert journal.writable  # the row's fault, not the disk's
+
+
+async def test_record_fill_when_group_cannot_be_written_then_every_caller_told(
+    journal: Journal, db_path: Path
+) -> None:
+    await refuse_writes(journal)
+
+    results = await asyncio.gather(
+        *(journal.record_fill(make_fill(f"w-{i}")) for i in range(5)), return_exceptions=True
+    )
+
+    assert all(isinstance(r, JournalWriteError) for r in results)
+    assert not journal.writable
+    assert raw(db_path, "SELECT count(*) FROM fills") == [(0,)]
