@@ -25,8 +25,8 @@ from engine.market_hours import MarketHours
 from engine.order_book import OrderBook
 from engine.portfolio import Portfolio
 from engine.risk import Cause, StateRecord
-from engine.store.journal import BadRow, Journal
-from engine.store.records import quarantine_payload
+from engine.store.journal import Journal
+from engine.store.records import BadRow, quarantine_payload
 
 if TYPE_CHECKING:
     from engine.engine import TradingEngine

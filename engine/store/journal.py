@@ -24,11 +24,10 @@ import asyncio
 import itertools
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 import aiosqlite
 
@@ -41,11 +40,13 @@ from engine.store.fill_group import FillCommitter
 from engine.store.opening import check_file, dir_error, open_error, remove_if_empty
 from engine.store.records import (
     AuditRecord,
+    BadRow,
     EquitySnapshot,
     EventRecord,
     QuarantineRecord,
     TradingStateRecord,
     audit_from_row,
+    convert_rows,
     event_from_row,
     fill_from_row,
     fill_to_row,
@@ -63,27 +64,6 @@ from engine.store.write_behind import Params, WriteBehind
 from engine.store.writer import Writer
 
 log = logging.getLogger(__name__)
-
-BadRow = tuple[dict[str, object], str]
-"""A journal row that cannot be read back (its columns) and why."""
-R = TypeVar("R")
-
-
-def _convert(
-    rows: Iterable[sqlite3.Row], convert: Callable[[sqlite3.Row], R], bad: list[BadRow] | None
-) -> list[R]:
-    if bad is None:
-        return [convert(row) for row in rows]
-    out: list[R] = []
-    for row in rows:
-        try:
-            out.append(convert(row))
-        except (ValueError, ArithmeticError, KeyError, TypeError) as exc:
-            bad.append(
-                (dict(zip(row.keys(), tuple(row), strict=True)), f"{type(exc).__name__}: {exc}")
-            )
-    return out
-
 
 _OPENED = "journal_opened_at"
 
@@ -308,7 +288,7 @@ class Journal:
         since_text = ts_to_text(since) if since is not None else ""
         await self._fills.drain()
         rows = await self._read(schema.SELECT_FILLS_SINCE, (since_text,), flush_first=True)
-        return _convert(rows, fill_from_row, bad)
+        return convert_rows(rows, fill_from_row, bad)
 
     async def load_orders(
         self,
@@ -338,7 +318,7 @@ class Journal:
         fills_by_order: dict[str, list[sqlite3.Row]] = {}
         for row in fill_rows:
             fills_by_order.setdefault(row["client_order_id"], []).append(row)
-        return _convert(
+        return convert_rows(
             order_rows,
             lambda row: order_from_row(row, fills_by_order.get(row["client_order_id"], [])),
             bad,

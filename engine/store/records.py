@@ -11,12 +11,12 @@ import dataclasses
 import json
 import logging
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.domain import (
     ZERO,
@@ -343,3 +343,27 @@ def event_from_row(row: sqlite3.Row) -> EventRecord:
         event_time=text_to_ts(row["event_time"]),
         recorded_at=text_to_ts(row["recorded_at"]),
     )
+
+
+R = TypeVar("R")
+
+BadRow = tuple[dict[str, object], str]
+"""A journal row that cannot be read back (its columns) and why."""
+
+
+def convert_rows(
+    rows: Iterable[sqlite3.Row], convert: Callable[[sqlite3.Row], R], bad: list[BadRow] | None
+) -> list[R]:
+    """``convert`` each row; with ``bad``, a row that cannot be converted goes there (its
+    columns, why) instead of raising."""
+    if bad is None:
+        return [convert(row) for row in rows]
+    out: list[R] = []
+    for row in rows:
+        try:
+            out.append(convert(row))
+        except (ValueError, ArithmeticError, KeyError, TypeError) as exc:
+            bad.append(
+                (dict(zip(row.keys(), tuple(row), strict=True)), f"{type(exc).__name__}: {exc}")
+            )
+    return out
