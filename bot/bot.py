@@ -237,11 +237,20 @@ class TradingBot(commands.Bot):
         except discord.HTTPException:
             log.warning("could not send an error reply in channel %s", ctx.channel.id)
 
-    async def audit_refusal(self, ctx: commands.Context[Any], why: str) -> None:
-        """Record a control command refused before it reached the engine."""
+    async def audit_refusal(
+        self, ctx: commands.Context[Any], why: str, *, verdict: str = "denied"
+    ) -> None:
+        """Record a control command that did not reach the engine: ``denied`` (a bad or
+        expired code...) or ``ignored`` (a repeat within the dedupe window)."""
         caller = caller_of(ctx)
         name = ctx.command.qualified_name if ctx.command else (ctx.invoked_with or "?")
-        await audit_denial(self.app, caller, name, raw_args(ctx), why)
+        if verdict == "denied":
+            await audit_denial(self.app, caller, name, raw_args(ctx), why)
+        else:
+            log.info("%s %s by %s: %s", verdict, name, caller.actor, why)
+            await self.app.commands.record_refused(
+                caller.actor, name, raw_args(ctx), f"{verdict}: {why}"
+            )
 
 
 async def _start_all(services: Sequence[Service], started: list[Service]) -> None:

@@ -4,9 +4,9 @@ The rules are plain functions over plain data (``Caller`` + ``DiscordSettings``)
 cover every case without Discord; ``requires`` turns them into a discord.py check that also
 audits every refusal through the command service.
 
-- Control commands (halt, resume, flatten): users in DISCORD_CONTROL_USER_IDS or with a role
+- Control commands (halt, resume, flatten, audit): users in DISCORD_CONTROL_USER_IDS or with a role
   in DISCORD_CONTROL_ROLE_IDS. With neither set, nobody.
-- Read-only commands (status, positions, orders, pnl, help): control users, plus
+- Read-only commands (status, positions, orders, pnl, trades, help): control users, plus
   DISCORD_READ_USER_IDS / DISCORD_READ_ROLE_IDS; with both read lists empty, anyone in an
   accepted channel.
 - Channels: DISCORD_COMMAND_CHANNEL_IDS when set (threads count as their parent channel),
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import discord
 from discord.ext import commands
 
+from bot.text import discord_actor
 from config import DiscordSettings
 
 if TYPE_CHECKING:
@@ -65,8 +66,8 @@ class Caller:
 
     @property
     def actor(self) -> str:
-        """How the journal and alerts name this person: ``discord:<id> (<name>)``."""
-        return f"discord:{self.user_id} ({self.display_name})"
+        """How the journal names this person (``bot.text.discord_actor``)."""
+        return discord_actor(self.user_id, self.display_name)
 
 
 @dataclass(frozen=True, slots=True)

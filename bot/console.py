@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
 
-from bot import charts, reports, text
+from bot import catalog, charts, reports, text
 from bot.alerts import AlertRouter, ConsoleTransport
 from bot.jobs import TradingJobs
 from bot.web import WebServer
@@ -29,17 +29,12 @@ log = logging.getLogger(__name__)
 
 ACTOR = "console"
 
-HELP = """Commands:
-  !status              state, equity, P&L, health
-  !positions           open positions
-  !orders              open orders
-  !pnl                 realized / unrealized / day P&L, equity chart as a PNG file
-  !halt [reason]       HALT: cancel orders and close every position
-  !halt keep [reason]  HALT but keep positions
-  !resume [override]   back to ACTIVE (override lifts a loss-limit halt)
-  !flatten [now]       close every position (the console never asks to confirm)
-  !help                this list
-  !quit                stop the engine and exit"""
+
+def console_help() -> str:
+    """The catalog's console lines (``bot.catalog``), aligned."""
+    lines = catalog.help_lines(catalog.Surface.CONSOLE)
+    width = max(len(usage) for usage, _ in lines) + 3
+    return "Commands:\n" + "\n".join(f"  {'!' + usage:<{width}}{what}" for usage, what in lines)
 
 
 class Console:
@@ -51,6 +46,8 @@ class Console:
             "positions": self._positions,
             "orders": self._orders,
             "pnl": self._pnl,
+            "trades": self._trades,
+            "audit": self._audit,
             "halt": self._halt,
             "resume": self._resume,
             "flatten": self._flatten,
@@ -119,9 +116,20 @@ class Console:
         await asyncio.to_thread(path.write_bytes, png)
         return path
 
+    async def _trades(self, args: list[str]) -> bool:
+        self._no_args("trades", args)
+        self.print(text.render_trades(await self._app.commands.trades(ACTOR)))
+        return True
+
+    async def _audit(self, args: list[str]) -> bool:
+        if len(args) > 1 or (args and not args[0].isdigit()):
+            raise DomainError("Usage: !audit [n]")
+        rows = await self._app.commands.audit(ACTOR, int(args[0]) if args else None)
+        self.print(text.render_audit(rows))
+        return True
+
     async def _halt(self, args: list[str]) -> bool:
-        keep = bool(args) and args[0].lower() == "keep"
-        reason = " ".join(args[1:] if keep else args)
+        keep, reason = catalog.halt_args(" ".join(args))
         result = await self._app.commands.halt(ACTOR, reason, keep_positions=keep)
         self.print(text.render_halt(result))
         return True
@@ -151,7 +159,7 @@ class Console:
         return True
 
     async def _help(self, args: list[str]) -> bool:
-        self.print(HELP)
+        self.print(console_help())
         return True
 
     async def _quit(self, args: list[str]) -> bool:

@@ -20,10 +20,11 @@ def signed_money(value: Decimal | None) -> str:
 
 
 def price(value: Decimal | None) -> str:
+    """A share price: ``$231.97``, ``$0.4512`` below a dollar; ``n/a`` for None."""
     if value is None:
         return "n/a"
     places = Decimal("0.0001") if abs(value) < 1 else Decimal("0.01")
-    return f"{value.quantize(places, rounding=ROUND_HALF_UP):,}"
+    return f"${value.quantize(places, rounding=ROUND_HALF_UP):,}"
 
 
 def qty(value: Decimal) -> str:

@@ -17,12 +17,14 @@ import discord
 
 from bot import fmt, text
 from engine.commands import (
+    AuditView,
     FlattenPreview,
     OrderView,
     PnLReport,
     PositionView,
     ResumePreview,
     StatusReport,
+    TradeView,
 )
 from engine.domain import ZERO, TradingState
 
@@ -221,6 +223,26 @@ def orders_replies(orders: Sequence[OrderView]) -> list[Reply]:
         [text.order_line(o) for o in orders],
         empty=text.render_orders([]),
         file_name="orders.txt",
+    )
+
+
+def trades_replies(trades: Sequence[TradeView]) -> list[Reply]:
+    """Today's fills, newest first."""
+    return list_replies(
+        f"Fills today ({len(trades)})",
+        [text.trade_line(t) for t in trades],
+        empty=text.render_trades([]),
+        file_name="trades.txt",
+    )
+
+
+def audit_replies(rows: Sequence[AuditView]) -> list[Reply]:
+    """The audit trail, newest first: when (New York), who, what, the result."""
+    return list_replies(
+        f"Audit: last {text.count(len(rows), 'command')}",
+        [text.audit_line(a) for a in rows],
+        empty=text.render_audit([]),
+        file_name="audit.txt",
     )
 
 

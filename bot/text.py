@@ -5,20 +5,27 @@ The console prints these as they are; Discord embeds reuse the same sentences.
 
 from __future__ import annotations
 
+import re
+
 from bot import fmt
+from engine.clock import NEW_YORK
 from engine.commands import (
+    AuditView,
     FlattenPreview,
+    HaltReport,
     OrderView,
     PnLReport,
     PositionView,
     ResumePreview,
     ResumeReport,
     StatusReport,
+    TradeView,
 )
-from engine.control import HaltResult
+from engine.domain import Side
 from engine.flatten import FlattenProgress, FlattenReport
 
 STATE_ICON = {"ACTIVE": "🟢", "REDUCING": "🟡", "HALTED": "🔴"}
+_DISCORD_ACTOR = re.compile(r"discord:(\d+) \((.*)\)", re.DOTALL)
 
 
 def count(n: int, noun: str, plural: str = "") -> str:
@@ -26,9 +33,22 @@ def count(n: int, noun: str, plural: str = "") -> str:
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
+def discord_actor(user_id: int, display_name: str) -> str:
+    """How the journal names a Discord user: ``discord:<id> (<name>)`` (the id is what the
+    audit needs; ``who`` shows the name)."""
+    return f"discord:{user_id} ({display_name})"
+
+
+def who(actor: str) -> str:
+    """The actor as a person reads it: a Discord user's display name, anyone else as named
+    (``console``, ``risk``, ``scheduler``)."""
+    match = _DISCORD_ACTOR.fullmatch(actor)
+    return match.group(2) if match else actor
+
+
 def state_line(r: StatusReport) -> str:
     icon = STATE_ICON.get(r.state.value, "")
-    line = f"{icon} {r.state.value} (by {r.state_actor}, {fmt.et_datetime(r.state_since)})"
+    line = f"{icon} {r.state.value} (by {who(r.state_actor)}, {fmt.et_datetime(r.state_since)})"
     if r.state_reason:
         line += f"\nReason: {r.state_reason}"
     if r.loss_limit_locked:
@@ -155,18 +175,20 @@ def render_flatten(r: FlattenReport) -> str:
     return "\n".join(lines)
 
 
-def render_halt(r: HaltResult) -> str:
-    lines = [f"🔴 HALTED by {r.record.actor}: {r.record.reason}"]
-    lines.append(f"{r.cancelled_orders} open orders cancelled.")
-    if r.flatten is None:
-        lines.append("Positions kept.")
+def render_halt(r: HaltReport) -> str:
+    record = r.record
+    if r.already_halted:
+        since = fmt.et_datetime(record.ts)
+        head = f"🔴 Already HALTED since {since} by {who(record.actor)}: {record.reason}"
     else:
-        lines.append(render_flatten(r.flatten))
+        head = f"🔴 HALTED by {who(record.actor)}: {record.reason}"
+    lines = [head, f"{count(r.cancelled_orders, 'open order')} cancelled."]
+    lines.append("Positions kept." if r.flatten is None else render_flatten(r.flatten))
     return "\n".join(lines)
 
 
 def render_resume(r: ResumeReport) -> str:
-    text = f"🟢 {r.previous.value} → {r.record.state.value} by {r.record.actor}."
+    text = f"🟢 {r.previous.value} → {r.record.state.value} by {who(r.record.actor)}."
     if r.strategies:
         text += f" Strategies running again: {', '.join(r.strategies)}."
     return text
@@ -189,10 +211,41 @@ def render_flatten_preview(p: FlattenPreview) -> str:
 
 def render_resume_preview(p: ResumePreview) -> str:
     lines = [
-        f"Resume trading from {p.record.state.value} (set by {p.record.actor}: {p.record.reason}).",
+        f"Resume trading from {p.record.state.value} (set by {who(p.record.actor)}: "
+        f"{p.record.reason}).",
         f"{p.positions} positions · {p.open_orders} open orders · "
         f"market {'open' if p.market_open else 'closed'}.",
     ]
+    if p.paused_strategies:
+        lines.append(f"Paused after an error, restarted too: {', '.join(p.paused_strategies)}.")
     if p.loss_limit_locked:
         lines.append("This is a loss-limit halt: only `resume override` lifts it today.")
     return "\n".join(lines)
+
+
+def trade_line(t: TradeView) -> str:
+    verb = "Bought" if t.side is Side.BUY else "Sold"
+    when = t.ts.astimezone(NEW_YORK).strftime("%H:%M:%S")
+    line = f"{when} {verb} {fmt.qty(t.qty)} {t.symbol} @ {fmt.price(t.price)}"
+    if t.closing:
+        line += f" · realized {fmt.signed_money(t.realized_pnl)}"
+    return line
+
+
+def render_trades(trades: list[TradeView]) -> str:
+    if not trades:
+        return "No fills today."
+    return "\n".join(trade_line(t) for t in trades)
+
+
+def audit_line(a: AuditView) -> str:
+    when = a.ts.astimezone(NEW_YORK).strftime("%m-%d %H:%M:%S")
+    args = f" {a.args}" if a.args else ""
+    mark = "✅" if a.ok else "⛔"
+    return f"{when} {mark} {who(a.actor)}: {a.command}{args} → {a.result}"
+
+
+def render_audit(rows: list[AuditView]) -> str:
+    if not rows:
+        return "No commands recorded yet."
+    return "\n".join(audit_line(a) for a in rows)

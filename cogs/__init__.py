@@ -9,6 +9,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 import discord
 from discord.ext import commands
 
+from bot import catalog
+from bot.checks import requires
 from bot.render import Reply, send_kwargs
 
 CogT = TypeVar("CogT", bound=commands.Cog)
@@ -16,13 +18,22 @@ P = ParamSpec("P")
 Callback = Callable[Concatenate[CogT, commands.Context[Any], P], Coroutine[Any, Any, None]]
 
 
-def hybrid_command(
-    name: str, **attrs: Any
-) -> Callable[[Callback[CogT, P]], commands.HybridCommand[CogT, P, None]]:
-    """``commands.hybrid_command`` with a signature mypy can solve: discord.py's leaves the
-    context type variable out of its return type, so mypy infers ``Never`` for every callback."""
-    decorator = commands.hybrid_command(name=name, **attrs)
-    return cast(Callable[[Callback[CogT, P]], commands.HybridCommand[CogT, P, None]], decorator)
+def registered(name: str) -> Callable[[Callback[CogT, P]], commands.HybridCommand[CogT, P, None]]:
+    """The catalog's command ``name`` (``bot.catalog``) as a hybrid command: its description,
+    its usage, and the access check it needs."""
+    spec = catalog.command(name)
+    hybrid = commands.hybrid_command(
+        name=spec.name, description=spec.description, usage=spec.usage or None, ignore_extra=False
+    )
+    check = requires(spec.access)
+
+    def decorate(func: Callback[CogT, P]) -> commands.HybridCommand[CogT, P, None]:
+        # discord.py's signature leaves the context type variable out of its return type, so
+        # mypy infers ``Never`` for every callback: the types are stated here, once.
+        command = cast(Callable[[Callback[CogT, P]], commands.HybridCommand[CogT, P, None]], hybrid)
+        return command(check(func))
+
+    return decorate
 
 
 async def send_replies(

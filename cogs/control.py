@@ -11,20 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
 
 from bot import render, text
-from bot.checks import Access, Caller, audit_denial, caller_from, caller_of, decide, requires
+from bot.catalog import halt_args
+from bot.checks import Access, Caller, audit_denial, caller_from, caller_of, decide
 from bot.confirm import ConfirmError, ConfirmView, Pending
-from bot.dedupe import dedupe_key
-from cogs import hybrid_command
+from bot.dedupe import Key, dedupe_key
+from cogs import registered
 from engine.clock import Clock
-from engine.commands import MAX_REASON_CHARS
-from engine.domain import TradingState
+from engine.commands import clean_reason
 from engine.errors import CommandError
 from engine.flatten import FlattenProgress
 
@@ -97,17 +97,6 @@ class ProgressMessage:
             log.info("progress edit failed (the final result is still sent): %s", exc)
 
 
-def parse_halt(words: str) -> tuple[bool, str]:
-    """``keep [reason]`` -> (True, reason); a reason too long for the journal is cut, never
-    refused: a halt must always go through."""
-    keep = False
-    first, _, rest = words.strip().partition(" ")
-    if first.lower() == "keep":
-        keep, words = True, rest
-    reason = " ".join(words.split())
-    return keep, render.truncate(reason, MAX_REASON_CHARS)
-
-
 class ControlCog(commands.Cog, name="Control"):
     def __init__(self, bot: TradingBot) -> None:
         self.bot = bot
@@ -118,19 +107,13 @@ class ControlCog(commands.Cog, name="Control"):
 
     # ---- halt ----------------------------------------------------------------------------
 
-    @hybrid_command(
-        name="halt",
-        usage="[keep] [reason]",
-        description="Stop trading now: cancel orders, close positions ('keep' keeps them)",
-    )
-    @requires(Access.CONTROL)
+    @registered("halt")
     async def halt(self, ctx: Ctx, *, reason: str = "") -> None:
-        keep, why = parse_halt(reason)
+        keep, why = halt_args(reason)
         caller = caller_of(ctx)
-        key = dedupe_key(caller.user_id, "halt", ("keep " if keep else "") + why)
-        with self.bot.dedupe.running(key) as refusal:
-            if refusal is not None:
-                await ctx.send(refusal)
+        key = dedupe_key(caller.user_id, "halt", ("keep " if keep else "") + clean_reason(why))
+        async with self._once(ctx, key) as first:
+            if not first:
                 return
             doing = "cancelling orders, keeping positions" if keep else "closing everything"
             progress = ProgressMessage(await ctx.send(f"🔴 Halting: {doing}…"), self.bot.clock)
@@ -143,13 +126,7 @@ class ControlCog(commands.Cog, name="Control"):
 
     # ---- resume --------------------------------------------------------------------------
 
-    @hybrid_command(
-        name="resume",
-        usage="[override | confirm <code>]",
-        description="Back to ACTIVE after a preview and a confirmation",
-        ignore_extra=False,
-    )
-    @requires(Access.CONTROL)
+    @registered("resume")
     async def resume(self, ctx: Ctx, action: str = "", code: str = "") -> None:
         action = action.strip().lower()
         if action in ("", "override") and not code:
@@ -162,22 +139,11 @@ class ControlCog(commands.Cog, name="Control"):
     async def _resume_preview(self, ctx: Ctx, override: bool) -> None:
         caller = caller_of(ctx)
         args = "override" if override else ""
-        with self.bot.dedupe.running(dedupe_key(caller.user_id, "resume", args)) as refusal:
-            if refusal is not None:
-                await ctx.send(refusal)
+        async with self._once(ctx, dedupe_key(caller.user_id, "resume", args)) as first:
+            if not first:
                 return
-            preview = await self.bot.app.commands.resume_preview(caller.actor)
-            problem = ""
-            if preview.record.state is TradingState.ACTIVE:
-                problem = "Trading is already ACTIVE."
-            elif preview.loss_limit_locked and not override:
-                problem = (
-                    "This is a loss-limit halt: only "
-                    f"`{self.prefix}resume override` lifts it today."
-                )
-            if problem:
-                await self.bot.audit_refusal(ctx, problem)
-                raise CommandError(problem)
+            # The command service owns the resume rules: it refuses (and audits) here.
+            preview = await self.bot.app.commands.resume_preview(caller.actor, override)
             pending = self.bot.confirmations.issue(caller.user_id, "resume", args)
             embed = render.resume_preview_embed(
                 preview, self.prefix, pending.code, self.bot.confirmations.timeout_s, override
@@ -186,22 +152,15 @@ class ControlCog(commands.Cog, name="Control"):
 
     # ---- flatten -------------------------------------------------------------------------
 
-    @hybrid_command(
-        name="flatten",
-        usage="[now | confirm <code>]",
-        description="Close every position: preview and confirm, or 'now' for no confirmation",
-        ignore_extra=False,
-    )
-    @requires(Access.CONTROL)
+    @registered("flatten")
     async def flatten(self, ctx: Ctx, action: str = "", code: str = "") -> None:
         action = action.strip().lower()
         if not action and not code:
             await self._flatten_preview(ctx)
         elif action == "now" and not code:
             caller = caller_of(ctx)
-            with self.bot.dedupe.running(dedupe_key(caller.user_id, "flatten", "now")) as refusal:
-                if refusal is not None:
-                    await ctx.send(refusal)
+            async with self._once(ctx, dedupe_key(caller.user_id, "flatten", "now")) as first:
+                if not first:
                     return
                 await ctx.defer()
                 await self._run_flatten(caller, ctx.send)
@@ -212,9 +171,8 @@ class ControlCog(commands.Cog, name="Control"):
 
     async def _flatten_preview(self, ctx: Ctx) -> None:
         caller = caller_of(ctx)
-        with self.bot.dedupe.running(dedupe_key(caller.user_id, "flatten")) as refusal:
-            if refusal is not None:
-                await ctx.send(refusal)
+        async with self._once(ctx, dedupe_key(caller.user_id, "flatten")) as first:
+            if not first:
                 return
             preview = await self.bot.app.commands.flatten_preview(caller.actor)
             if not preview.positions and not preview.open_orders and not preview.flatten_running:
@@ -240,6 +198,18 @@ class ControlCog(commands.Cog, name="Control"):
             raise
         await progress.finish(text.render_flatten(report))
 
+    # ---- once per tap ----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _once(self, ctx: Ctx, key: Key) -> AsyncIterator[bool]:
+        """``async with self._once(ctx, key) as first:`` — run the body only when ``first``;
+        a repeat within the dedupe window gets a short reply and an audit row instead."""
+        with self.bot.dedupe.running(key) as refusal:
+            if refusal is not None:
+                await ctx.send(refusal)
+                await self.bot.audit_refusal(ctx, refusal, verdict="ignored")
+            yield refusal is None
+
     # ---- confirmation --------------------------------------------------------------------
 
     async def _ask(self, ctx: Ctx, embed: discord.Embed, pending: Pending) -> None:
@@ -250,9 +220,8 @@ class ControlCog(commands.Cog, name="Control"):
     async def _confirm_by_text(self, ctx: Ctx, command: str, code: str) -> None:
         caller = caller_of(ctx)
         key = dedupe_key(caller.user_id, command, f"confirm {code}")
-        with self.bot.dedupe.running(key) as refusal:
-            if refusal is not None:
-                await ctx.send(refusal)
+        async with self._once(ctx, key) as first:
+            if not first:
                 return
             try:
                 pending = self.bot.confirmations.redeem(code, caller.user_id, command)

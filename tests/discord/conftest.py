@@ -23,9 +23,10 @@ import discord
 import discord.ext.test as dpytest
 import discord.http
 import pytest
+from discord.ext import commands
 from discord.ext.test import backend, runner
 
-from bot.bot import TradingBot
+from bot.bot import TradingBot, unwrap
 from bot.discord_transport import DiscordTransport
 from engine.app import EngineApp, build_app
 from engine.clock import TestClock
@@ -110,6 +111,13 @@ async def gateway(bot: TradingBot, event: str, transport: DiscordTransport) -> N
     ``disconnect``; dpytest sends none of them) and wait until ``transport`` has seen it."""
     bot.dispatch(event)
     await wait_for(lambda: transport.is_ready() is (event != "disconnect"))
+
+
+async def refused(h: Harness, content: str, **kwargs: Any) -> BaseException:
+    """Send a command the bot must refuse; return the underlying error."""
+    with pytest.raises(commands.CommandError) as info:
+        await h.say(content, **kwargs)
+    return unwrap(info.value)
 
 
 def message_text(message: discord.Message) -> str:

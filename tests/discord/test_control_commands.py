@@ -9,7 +9,6 @@ import discord
 import pytest
 from discord.ext import commands
 
-from bot.bot import unwrap
 from bot.checks import CONTROL_OFF, DM_REFUSED, NOT_ALLOWED, AccessDenied
 from bot.confirm import ConfirmError
 from engine.domain import TradingState
@@ -21,6 +20,7 @@ from tests.discord.conftest import (
     keep_text_with_files,
     message_text,
     open_harness,
+    refused,
 )
 from tests.support.app import seed_position
 
@@ -47,13 +47,6 @@ async def final_text(h: Harness, message: discord.Message) -> str:
     return fetched.content
 
 
-async def refused(h: Harness, content: str, **kwargs: object) -> BaseException:
-    """Send a command the bot must refuse; return the underlying error."""
-    with pytest.raises(commands.CommandError) as info:
-        await h.say(content, **kwargs)  # type: ignore[arg-type]
-    return unwrap(info.value)
-
-
 @pytest.fixture
 async def book(harness: Harness) -> Harness:
     """Two positions of our own on top of whatever the strategy holds."""
@@ -75,7 +68,7 @@ async def test_halt_when_control_user_then_halted_flat_audited_and_one_message_e
     assert progress.content == "🔴 Halting: closing everything…"
     final = await final_text(book, progress)
     actor = f"discord:{book.controller.id} (alice)"
-    assert final.startswith(f"🔴 HALTED by {actor}: spread too wide")
+    assert final.startswith("🔴 HALTED by alice: spread too wide")
     assert "✅ Flat in" in final
     assert state(book) is TradingState.HALTED
     assert held(book) == {}
@@ -336,10 +329,10 @@ async def test_resume_when_halted_and_confirmed_then_active_and_audited(harness:
     assert "Resume trading from HALTED" in message_text(preview)
     await harness.say(f"!resume confirm {code_in(preview)}")
 
-    actor = f"discord:{harness.controller.id} (alice)"
-    assert harness.last_text() == f"🟢 HALTED → ACTIVE by {actor}."
+    assert harness.last_text() == "🟢 HALTED → ACTIVE by alice."
     assert state(harness) is TradingState.ACTIVE
     (row,) = await audit_rows_for(harness.app, "resume")
+    assert row.actor == f"discord:{harness.controller.id} (alice)"
     assert row.ok
     assert row.result == "HALTED -> ACTIVE"
 
@@ -358,7 +351,10 @@ async def test_resume_when_loss_limit_halt_then_only_override_lifts_it(harness: 
     )
 
     await refused(harness, "!resume")
-    assert "only `!resume override` lifts it today" in harness.last_text()
+    assert (
+        harness.last_text()
+        == "✋ This is a loss-limit halt: only `resume override` lifts it today."
+    )
     assert state(harness) is TradingState.HALTED
 
     await harness.say("!resume override")
@@ -374,21 +370,30 @@ async def test_resume_when_loss_limit_halt_then_only_override_lifts_it(harness: 
 # ---- double send --------------------------------------------------------------------------
 
 
-async def test_halt_when_sent_twice_quickly_then_runs_once(harness: Harness) -> None:
+async def test_halt_when_sent_twice_quickly_then_runs_once_and_repeat_audited_as_ignored(
+    harness: Harness,
+) -> None:
     await harness.say("!halt keep double tap")
     harness.sent()
 
     await harness.say("!halt keep double tap")
 
-    assert harness.last_text() == "↩️ `halt keep double tap` just ran (0s ago); ignored."
-    assert len(await audit_rows_for(harness.app, "halt")) == 1
+    reply = "↩️ `halt keep double tap` just ran (0s ago); ignored."
+    assert harness.last_text() == reply
+    ignored, ran = await audit_rows_for(harness.app, "halt")
+    assert (ignored.ok, ignored.args, ignored.result) == (
+        False,
+        "keep double tap",
+        f"ignored: {reply}",
+    )
+    assert ran.ok
 
     harness.clock.advance(6)
     await harness.say("!halt keep double tap")
-    assert len(await audit_rows_for(harness.app, "halt")) == 2
+    assert [r.ok for r in await audit_rows_for(harness.app, "halt")] == [True, False, True]
 
 
-async def test_flatten_confirm_when_sent_twice_then_second_told_it_just_ran(
+async def test_flatten_confirm_when_sent_twice_then_second_told_it_just_ran_and_audited(
     book: Harness,
 ) -> None:
     await book.say("!flatten")
@@ -399,4 +404,7 @@ async def test_flatten_confirm_when_sent_twice_then_second_told_it_just_ran(
     await book.say(f"!flatten confirm {code}")
 
     assert book.last_text() == f"↩️ `flatten confirm {code.lower()}` just ran (0s ago); ignored."
-    assert len(await audit_rows_for(book.app, "flatten")) == 1
+    ignored, ran = await audit_rows_for(book.app, "flatten")
+    assert (ignored.ok, ignored.args) == (False, f"confirm {code}")
+    assert ignored.result.startswith("ignored: ↩️")
+    assert ran.ok

@@ -96,7 +96,7 @@ def test_positions_replies_when_300_positions_then_first_page_and_full_file() ->
     within_limits(embed)
     assert embed.title == "Positions (300)"
     shown = embed.description.split("\n")
-    assert shown[0].startswith("S299 +50 @ 100.00 → 399.25")  # the largest first
+    assert shown[0].startswith("S299 +50 @ $100.00 → $399.25")  # the largest first
     assert f"Showing {len(shown)} of 300" in embed.footer.text
     attached = replies[0].files[0]
     assert attached.name == "positions.txt"
@@ -138,7 +138,7 @@ def test_status_embed_when_halted_then_leads_with_state_and_who_in_red() -> None
     embed = render.status_embed(status())
 
     within_limits(embed)
-    assert embed.title.startswith("🔴 HALTED (by discord:42 (alice)")
+    assert embed.title.startswith("🔴 HALTED (by alice, ")
     assert embed.description == "Reason: spread too wide"
     assert embed.colour == discord.Colour.red()
     fields = {f.name: f.value for f in embed.fields}

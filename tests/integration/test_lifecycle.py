@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def acked_fills(lines: list[str]) -> Counter[tuple[str, Decimal, str, Decimal]]:
-    """Fill alerts as printed, ``[#trades] ✅ Bought 10 AAPL @ 231.97 · position +10`` (a
+    """Fill alerts as printed, ``[#trades] ✅ Bought 10 AAPL @ $231.97 · position +10`` (a
     burst prints one line per fill, ``2 × ✅ ...`` for repeats) -> (buy, 10, AAPL, 231.97)."""
     acked: Counter[tuple[str, Decimal, str, Decimal]] = Counter()
     for line in lines:
@@ -35,7 +35,7 @@ def acked_fills(lines: list[str]) -> Counter[tuple[str, Decimal, str, Decimal]]:
         repeat = head.rstrip().removesuffix("×").split()[-1:] if "×" in head else ["1"]
         words = tail.split()
         side = "buy" if words[0] == "Bought" else "sell"
-        key = (side, Decimal(words[1]), words[2], Decimal(words[4].replace(",", "")))
+        key = (side, Decimal(words[1]), words[2], Decimal(words[4].lstrip("$").replace(",", "")))
         acked[key] += int(repeat[0])
     return acked
 

@@ -36,7 +36,7 @@ def sim_positions(data_dir: Path) -> dict[str, Decimal]:
 
 
 def printed_positions(lines: list[str]) -> dict[str, Decimal]:
-    """Parse ``AAPL +10 @ 231.97 → ...`` lines of the console's !positions output."""
+    """Parse ``AAPL +10 @ $231.97 → ...`` lines of the console's !positions output."""
     found = {}
     for line in lines:
         parts = line.split()

@@ -149,7 +149,7 @@ async def test_route_when_events_of_each_kind_then_each_lands_in_its_channel() -
         (Channel.HEARTBEAT, "heartbeat"),
         (Channel.REPORTS, "end-of-day"),
     ]
-    assert transport.sent[0][1].text.startswith("✅ Bought 10 AAPL @ 231.97")
+    assert transport.sent[0][1].text.startswith("✅ Bought 10 AAPL @ $231.97")
 
 
 async def test_route_when_channel_missing_then_system_alerts_with_one_warning() -> None:

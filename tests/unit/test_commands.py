@@ -13,7 +13,7 @@ import pytest
 
 from engine.commands import MAX_REASON_CHARS, CommandService
 from engine.domain import OrderRequest, OrderStatus, OrderType, Side, TradingState
-from engine.errors import CommandError, TradingStateError
+from engine.errors import CommandError
 from engine.events import CommandAudited
 from engine.store.records import AuditRecord
 from tests.support.app import wait_for
@@ -113,6 +113,56 @@ async def test_trades_when_position_opened_today_then_its_fill_and_one_audit_row
     assert trade.realized_pnl == D(0)
     row = await ctx.last_audit()
     assert (row.actor, row.command, row.result) == ("alice", "trades", "1 fills")
+
+
+async def test_trades_when_bought_then_sold_then_newest_first_with_realized(ctx: Ctx) -> None:
+    await hold(ctx, "AAPL", Side.BUY, entry=100, mark=110)
+    await hold(ctx, "AAPL", Side.SELL, entry=110, mark=110)
+
+    sold, bought = await ctx.commands.trades("alice")
+
+    assert (sold.side, sold.closing, sold.realized_pnl) == (Side.SELL, True, D(100))
+    assert (bought.side, bought.closing) == (Side.BUY, False)
+    assert sold.ts >= bought.ts
+
+
+async def test_equity_when_days_given_then_snapshots_oldest_first_and_audited(ctx: Ctx) -> None:
+    await hold(ctx, "AAPL", Side.BUY, entry=100, mark=110)
+
+    points = await ctx.commands.equity("web", days=1)
+
+    assert points
+    assert [p.ts for p in points] == sorted(p.ts for p in points)
+    assert points[-1].equity == D(100_100)
+    row = await ctx.last_audit()
+    assert (row.command, row.args, row.result) == ("equity", "1", f"{len(points)} points")
+
+
+@pytest.mark.parametrize("days", [0, -1, 367])
+async def test_equity_when_days_out_of_range_then_refused_and_audited(ctx: Ctx, days: int) -> None:
+    with pytest.raises(CommandError, match="days must be a whole number from 1 to 366"):
+        await ctx.commands.equity("web", days=days)
+
+    assert (await ctx.last_audit()).ok is False
+
+
+async def test_audit_when_commands_ran_then_newest_first_with_who_what_result(ctx: Ctx) -> None:
+    await ctx.commands.status("alice")
+    await ctx.commands.halt("bob", "lunch", keep_positions=True)
+
+    halt, status = await ctx.commands.audit("carol", 2)
+
+    assert (halt.actor, halt.command, halt.args, halt.ok) == ("bob", "halt", "keep lunch", True)
+    assert halt.result == "HALTED; 0 orders cancelled"
+    assert (status.actor, status.command) == ("alice", "status")
+    assert halt.ts >= status.ts
+    assert len(await ctx.commands.audit("carol")) == 3  # default 20: everything so far
+
+
+@pytest.mark.parametrize("n", [0, 501])
+async def test_audit_when_n_out_of_range_then_refused(ctx: Ctx, n: int) -> None:
+    with pytest.raises(CommandError, match="n must be a whole number from 1 to 500"):
+        await ctx.commands.audit("carol", n)
 
 
 async def test_reads_when_audit_off_then_no_audit_row_and_no_echo(ctx: Ctx) -> None:
@@ -300,7 +350,7 @@ async def test_resume_when_halted_by_hand_then_active_with_report(ctx: Ctx) -> N
 async def test_resume_when_loss_limit_halt_then_refused_unless_overridden(ctx: Ctx) -> None:
     await ctx.parts.engine.state.halt("risk", "daily loss limit hit", cause="loss_limit")
 
-    with pytest.raises(TradingStateError, match="override"):
+    with pytest.raises(CommandError, match="only `resume override` lifts it today"):
         await ctx.commands.resume("alice")
     refused = await ctx.last_audit()
     report = await ctx.commands.resume("alice", override=True)
