@@ -172,6 +172,7 @@ class SimBroker:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._exchange.flush()
             self._updates.put_nowait(_STOP)
 
     async def submit_order(self, request: OrderRequest) -> BrokerOrder:

@@ -22,8 +22,8 @@ Money (cash, positions, buying power, day trades, the close's equity) follows th
 ``rejected``; an order with no known price is accepted.
 
 Persistence: with ``state_path`` every change is committed to an append-only state file
-(``engine.sim.ledger``, ``engine.sim.store``) and read back by the constructor, open orders
-included. Last prices are saved with the next account change rather than on every tick.
+(``engine.sim.ledger``) and read back by the constructor. Prices are saved once per market
+minute (and by ``flush``): a replay restarts after the last minute seen, not the last fill.
 """
 
 from __future__ import annotations
@@ -95,15 +95,13 @@ class SimExchange:
         self._listener: Listener | None = None
         self._pending: list[TradeUpdateRecord] = []
         self._dirty = False
+        self._prices_unsaved = False
 
         now = ensure_utc(clock.now())
         self._account = SimAccount(starting_cash, calendar, now)
-        self._ledger = OrderLedger()
+        self._ledger = OrderLedger(None if state_path is None else SimStateStore(state_path))
         self._last_ts = now
-
-        self._store_file = None if state_path is None else SimStateStore(state_path)
-        store = self._store_file
-        saved_at = None if store is None else self._ledger.load(store, self._account)
+        saved_at = self._ledger.load(self._account)
         if saved_at is not None:
             self._last_ts = max(now, saved_at)
         else:
@@ -122,9 +120,14 @@ class SimExchange:
 
     @property
     def last_ts(self) -> datetime:
-        """The latest market time the exchange has worked at. After a restart this is the
-        time of the last saved change (price-only updates are not saved on their own)."""
+        """The latest market time the exchange has worked at. After a restart: the time of
+        the last save, i.e. the last price time seen in full, or a later change."""
         return self._last_ts
+
+    def flush(self) -> None:
+        """Save the prices seen since the last save (on a clean stop)."""
+        if self._prices_unsaved:
+            self._save()
 
     def set_listener(self, callback: Listener | None) -> None:
         """Receive every trade update, after the state that produced it is saved."""
@@ -199,11 +202,7 @@ class SimExchange:
                 closing = Side.SELL if position.qty > ZERO else Side.BUY
                 held = self._ledger.open_qty(symbol, closing)
                 if held > ZERO:
-                    message = (
-                        f"insufficient qty available for order (requested: {abs(position.qty)}, "
-                        f"available: {max(ZERO, abs(position.qty) - held)})"
-                    )
-                    outcomes.append(CloseOutcome(symbol, 403, None, message))
+                    outcomes.append(CloseOutcome.held(symbol, abs(position.qty), held))
                     continue
                 outcomes.append(CloseOutcome(symbol, 200, self._close(symbol, now), ""))
             return outcomes
@@ -217,6 +216,7 @@ class SimExchange:
         symbol = symbol.upper()
         with self._step(ts) as now:
             self._account.quotes[symbol] = Quote(price, now)
+            self._prices_unsaved = True
             if not self._calendar.is_open(now):
                 return
             for order in list(self._ledger.open_for(symbol)):
@@ -277,11 +277,9 @@ class SimExchange:
     def _place(self, order: OrderRecord, now: datetime) -> OrderRecord:
         if not self._account.affordable(order, self._ledger.open_orders()):
             rejected = replace(order, status=REJECTED, failed_at=now)
-            self._store(rejected)
-            self._emit(TradeUpdateRecord(event="rejected", order=rejected, timestamp=now))
+            self._update(rejected, "rejected", now)
             return rejected
-        self._store(order)
-        self._emit(TradeUpdateRecord(event="new", order=order, timestamp=now))
+        self._update(order, "new", now)
         quote = self._account.session_quote(order.symbol, now)
         if quote is not None:
             self._match(order, quote.price, now)
@@ -305,19 +303,12 @@ class SimExchange:
 
     def _cancel(self, order: OrderRecord, now: datetime) -> OrderRecord:
         canceled = replace(order, status=CANCELED, canceled_at=now, updated_at=now)
-        self._store(canceled)
-        self._emit(TradeUpdateRecord(event="canceled", order=canceled, timestamp=now))
+        self._update(canceled, "canceled", now)
         return canceled
 
     def _match(self, order: OrderRecord, price: Decimal, now: datetime) -> None:
-        if order.limit_price is not None:
-            crossed = (
-                price <= order.limit_price
-                if order.side is Side.BUY
-                else (price >= order.limit_price)
-            )
-            if not crossed:
-                return
+        if not order.marketable_at(price):
+            return
         fill_price = self._slippage.fill_price(price, order.side, order.limit_price)
         qty = order.remaining_qty
         if self._max_fill > ZERO:
@@ -358,6 +349,9 @@ class SimExchange:
         if ts is not None:
             now = max(now, ensure_utc(ts))
         now = max(now, self._last_ts)
+        if self._prices_unsaved and now.replace(second=0, microsecond=0) > self._last_ts:
+            # Every price of the previous minute is in: save them before time moves on.
+            self._save()
         self._last_ts = now
         self._expire(now)
         if self._account.roll_equity(now):
@@ -369,22 +363,22 @@ class SimExchange:
             if order.expires_at is not None and order.expires_at <= now:
                 at = order.expires_at
                 expired = replace(order, status=EXPIRED, expired_at=at, updated_at=at)
-                self._store(expired)
-                self._emit(TradeUpdateRecord(event="expired", order=expired, timestamp=at))
+                self._update(expired, "expired", at)
 
     # -- state, events, persistence ---------------------------------------------------------
 
-    def _store(self, order: OrderRecord) -> None:
+    def _update(self, order: OrderRecord, event: str, ts: datetime) -> None:
+        """A new version of ``order`` and the trade update that reports it."""
         self._ledger.put(order)
         self._dirty = True
+        self._emit(TradeUpdateRecord(event=event, order=order, timestamp=ts))
 
     def _emit(self, update: TradeUpdateRecord) -> None:
         self._pending.append(update)
 
     def _commit(self) -> None:
-        if self._dirty and self._store_file is not None:
-            state = self._account.to_json() | {"last_ts": self._last_ts.isoformat()}
-            self._ledger.save(self._store_file, state)
+        if self._dirty:
+            self._save()
         self._dirty = False
         updates, self._pending = self._pending, []
         listener = self._listener
@@ -397,3 +391,7 @@ class SimExchange:
                 # The venue's state is already committed; a consumer's bug must not undo
                 # it or hide the later updates.
                 log.exception("sim trade-update listener failed on %s", update.event)
+
+    def _save(self) -> None:
+        self._ledger.save(self._account, self._last_ts)
+        self._prices_unsaved = False

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 from uuid import uuid4
 
 from engine.domain import ZERO, Side, parse_utc
@@ -25,7 +24,8 @@ from engine.sim.store import SimStateStore
 
 
 class OrderLedger:
-    def __init__(self) -> None:
+    def __init__(self, store: SimStateStore | None) -> None:
+        self._store = store
         self.orders: dict[str, OrderRecord] = {}
         self.by_client_id: dict[str, str] = {}
         self._open: dict[str, None] = {}  # open order ids, oldest first
@@ -96,26 +96,34 @@ class OrderLedger:
         oid = self.by_client_id.get(client_order_id)
         return None if oid is None else self.orders[oid]
 
-    def save(self, store: SimStateStore, account: dict[str, Any]) -> None:
+    def save(self, account: SimAccount, last_ts: datetime) -> None:
         """Append what changed since the last save (or compact the file when it is due)."""
+        store = self._store
+        if store is None:
+            return
+        state = account.to_json() | {"last_ts": last_ts.isoformat()}
         if store.needs_compaction:
             store.compact(
-                account,
+                state,
                 [record_to_json(o) for o in self.orders.values()],
                 [record_to_json(e) for e in self.executions],
             )
         else:
             store.append(
-                account,
+                state,
                 [record_to_json(self.orders[oid]) for oid in self._changed],
                 [record_to_json(e) for e in self.executions[self._saved_executions :]],
             )
         self._changed.clear()
         self._saved_executions = len(self.executions)
 
-    def load(self, store: SimStateStore, account: SimAccount) -> datetime | None:
-        """Restore the records and ``account`` from ``store``; returns the market time of the
-        last save, None when there is no state yet. Raises ValueError when it is unreadable."""
+    def load(self, account: SimAccount) -> datetime | None:
+        """Restore the records and ``account`` from the state file; returns the market time
+        of the last save, None when there is no state yet. Raises ValueError when it is
+        unreadable."""
+        store = self._store
+        if store is None:
+            return None
         try:
             stored = store.load()
             if stored is None:

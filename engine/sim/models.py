@@ -136,6 +136,12 @@ class OrderRecord:
     def remaining_qty(self) -> Decimal:
         return self.qty - self.filled_qty
 
+    def marketable_at(self, price: Decimal) -> bool:
+        """A market order always; a limit order once the price reaches its limit."""
+        if self.limit_price is None:
+            return True
+        return price <= self.limit_price if self.side is Side.BUY else price >= self.limit_price
+
 
 class CloseOutcome(NamedTuple):
     """One symbol's result of ``close_all`` (Alpaca answers 207 with one item per symbol)."""
@@ -144,6 +150,15 @@ class CloseOutcome(NamedTuple):
     status: int
     order: OrderRecord | None
     message: str
+
+    @classmethod
+    def held(cls, symbol: str, requested: Decimal, held: Decimal) -> CloseOutcome:
+        """Alpaca's 403 when open orders already hold ``held`` of the shares to close."""
+        available = max(ZERO, requested - held)
+        message = (
+            f"insufficient qty available for order (requested: {requested}, available: {available})"
+        )
+        return cls(symbol, 403, None, message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,3 +168,30 @@ async def wait_replay(app) -> None:  # type: ignore[no-untyped-def]
 
     await wait_for(lambda: app.engine.feed.health.finished, within=60)
     await app.engine.settle()
+
+
+async def test_restart_when_sim_stopped_between_fills_then_replay_resumes_after_the_last_bar(
+    tmp_path: Path,
+) -> None:
+    # Before: the simulator saved prices only with its next fill, so a restart resumed the
+    # replay at the last fill and played the minutes since a second time (duplicate equity
+    # snapshots, a !pnl chart with two interleaved curves).
+    first = await start_app(sim_settings(tmp_path, until=time(12, 0)))
+    fills = await first.journal.load_fills()
+    await first.stop()
+    last_fill = fills[-1].ts
+    noon = datetime.combine(REPLAY_DAY, time(12, 0), NEW_YORK)
+    assert last_fill < noon, "the sample's last fill before noon comes before the last bar"
+
+    second = await start_app(sim_settings(tmp_path, until=time(13, 0)))
+    try:
+        assert isinstance(second.feed, ReplayFeed)
+        resumed_at = second.feed.replay_from
+        snapshots = await second.journal.equity_snapshots(noon.replace(hour=9))
+    finally:
+        await second.stop()
+
+    assert resumed_at == noon  # the 11:59 bar closes at 12:00: the next bar is 12:00's
+    stamps = [s.ts for s in snapshots]
+    assert stamps == sorted(set(stamps)), "a snapshot time was recorded twice"
+    assert stamps[-1] > noon

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -707,7 +707,7 @@ def test_commits_when_many_then_file_compacts_and_state_survives(
 ) -> None:
     path = tmp_path / "state.jsonl"
     first = make(path)
-    first._store_file._compact_every = 5  # type: ignore[union-attr]
+    first._ledger._store._compact_every = 5  # type: ignore[union-attr]
     first.on_price("AAPL", D("100"), OPEN_TS)
     for i in range(12):
         first.submit("AAPL", Side.BUY, D(1), client_order_id=f"buy-{i}")
@@ -733,3 +733,30 @@ def test_restart_when_time_moved_with_a_fill_then_last_ts_restored(
 
     assert first.last_ts == later
     assert second.last_ts == later
+
+
+def test_restart_when_only_prices_moved_then_resumes_after_the_last_full_minute(
+    make: MakeExchange, tmp_path: Path
+) -> None:
+    # Before: prices were saved only with the next fill, so a restart went back to the last
+    # fill's time and a replay played up to 72 minutes a second time.
+    path = tmp_path / "state.jsonl"
+    first = make(path)
+    t1, t2 = ny(2026, 3, 10, 11, 1), ny(2026, 3, 10, 11, 2)
+    first.on_price("AAPL", D("100"), t1)
+    for second in range(0, 60, 10):  # ticks inside a minute are not saved one by one
+        first.on_price("MSFT", D("200"), t1 + timedelta(seconds=second))
+    first.on_price("AAPL", D("101"), t2)  # killed here: 11:02 is not seen in full
+
+    crashed = make(path)
+
+    assert len(path.read_text().splitlines()) == 2  # created, then 11:01 once
+    assert crashed.last_ts == t1 + timedelta(seconds=50)
+    assert (crashed.last_price("AAPL"), crashed.last_price("MSFT")) == (D("100"), D("200"))
+
+    crashed.on_price("AAPL", D("101"), t2)
+    crashed.flush()  # a clean stop saves the minute it was in
+    restarted = make(path)
+
+    assert restarted.last_ts == t2
+    assert restarted.last_price("AAPL") == D("101")
