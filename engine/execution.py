@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from engine.broker.port import Broker
 from engine.bus import EventBus
-from engine.clock import Clock, trading_day
+from engine.clock import Clock
 from engine.daily import DayTracker
 from engine.domain import OrderRequest, OrderStatus
 from engine.errors import (
@@ -35,6 +35,7 @@ from engine.risk import (
     RiskGate,
     TradingStateController,
 )
+from engine.risk.context import build_risk_context
 from engine.store.journal import Journal
 
 log = logging.getLogger(__name__)
@@ -87,25 +88,16 @@ class ExecutionManager(FillPath):
 
     def risk_context(self, symbol: str) -> RiskContext:
         now = self.clock.now()
-        position = self.portfolio.position(symbol)
-        opened_today = bool(
-            position is not None
-            and position.opened_at is not None
-            and trading_day(position.opened_at) == trading_day(now)
-        )
-        return RiskContext(
+        return build_risk_context(
+            symbol,
+            now=now,
             state=self.state.state,
             market_open=self._market_open(now),
-            position_qty=self.portfolio.qty(symbol),
+            portfolio=self.portfolio,
             open_order_qty=self.orders.open_qty(symbol),
-            last_price=self.portfolio.last_price(symbol),
-            gross_exposure=self.portfolio.gross_exposure,
             buying_power=self._buying_power(),
-            equity=self.portfolio.equity,
-            day_pnl=self.portfolio.day_pnl,
             orders_today=self.days.orders_today,
             day_trades_5d=self.days.day_trades_5d(),
-            position_opened_today=opened_today,
             known_client_order_ids=self.known_ids,
         )
 
