@@ -14,11 +14,18 @@ from datetime import date
 from aiohttp import web
 
 from bot.web.encode import JSONValue, dumps, plain
-from engine.commands import CommandService, PnLReport
+from engine.commands import (
+    DEFAULT_AUDIT_ROWS,
+    MAX_AUDIT_ROWS,
+    MAX_EQUITY_DAYS,
+    CommandService,
+    PnLReport,
+)
 
 ACTOR = "web"
 """Who the audit log says read: every API request is one audit row with this actor."""
 
+DEFAULT_EQUITY_DAYS = 1
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -100,10 +107,22 @@ def routes(commands: CommandService) -> dict[str, Handler]:
         trades = await commands.trades(ACTOR, day)
         return json_response(plain(sorted(trades, key=lambda t: t.ts, reverse=True)))
 
+    async def equity(request: web.Request) -> web.StreamResponse:
+        query(request, "days")
+        days = int_param(request, "days", default=DEFAULT_EQUITY_DAYS, low=1, high=MAX_EQUITY_DAYS)
+        return json_response(plain(await commands.equity(ACTOR, days)))
+
+    async def audit(request: web.Request) -> web.StreamResponse:
+        query(request, "limit")
+        limit = int_param(request, "limit", default=DEFAULT_AUDIT_ROWS, low=1, high=MAX_AUDIT_ROWS)
+        return json_response(plain(await commands.audit(ACTOR, limit)))
+
     return {
         "/api/status": status,
         "/api/positions": positions,
         "/api/orders": orders,
         "/api/pnl": pnl,
         "/api/trades": trades,
+        "/api/equity": equity,
+        "/api/audit": audit,
     }

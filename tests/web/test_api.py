@@ -108,6 +108,12 @@ async def test_read_when_served_then_audited_as_actor_web(
         ("/api/trades?day=20261120", "day must be a date as YYYY-MM-DD"),
         ("/api/trades?days=1", "unknown query parameter 'days'; /api/trades takes day"),
         ("/api/trades?day=2026-11-20&day=2026-11-19", "day is given more than once"),
+        ("/api/equity?days=0", "days must be a whole number from 1 to 366"),
+        ("/api/equity?days=-1", "days must be a whole number from 1 to 366"),
+        ("/api/equity?days=1.5", "days must be a whole number from 1 to 366"),
+        ("/api/audit?limit=501", "limit must be a whole number from 1 to 500"),
+        ("/api/audit?limit=", "limit must be a whole number from 1 to 500"),
+        ("/api/audit?limit=1&limit=2", "limit is given more than once"),
         ("/?refresh=1", "takes no parameters"),
     ],
 )
@@ -161,3 +167,30 @@ async def test_trades_when_day_given_then_that_trading_day_only(
 
     assert same == await (await client.get("/api/trades", headers=AUTH)).json()
     assert other == []
+
+
+async def test_equity_when_days_given_then_snapshots_oldest_first_as_strings(
+    client: Client, sim_app: EngineApp
+) -> None:
+    body = await (await client.get("/api/equity?days=30", headers=AUTH)).json()
+
+    times = [utc(p["ts"]) for p in body]
+    assert times == sorted(times)
+    assert all(isinstance(p["equity"], str) for p in body)
+    today = await (await client.get("/api/equity", headers=AUTH)).json()
+    assert len(today) <= len(body)
+
+
+async def test_audit_when_limit_given_then_newest_rows_first_at_most_limit(
+    client: Client, sim_app: EngineApp
+) -> None:
+    await sim_app.commands.status("tester")
+    await client.get("/api/orders", headers=AUTH)
+
+    body = await (await client.get("/api/audit?limit=2", headers=AUTH)).json()
+
+    assert [(a["actor"], a["command"], a["ok"]) for a in body] == [
+        ("web", "orders", True),
+        ("tester", "status", True),
+    ]
+    assert utc(body[0]["ts"]) >= utc(body[1]["ts"])

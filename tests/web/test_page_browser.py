@@ -56,6 +56,7 @@ async def test_page_when_session_runs_then_shows_state_positions_and_updates_aft
     served: tuple[EngineApp, WebServer], tmp_path: Path
 ) -> None:
     app, server = served
+    await app.commands.status("tester")
     async with chromium(tmp_path) as browser:
         tab = await browser.new_tab()
         await tab.set_viewport(*DESKTOP, mobile=False)
@@ -70,6 +71,10 @@ async def test_page_when_session_runs_then_shows_state_positions_and_updates_aft
         detail = await tab.evaluate("document.getElementById('state-detail').textContent")
         shown = dict(await tab.evaluate(rows_js("positions")))
         trades_shown = await tab.evaluate(COUNT_ROWS.format(table="trades"))
+        audit_who = await tab.evaluate(
+            "[...document.querySelectorAll('#audit tr[data-key] td:nth-child(2)')]"
+            ".map(td => td.textContent)"
+        )
         curve_drawn = await tab.evaluate("document.querySelector('#curve path.line') !== null")
         held = {p.symbol: str(p.qty) for p in app.engine.portfolio.positions()}
         assert held, "the replayed morning leaves positions to show"
@@ -99,6 +104,8 @@ async def test_page_when_session_runs_then_shows_state_positions_and_updates_aft
     assert trades_shown == len(today) - 1 > 0  # MSFT's fill came later
     assert trades_after == len(today)
     assert curve_drawn
+    assert "tester" in audit_who  # a command someone ran is listed
+    assert "web" not in audit_who  # the page's own reads are not
     assert after == ["MSFT", "-6"]
     assert not_reloaded
     assert overflow <= 0, "the phone layout scrolls sideways"

@@ -219,15 +219,17 @@ async function refresh() {
   if (running) { again = true; return running; }
   running = (async () => {
     try {
-      const [status, positions, orders, trades, pnl] = await Promise.all([
+      const [status, positions, orders, trades, equity, audit] = await Promise.all([
         getJSON("/api/status"), getJSON("/api/positions"), getJSON("/api/orders"),
-        getJSON("/api/trades"), getJSON("/api/pnl"),
+        getJSON("/api/trades"), getJSON("/api/equity?days=" + days),
+        getJSON("/api/audit?limit=" + AUDIT_FETCH),
       ]);
       renderStatus(status);
       renderPositions(positions);
       renderOrders(orders);
       renderTrades(trades);
-      renderCurve(pnl.curve);
+      renderCurve([...equity, { ts: status.now, equity: status.equity }]);
+      renderAudit(audit);
       $("error").hidden = true;
       $("updated").textContent = time(status.now);
       document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
