@@ -108,6 +108,9 @@ class FillPath(OrderTracker):
             self._apply_ahead(check.fill)
         else:
             await self.apply_fill(check.fill)
+        if update.order.notional is not None and update.order.status is S.FILLED:
+            # A notional order has no share count to reach: the broker says when it is done.
+            self.set_status(order, S.FILLED)
 
     async def on_malformed_update(self, payload: object, reason: str) -> None:
         """An update from the broker that could not even be parsed (``payload`` as received:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from engine.broker.port import Broker, StreamGap
+from engine.broker.port import Broker, RejectedUpdate, StreamGap
 from engine.clock import Clock
 from engine.errors import BrokerError
 from engine.events import Severity
@@ -73,6 +73,8 @@ async def consume_trade_updates(
             if isinstance(item, StreamGap):
                 applied = await execution.recover(item.down_at - timedelta(minutes=1))
                 log.info("trade-update gap recovered: %d missed fills applied", applied)
+            elif isinstance(item, RejectedUpdate):
+                await execution.on_malformed_update(item.raw, item.reason)
             else:
                 await execution.on_trade_update(item)
         except asyncio.CancelledError:

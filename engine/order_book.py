@@ -27,6 +27,7 @@ def order_from_broker(record: BrokerOrder) -> Order:
         filled_qty=record.filled_qty,
         avg_fill_price=record.filled_avg_price,
         updated_at=record.updated_at,
+        notional=record.notional,
     )
 
 

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from engine.broker.port import BrokerOrder
+from engine.broker.port import EVENT_STATUS, BrokerOrder
 from engine.bus import EventBus
 from engine.clock import Clock
 from engine.domain import ZERO, OrderStatus
@@ -22,19 +22,6 @@ from engine.store.journal import Journal
 
 log = logging.getLogger(__name__)
 S = OrderStatus
-
-# Venue words that are not fills, mapped onto our states. Anything else (done_for_day,
-# replaced, calculated...) carries no state change for us.
-_EVENT_STATUS: dict[str, OrderStatus] = {
-    "new": S.SUBMITTED,
-    "accepted": S.SUBMITTED,
-    "pending_new": S.SUBMITTED,
-    "order_cancel_rejected": S.SUBMITTED,
-    "pending_cancel": S.CANCEL_PENDING,
-    "canceled": S.CANCELLED,
-    "expired": S.EXPIRED,
-    "rejected": S.REJECTED,
-}
 
 
 class OrderTracker:
@@ -112,7 +99,11 @@ class OrderTracker:
 
     def apply_status_event(self, order: Order, event: str) -> None:
         """A venue word that is not a fill (``new``, ``canceled``...) applied to ``order``."""
-        status = _EVENT_STATUS.get(event)
+        if event not in EVENT_STATUS:
+            log.warning(
+                "unknown trade-update event %r for %s; ignored", event, order.client_order_id
+            )
+        status = EVENT_STATUS.get(event)
         if status is None:
             return
         reason = event if status.is_terminal else ""

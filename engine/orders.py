@@ -86,6 +86,9 @@ class Order:
     complete_executions: bool = field(default=True, compare=False)
     """Every execution of this order the journal holds is in ``execution_ids`` (False for an
     order adopted under an id the journal already knew: only the journal can tell)."""
+    notional: Decimal | None = None
+    """A notional order (money, not shares; placed by hand): ``qty`` grows with what
+    executes, and only the broker's status says it is filled."""
 
     @classmethod
     def from_request(cls, request: OrderRequest, created_at: datetime) -> Order:
@@ -155,6 +158,8 @@ class Order:
                 f"when {self.status.value}"
             )
         new_filled = self.filled_qty + fill.qty
+        if self.notional is not None:
+            self.qty = max(self.qty, new_filled)
         if new_filled > self.qty:
             raise OverfillError(
                 f"order {self.client_order_id}: fill {fill.execution_id} of {fill.qty} "
@@ -164,7 +169,7 @@ class Order:
         self.avg_fill_price = (previous_cost + fill.price * fill.qty) / new_filled
         self.filled_qty = new_filled
         self.execution_ids.add(fill.execution_id)
-        if new_filled == self.qty:
+        if new_filled == self.qty and self.notional is None:
             self.status = S.FILLED
         elif self.status is not S.CANCEL_PENDING:
             # A partial fill while a cancel is pending leaves the cancel pending.

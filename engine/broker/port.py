@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from engine.domain import (
     Account,
@@ -48,16 +48,47 @@ class BrokerOrder:
     filled_avg_price: Decimal | None
     submitted_at: datetime
     updated_at: datetime
+    notional: Decimal | None = None
+    """A notional order (money, not shares; placed by hand): its ``qty`` is what has
+    executed so far, and only its status says when it is done."""
+
+
+S = OrderStatus
+
+EVENT_STATUS: Final[dict[str, OrderStatus | None]] = {
+    "new": S.SUBMITTED,
+    "accepted": S.SUBMITTED,
+    "pending_new": S.SUBMITTED,
+    "order_cancel_rejected": S.SUBMITTED,
+    "pending_cancel": S.CANCEL_PENDING,
+    "canceled": S.CANCELLED,
+    "expired": S.EXPIRED,
+    "rejected": S.REJECTED,
+    # This order id is finished and a replacement (its own "new") carries on.
+    "replaced": S.CANCELLED,
+    # Not eligible for trading any more (rare, venue-side); what executed stays executed.
+    "suspended": S.CANCELLED,
+    # Still working: done for today, a trade guaranteed but not yet done, a replace pending
+    # or refused, settlement maths pending. Their executions come as fills.
+    "done_for_day": None,
+    "stopped": None,
+    "pending_replace": None,
+    "order_replace_rejected": None,
+    "calculated": None,
+    # Executions: applied as fills, never as a status word.
+    "fill": None,
+    "partial_fill": None,
+}
+"""Every trade-update event Alpaca documents, as the order state it moves an order to (None:
+no change of state)."""
 
 
 @dataclass(frozen=True, slots=True)
 class TradeUpdate:
     """One event from the venue's trade-update stream, shaped like Alpaca's.
 
-    ``event`` is the venue word: ``new``, ``accepted``, ``pending_new``, ``partial_fill``,
-    ``fill``, ``pending_cancel``, ``canceled``, ``expired``, ``rejected``, ``done_for_day``,
-    ``replaced``, ``order_cancel_rejected``. Fill events carry ``execution_id``, ``price``
-    and ``qty`` (this execution's quantity).
+    ``event`` is the venue word (see ``EVENT_STATUS``). Fill events carry ``execution_id``,
+    ``price`` and ``qty`` (this execution's quantity).
     """
 
     event: str
@@ -98,6 +129,18 @@ class StreamGap:
 
 
 @dataclass(frozen=True, slots=True)
+class RejectedUpdate:
+    """Yielded by ``trade_updates()`` for a message that was meant as a trade update but
+    cannot be read (missing, non-numeric or negative fields, a damaged frame): the engine
+    keeps it aside, alerts and recovers the truth from the REST API. ``raw`` is what came:
+    the parsed message, or the frame's text when it was not JSON."""
+
+    raw: object
+    reason: str
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class CloseResult:
     """Per-symbol outcome of close-all (Alpaca answers 207 with one item per symbol)."""
 
@@ -124,7 +167,8 @@ class Broker(Protocol):
     async def cancel_order(self, broker_order_id: str) -> None: ...
 
     async def cancel_all_orders(self) -> int:
-        """Request cancellation of every open order; returns how many were asked to cancel."""
+        """Request cancellation of every open order; returns how many the venue accepted to
+        cancel (orders it refused are not counted)."""
 
     async def close_all_positions(self, cancel_orders: bool = True) -> list[CloseResult]: ...
 
@@ -148,6 +192,6 @@ class Broker(Protocol):
 
     async def get_calendar(self, start: date, end: date) -> list[TradingSession]: ...
 
-    def trade_updates(self) -> AsyncIterator[TradeUpdate | StreamGap]:
+    def trade_updates(self) -> AsyncIterator[TradeUpdate | StreamGap | RejectedUpdate]:
         """The venue's trade-update stream, for one consumer, reconnecting by itself."""
         ...

@@ -18,7 +18,7 @@ import pytest
 from config import Settings, load_settings
 from engine.backoff import Backoff
 from engine.broker.alpaca import AlpacaBroker, build_alpaca
-from engine.broker.port import StreamGap, TradeUpdate
+from engine.broker.port import RejectedUpdate, StreamGap, TradeUpdate
 from engine.broker.resilience import RequestBudget
 from engine.clock import Clock, SystemClock
 from engine.domain import Bar, Tick
@@ -141,7 +141,7 @@ class Collector:
     """Consumes a broker's ``trade_updates()`` in the background."""
 
     def __init__(self, broker: AlpacaBroker) -> None:
-        self.items: list[TradeUpdate | StreamGap] = []
+        self.items: list[TradeUpdate | StreamGap | RejectedUpdate] = []
         self._task = asyncio.get_running_loop().create_task(self._run(broker))
 
     async def _run(self, broker: AlpacaBroker) -> None:

@@ -63,7 +63,7 @@ def test_order_when_alpaca_json_then_decimals_and_utc() -> None:
         ("replaced", "0", OrderStatus.CANCELLED),
         ("expired", "0", OrderStatus.EXPIRED),
         ("rejected", "0", OrderStatus.REJECTED),
-        ("suspended", "0", OrderStatus.REJECTED),
+        ("suspended", "0", OrderStatus.CANCELLED),
         ("done_for_day", "0", OrderStatus.SUBMITTED),
         ("done_for_day", "3", OrderStatus.PARTIALLY_FILLED),
         ("pending_replace", "3", OrderStatus.PARTIALLY_FILLED),
@@ -116,7 +116,9 @@ def test_fill_activity_when_same_execution_then_same_id_as_the_stream() -> None:
         "order_id": ORDER["id"],
         "order_status": "partially_filled",
     }
-    stream = convert.trade_update({"event": "partial_fill", "order": ORDER, "qty": "4"})
+    stream = convert.trade_update(
+        {"event": "partial_fill", "order": ORDER, "qty": "4", "price": "189.125"}
+    )
 
     fill = convert.fill_activity(activity, "golden-AAPL-1")
 
@@ -231,3 +233,65 @@ def test_order_when_status_missing_then_value_error() -> None:
 def test_order_when_qty_not_numeric_then_value_error() -> None:
     with pytest.raises(ValueError, match="qty"):
         convert.order({**ORDER, "qty": "ten"})
+
+
+def test_order_when_notional_and_open_then_qty_is_what_executed_and_still_open() -> None:
+    notional = {**ORDER, "qty": None, "notional": "100", "filled_qty": "0.25", "type": "market"}
+
+    record = convert.order(notional)
+
+    assert record.notional == Decimal(100)
+    assert record.qty == Decimal("0.25")
+    assert record.status is OrderStatus.PARTIALLY_FILLED
+
+
+def test_order_when_notional_and_filled_then_filled_with_its_executed_qty() -> None:
+    done = {**ORDER, "qty": None, "notional": "100", "filled_qty": "0.52", "status": "filled"}
+
+    record = convert.order(done)
+
+    assert (record.qty, record.filled_qty, record.status) == (
+        Decimal("0.52"),
+        Decimal("0.52"),
+        OrderStatus.FILLED,
+    )
+
+
+FILL = {"event": "fill", "order": {**ORDER, "filled_qty": "10", "status": "filled"}}
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"qty": "-6"}, "qty"),
+        ({"price": "-189"}, "price"),
+        ({"price": "abc"}, "price"),
+        ({"qty": None}, "price or qty"),
+        ({"price": None}, "price or qty"),
+        ({"event": 7}, "event"),
+        ({"event": None}, "event"),
+        ({"order": None}, "order"),
+        ({"order": "an order"}, "order"),
+        ({"order": {**ORDER, "filled_qty": "-1"}}, "filled_qty"),
+        ({"order": {**ORDER, "filled_qty": "11"}}, "more than qty"),
+        ({"order": {**ORDER, "qty": None}}, "neither qty nor notional"),
+        ({"order": {**ORDER, "symbol": ""}}, "symbol"),
+        ({"order": {**ORDER, "submitted_at": "yesterday"}}, "submitted_at"),
+        ({"timestamp": "now"}, "timestamp"),
+        ({"position_qty": "lots"}, "position_qty"),
+    ],
+)
+def test_trade_update_when_shape_wrong_then_value_error_naming_it(
+    change: dict[str, Any], named: str
+) -> None:
+    raw = {**FILL, "qty": "6", "price": "189.5", **change}
+
+    with pytest.raises(ValueError, match=named):
+        convert.trade_update(raw)
+
+
+def test_trade_update_when_short_position_then_negative_position_qty_accepted() -> None:
+    sell = {**ORDER, "side": "sell", "filled_qty": "10", "status": "filled"}
+    raw = {"event": "fill", "order": sell, "qty": "6", "price": "189.5", "position_qty": "-10"}
+
+    assert convert.trade_update(raw).position_qty == Decimal(-10)

@@ -3,17 +3,12 @@ applied twice (adapter level and through the real engine with a real journal).""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from aiohttp import web
-
 from engine.broker.alpaca import build_alpaca
-from engine.broker.alpaca.trade_stream import TradeUpdateStream
-from engine.broker.port import StreamGap
+from engine.broker.port import RejectedUpdate
 from engine.bus import EventBus
 from engine.clock import SystemClock
 from engine.domain import OrderRequest, OrderStatus, Side, Tick
@@ -152,46 +147,32 @@ async def test_engine_when_stream_dropped_mid_fill_then_every_fill_applied_once(
     assert len(exchange.executions_since(datetime(1970, 1, 1, tzinfo=UTC))) == 3
 
 
-async def test_stream_when_update_unreadable_then_counted_and_gap_for_recovery() -> None:
-    # The fake only sends well-formed updates: a three-message server of our own here.
-    async def handle(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for msg in ws:
-            action = json.loads(msg.data)["action"]
-            if action == "authenticate":
-                await ws.send_bytes(b'{"stream":"authorization","data":{"status":"authorized"}}')
-            elif action == "listen":
-                await ws.send_bytes(b'{"stream":"listening","data":{"streams":["trade_updates"]}}')
-                await ws.send_bytes(
-                    b'{"stream":"trade_updates","data":{"event":"fill","order":{}}}'
-                )
-                await ws.send_bytes(b"{not json")
-        return ws
+async def test_stream_when_heartbeats_and_unreadable_updates_then_skipped_or_rejected(
+    make_broker: BrokerMaker,
+) -> None:
+    async with FakeAlpaca(always_open=True) as fake, make_broker(fake) as (broker, _):
+        await broker.connect()
+        assert broker.stream is not None
+        collected = Collector(broker)
+        try:
+            for _ in range(25):
+                fake.send_trade_frame("\n")  # Alpaca's one-byte heartbeat
+            fake.send_trade_frame("{not json")
+            fake.send_trade_frame('{"stream":"trade_updates","data":{"event":"fi')
+            negative = {"event": "fill", "qty": "-5", "price": "10", "order": {"id": "x"}}
+            fake.send_trade_frame({"stream": "trade_updates", "data": negative})
+            await wait_for(lambda: len(collected.items) == 2, 5)
+            requests_after = list(fake.requests)
+        finally:
+            await collected.stop()
 
-    app = web.Application()
-    app.router.add_get("/stream", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    stream = TradeUpdateStream(f"ws://127.0.0.1:{port}/stream", "k", "s", SystemClock())
-    items: list[object] = []
-
-    async def consume() -> None:
-        async for item in stream.updates():
-            items.append(item)
-
-    task = asyncio.get_running_loop().create_task(consume())
-    try:
-        assert await stream.start(wait_s=2) is True
-        await wait_for(lambda: len(items) == 2, 5)
-    finally:
-        await stream.stop()
-        await asyncio.gather(task, return_exceptions=True)
-        await runner.cleanup()
-
-    assert all(isinstance(item, StreamGap) for item in items)
-    assert stream.health.malformed == 2
-    assert stream.health.messages == 0
+    rejected = [i for i in collected.items if isinstance(i, RejectedUpdate)]
+    assert len(rejected) == 2
+    assert "not a JSON object" in rejected[0].reason
+    assert rejected[0].raw == '{"stream":"trade_updates","data":{"event":"fi'
+    assert "qty" in rejected[1].reason
+    assert rejected[1].raw == {"stream": "trade_updates", "data": negative}
+    assert collected.gaps == []  # a heartbeat is no outage: nothing to recover
+    assert broker.stream.skipped == 26
+    assert broker.stream.health.malformed == 2
+    assert requests_after == []

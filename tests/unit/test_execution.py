@@ -253,7 +253,9 @@ async def test_trade_update_when_answer_lost_but_stream_delivers_then_pending_or
         (["new", "pending_cancel", "canceled"], S.CANCELLED, "canceled"),
         (["new", "expired"], S.EXPIRED, "expired"),
         (["rejected"], S.REJECTED, "rejected"),
-        (["new", "done_for_day", "replaced"], S.SUBMITTED, ""),
+        (["new", "done_for_day", "stopped", "pending_replace", "calculated"], S.SUBMITTED, ""),
+        (["new", "done_for_day", "replaced"], S.CANCELLED, "replaced"),
+        (["new", "suspended"], S.CANCELLED, "suspended"),
         (["new", "canceled", "new"], S.CANCELLED, "canceled"),
     ],
 )
@@ -272,7 +274,11 @@ async def test_trade_update_when_venue_events_arrive_then_order_maps_to_our_stat
         "expired": S.EXPIRED,
         "rejected": S.REJECTED,
         "done_for_day": S.SUBMITTED,
-        "replaced": S.SUBMITTED,
+        "stopped": S.SUBMITTED,
+        "pending_replace": S.SUBMITTED,
+        "calculated": S.SUBMITTED,
+        "replaced": S.CANCELLED,
+        "suspended": S.CANCELLED,
     }
 
     for event in events:

@@ -24,9 +24,9 @@ from engine.broker.alpaca import convert
 from engine.broker.alpaca.calls import MAX_WORKERS, RestCalls
 from engine.broker.alpaca.convert import json_list, json_object
 from engine.broker.alpaca.order_ids import OrderIds
-from engine.broker.alpaca.payloads import iso, order_payload, same_order
+from engine.broker.alpaca.payloads import iso, order_body, same_order
 from engine.broker.alpaca.trade_stream import TradeUpdateStream
-from engine.broker.port import BrokerOrder, CloseResult, StreamGap, TradeUpdate
+from engine.broker.port import BrokerOrder, CloseResult, RejectedUpdate, StreamGap, TradeUpdate
 from engine.broker.resilience import CircuitBreaker, RequestBudget, RetryPolicy, Sleep
 from engine.clock import Clock
 from engine.domain import Account, Fill, MarketClock, OrderRequest, Position, TradingSession
@@ -117,12 +117,12 @@ class AlpacaBroker:
         this id (a retry whose first try got through, or a restart re-sending it) and it is
         the same order, that order is returned; a different one raises
         ``DuplicateClientOrderId``."""
-        payload = order_payload(request)
+        body = order_body(request)
 
         async def attempt(_: int) -> BrokerOrder:
             try:
                 return await self.calls.call(
-                    "submit order", lambda c: self._order(c.submit_order(payload))
+                    "submit order", lambda c: self._order(c.post("/orders", body))
                 )
             except DuplicateClientOrderId:
                 existing = await self.get_order_by_client_id(request.client_order_id)
@@ -139,10 +139,23 @@ class AlpacaBroker:
         )
 
     async def cancel_all_orders(self) -> int:
+        """Alpaca answers 207 with a status per order: only the 2xx ones count. When some
+        were refused, open orders are read again to say which are still working."""
         replies = await self.calls.get(
-            "cancel all orders", lambda c: c.cancel_orders(), safety=True
+            "cancel all orders", lambda c: json_list(c.cancel_orders() or []), safety=True
         )
-        return len(replies or [])
+        accepted = sum(1 for item in replies if convert.item_ok(item))
+        refused = len(replies) - accepted
+        if refused:
+            still_open = await self.get_open_orders()
+            log.warning(
+                "cancel-all: Alpaca refused %d of %d cancels; %d orders still open: %s",
+                refused,
+                len(replies),
+                len(still_open),
+                ", ".join(o.client_order_id for o in still_open[:20]),
+            )
+        return accepted
 
     async def close_all_positions(self, cancel_orders: bool = True) -> list[CloseResult]:
         # Not retried: a lost reply would send a second set of closing orders.
@@ -257,7 +270,7 @@ class AlpacaBroker:
             "calendar", lambda c: [convert.session(d) for d in json_list(c.get_calendar(query))]
         )
 
-    async def trade_updates(self) -> AsyncIterator[TradeUpdate | StreamGap]:
+    async def trade_updates(self) -> AsyncIterator[TradeUpdate | StreamGap | RejectedUpdate]:
         if self._stream is None:
             raise RuntimeError("this AlpacaBroker has no trade-update stream")
         async for item in self._stream.updates():

@@ -11,7 +11,8 @@ Status words onto our order state machine (``ORDER_STATUS``):
   SUBMITTED (working, nothing executed yet as far as the status says).
 - ``partially_filled``: PARTIALLY_FILLED; ``filled``: FILLED.
 - ``pending_cancel``: CANCEL_PENDING; ``canceled``: CANCELLED; ``expired``: EXPIRED;
-  ``rejected`` and ``suspended``: REJECTED.
+  ``rejected``: REJECTED; ``suspended`` (no longer eligible for trading, after executions
+  or not): CANCELLED.
 - ``done_for_day``, ``pending_replace``, ``calculated``: the order is still alive at Alpaca
   (done for today, resumed or finally expired later), so it stays open: PARTIALLY_FILLED when
   something executed, else SUBMITTED; ``calculated`` with everything executed is FILLED.
@@ -71,7 +72,7 @@ ORDER_STATUS: Final[dict[str, OrderStatus]] = {
     "replaced": S.CANCELLED,
     "expired": S.EXPIRED,
     "rejected": S.REJECTED,
-    "suspended": S.REJECTED,
+    "suspended": S.CANCELLED,
 }
 """Alpaca status words with a fixed meaning; the rest depend on what executed."""
 
@@ -92,52 +93,70 @@ def order_status(word: str, qty: Decimal, filled_qty: Decimal) -> OrderStatus:
 
 
 def order(raw: Json) -> BrokerOrder:
-    """An Alpaca order object as a ``BrokerOrder``."""
-    qty = _dec(raw, "qty") or ZERO
-    filled = _dec(raw, "filled_qty") or ZERO
-    word = str(_req(raw, "status"))
+    """An Alpaca order object as a ``BrokerOrder``. Quantities and prices must be
+    non-negative numbers; a notional order (``qty: null``) reports what has executed."""
+    ident = _text(raw, "id")
+    filled = _amount(raw, "filled_qty") or ZERO
+    notional = _amount(raw, "notional")
+    qty = _amount(raw, "qty")
+    if qty is None:
+        if notional is None:
+            raise ValueError(f"order {ident}: neither qty nor notional")
+        qty = filled
+    elif filled > qty:
+        raise ValueError(f"order {ident}: filled_qty {filled} is more than qty {qty}")
+    word = _text(raw, "status")
     submitted = _time(raw, "submitted_at") or _time(raw, "created_at")
     if submitted is None:
-        raise ValueError(f"order {raw.get('id')}: no submitted_at/created_at")
+        raise ValueError(f"order {ident}: no submitted_at/created_at")
     return BrokerOrder(
-        broker_order_id=str(_req(raw, "id")),
-        client_order_id=str(_req(raw, "client_order_id")),
-        symbol=str(_req(raw, "symbol")).upper(),
-        side=side(str(_req(raw, "side"))),
+        broker_order_id=ident,
+        client_order_id=_text(raw, "client_order_id"),
+        symbol=_text(raw, "symbol").upper(),
+        side=side(_text(raw, "side")),
         qty=qty,
         order_type=_order_type(raw),
         time_in_force=_tif(str(raw.get("time_in_force") or "day")),
-        limit_price=_dec(raw, "limit_price"),
-        status=order_status(word, qty, filled),
+        limit_price=_amount(raw, "limit_price"),
+        status=order_status(word, qty if notional is None else ZERO, filled),
         broker_status=word,
         filled_qty=filled,
-        filled_avg_price=_dec(raw, "filled_avg_price"),
+        filled_avg_price=_amount(raw, "filled_avg_price"),
         submitted_at=submitted,
         updated_at=_time(raw, "updated_at") or submitted,
+        notional=notional,
     )
 
 
 def execution_key(broker_order_id: str, cum_qty: Decimal) -> str:
     """The execution id shared by the stream and the activities (see the module docstring)."""
-    return f"{broker_order_id}:{_plain(cum_qty)}"
+    return f"{broker_order_id}:{decimal_text(cum_qty)}"
 
 
 def trade_update(raw: Json) -> TradeUpdate:
-    """The ``data`` of an Alpaca ``trade_updates`` message as a ``TradeUpdate``."""
-    event = str(_req(raw, "event"))
+    """The ``data`` of an Alpaca ``trade_updates`` message as a ``TradeUpdate``.
+
+    Raises ``ValueError`` naming the field when the shape is wrong: a missing event or order,
+    a field that is not a number or a time, a negative quantity or price, or a fill without
+    its price and quantity. Whether the update fits our book is the engine's check."""
+    event = _text(raw, "event")
     snapshot = order(_mapping(raw, "order"))
     ts = _time(raw, "timestamp") or _time(raw, "at") or snapshot.updated_at
+    price, qty = _amount(raw, "price"), _amount(raw, "qty")
     execution_id: str | None = None
     if event in ("fill", "partial_fill"):
+        if price is None or qty is None:
+            raise ValueError(f"{event} for order {snapshot.broker_order_id}: no price or qty")
         execution_id = execution_key(snapshot.broker_order_id, snapshot.filled_qty)
+    position_qty = _dec(raw, "position_qty")  # signed: a short position is negative
     return TradeUpdate(
         event=event,
         order=snapshot,
         ts=ts,
         execution_id=execution_id,
-        price=_dec(raw, "price"),
-        qty=_dec(raw, "qty"),
-        position_qty=_dec(raw, "position_qty"),
+        price=price,
+        qty=qty,
+        position_qty=position_qty,
     )
 
 
@@ -210,12 +229,20 @@ def session(raw: Json) -> TradingSession:
     )
 
 
+def item_ok(raw: Json) -> bool:
+    """Whether one item of a 207 multi-status reply (cancel-all, close-all) succeeded."""
+    status = _req(raw, "status")
+    if isinstance(status, bool) or not isinstance(status, int | str):
+        raise ValueError(f"multi-status item: status {status!r} is not an HTTP code")
+    return 200 <= int(status) < 300
+
+
 def close_result(raw: Json) -> CloseResult:
     """One item of the 207 reply to ``DELETE /v2/positions``."""
     symbol = str(_req(raw, "symbol")).upper()
     status = int(_req(raw, "status"))
     body = raw.get("body")
-    ok = 200 <= status < 300
+    ok = item_ok(raw)
     placed: BrokerOrder | None = None
     message = ""
     if isinstance(body, Mapping):
@@ -236,6 +263,12 @@ def side(word: str) -> Side:
     raise ValueError(f"unknown side {word!r}")
 
 
+def decimal_text(value: Decimal) -> str:
+    """A quantity or price as Alpaca writes it in its strings: plain digits, no exponent, no
+    trailing zeros ("2", "2.0" and "2.000" are the same quantity: one spelling)."""
+    return format(value.normalize(), "f") if value != ZERO else "0"
+
+
 def json_object(raw: object) -> Json:
     """``raw`` when it is a JSON object, else ``ValueError``."""
     if not isinstance(raw, Mapping):
@@ -253,11 +286,6 @@ def json_list(raw: object) -> list[Json]:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _plain(value: Decimal) -> str:
-    # "2", "2.0" and "2.000" are the same quantity: one spelling for ids.
-    return format(value.normalize(), "f") if value != ZERO else "0"
-
-
 def _req(raw: Json, key: str) -> Any:
     value = raw.get(key)
     if value is None:
@@ -269,6 +297,21 @@ def _mapping(raw: Json, key: str) -> Json:
     value = _req(raw, key)
     if not isinstance(value, Mapping):
         raise ValueError(f"field {key!r} is not an object")
+    return value
+
+
+def _text(raw: Json, key: str) -> str:
+    value = _req(raw, key)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"field {key!r} is not a non-empty string")
+    return value
+
+
+def _amount(raw: Json, key: str) -> Decimal | None:
+    """A quantity or price: absent, or a finite number >= 0 (sides carry the direction)."""
+    value = _dec(raw, key)
+    if value is not None and value < ZERO:
+        raise ValueError(f"field {key!r} is negative: {value}")
     return value
 
 

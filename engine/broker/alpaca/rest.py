@@ -5,6 +5,7 @@ client, always on a worker thread."""
 from __future__ import annotations
 
 import email.utils
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -101,10 +102,23 @@ def _message(exc: APIError) -> str:
 
 
 def _retry_after(exc: APIError) -> float | None:
+    """How long Alpaca asks us to wait: ``Retry-After`` (seconds or an HTTP date), else its
+    ``X-RateLimit-Reset`` (the Unix second the quota has room again), else unknown."""
     response = exc.response
-    value = response.headers.get("Retry-After") if response is not None else None
-    if not value:
-        return None
+    headers = response.headers if response is not None else {}
+    value = headers.get("Retry-After")
+    if value:
+        return _seconds_or_date(value)
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - time.time())
+        except ValueError:
+            return None
+    return None
+
+
+def _seconds_or_date(value: str) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:

@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from engine.backoff import Backoff
 from engine.broker.alpaca import convert
-from engine.broker.port import StreamGap, TradeUpdate
+from engine.broker.port import RejectedUpdate, StreamGap, TradeUpdate
 from engine.clock import Clock
 from engine.feed.base import FeedHealth
 from engine.health import BrokerHealth
@@ -85,13 +85,17 @@ class TradeUpdateStream:
         self.liveness = liveness
         """Told when the broker may be gone: the stream dropped or a ping went unanswered."""
         self.liveness_s = liveness_s
-        self._queue: asyncio.Queue[TradeUpdate | StreamGap | _Stop] = asyncio.Queue()
+        self._queue: asyncio.Queue[TradeUpdate | StreamGap | RejectedUpdate | _Stop] = (
+            asyncio.Queue()
+        )
         self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
         self._stopping = False
         self._announced: bool | None = None
         self.health = FeedHealth(detail="not started")
         self.gaps = 0
+        self.skipped = 0
+        """Frames that carry nothing for us (heartbeats), skipped."""
 
     @property
     def connected(self) -> bool:
@@ -124,7 +128,7 @@ class TradeUpdateStream:
         self.health.detail = "stopped"
         self._queue.put_nowait(_STOP)
 
-    async def updates(self) -> AsyncIterator[TradeUpdate | StreamGap]:
+    async def updates(self) -> AsyncIterator[TradeUpdate | StreamGap | RejectedUpdate]:
         """Every update and gap, in order, until ``stop()``."""
         while True:
             item = await self._queue.get()
@@ -232,23 +236,33 @@ class TradeUpdateStream:
         """Read frames until the reply on ``stream``; updates arriving first are kept."""
         while True:
             frame = await asyncio.wait_for(ws.recv(), self._open_timeout_s)
-            message = _parse(frame)
+            message = self._read(frame)
             if message is None:
-                self._malformed()
                 continue
             if message.get("stream") == stream:
                 data = message.get("data")
                 return data if isinstance(data, dict) else {}
-            self._dispatch(message, frame)
+            self._dispatch(message)
 
     def _on_frame(self, frame: str | bytes) -> None:
+        message = self._read(frame)
+        if message is not None:
+            self._dispatch(message)
+
+    def _read(self, frame: str | bytes) -> dict[str, Any] | None:
+        """The frame's JSON object, or None. Frames that are not JSON objects are skipped
+        (Alpaca sends one-byte heartbeats, and its own clients skip them) unless they name
+        the trade-updates stream: then they are a damaged update, rejected."""
         message = _parse(frame)
         if message is None:
-            self._malformed()
-            return
-        self._dispatch(message, frame)
+            text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
+            if "trade_updates" in text:
+                self._reject(text, "a trade-updates frame that is not a JSON object")
+            else:
+                self.skipped += 1
+        return message
 
-    def _dispatch(self, message: dict[str, Any], frame: str | bytes) -> None:
+    def _dispatch(self, message: dict[str, Any]) -> None:
         if message.get("stream") != "trade_updates":
             return  # authorization/listening echoes and anything new
         data = message.get("data")
@@ -256,22 +270,19 @@ class TradeUpdateStream:
             if not isinstance(data, dict):
                 raise ValueError("data is not an object")
             update = convert.trade_update(data)
-        except (ValueError, TypeError, ArithmeticError) as exc:
-            log.warning("unreadable trade update (%s): %.300r", exc, frame)
-            self._malformed()
+        except Exception as exc:  # nothing from the wire may stop the stream
+            self._reject(message, str(exc) or type(exc).__name__)
             return
         self.health.messages += 1
         self.health.last_message_at = update.ts
         self.health.last_message_mono = self._clock.monotonic()
         self._queue.put_nowait(update)
 
-    def _malformed(self) -> None:
-        # An update we cannot read may be a fill: ask the engine to recover from the REST
-        # API around now, exactly as after a disconnect.
+    def _reject(self, raw: object, reason: str) -> None:
+        # It may be a fill: the engine keeps it aside, alerts, and recovers from REST.
         self.health.malformed += 1
-        now = self._clock.now()
-        self.gaps += 1
-        self._queue.put_nowait(StreamGap(down_at=now, up_at=now))
+        log.warning("unreadable trade update (%s): %.300r", reason, raw)
+        self._queue.put_nowait(RejectedUpdate(raw=raw, reason=reason, ts=self._clock.now()))
 
     def _set_up(self, first: bool) -> None:
         self._up.set()

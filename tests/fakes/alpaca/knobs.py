@@ -17,12 +17,16 @@ class Knobs:
 
     REST: ``latency_ms`` delays every request; ``error_rate`` (0..1) answers that fraction
     with 500 (deterministic for a given ``seed``); ``rate_limit_next`` answers the next N
-    requests 429 with ``Retry-After: retry_after_s``; ``hang_next`` leaves the next N
-    requests whose path starts with ``hang_path_prefix`` unanswered until the client gives
-    up or the server stops; ``refuse_close`` symbols are refused (403) by the close-position
-    endpoints; ``untradable`` symbols are refused everywhere (orders 422 "asset ... is not
-    tradable", closes 403), like a halted or delisted asset; ``rate_limit_per_min`` > 0
-    enforces a per-minute budget with 429s as Alpaca does (200/min there).
+    requests 429 with ``X-RateLimit-Reset`` ``retry_after_s`` from now and, unless
+    ``send_retry_after`` is off (Alpaca itself sends only the ``X-RateLimit-*`` headers), a
+    ``Retry-After: retry_after_s``; ``hang_next`` leaves the next N requests whose path
+    starts with ``hang_path_prefix`` unanswered until the client gives up or the server
+    stops; ``refuse_close`` symbols are refused (403) by the close-position endpoints;
+    ``refuse_cancel`` symbols' orders are not cancelable (single cancel 422, cancel-all
+    item status 500, the order stays open); ``untradable`` symbols are refused everywhere
+    (orders 422 "asset ... is not tradable", closes 403), like a halted or delisted asset;
+    ``rate_limit_per_min`` > 0 enforces a per-minute budget with 429s as Alpaca does
+    (200/min there).
 
     Streams: ``auth_fail`` fails stream authentication (data: error 402; trade updates:
     ``unauthorized``); ``connection_limit`` answers data-stream auth with error 406;
@@ -37,10 +41,12 @@ class Knobs:
     error_rate: float = 0.0
     rate_limit_next: int = 0
     retry_after_s: int = 1
+    send_retry_after: bool = True
     hang_next: int = 0
     hang_path_prefix: str = ""
     malformed_data_frames: int = 0
     refuse_close: set[str] = field(default_factory=set)
+    refuse_cancel: set[str] = field(default_factory=set)
     untradable: set[str] = field(default_factory=set)
     auth_fail: bool = False
     connection_limit: bool = False
@@ -74,18 +80,28 @@ class FaultPlan:
             return True
         return False
 
-    def take_rate_limit(self) -> bool:
-        """True when this request must get a 429 (the ``rate_limit_next`` knob or the
-        per-minute budget); every request counts towards the budget."""
+    def take_rate_limit(self) -> float | None:
+        """Seconds until the quota has room again when this request must get a 429 (the
+        ``rate_limit_next`` knob or the per-minute budget), else None; every request counts
+        towards the budget."""
         now = time.monotonic()
         while self._recent and now - self._recent[0] >= 60.0:
             self._recent.popleft()
         self._recent.append(now)
         if self.knobs.rate_limit_next > 0:
             self.knobs.rate_limit_next -= 1
-            return True
+            return float(self.knobs.retry_after_s)
         limit = self.knobs.rate_limit_per_min
-        return limit > 0 and len(self._recent) > limit
+        if limit > 0 and len(self._recent) > limit:
+            return self._recent[len(self._recent) - limit] + 60.0 - now
+        return None
+
+    def reset_in_s(self) -> float:
+        """Seconds until the per-minute window has room again (the oldest request leaves)."""
+        limit = self.knobs.rate_limit_per_min or 200
+        if len(self._recent) < limit:
+            return 0.0
+        return max(0.0, self._recent[len(self._recent) - limit] + 60.0 - time.monotonic())
 
     def remaining(self) -> int:
         limit = self.knobs.rate_limit_per_min or 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time as wall
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time
@@ -83,10 +84,11 @@ def fault_middleware(
             request.headers.get("APCA-API-KEY-ID"), request.headers.get("APCA-API-SECRET-KEY")
         ):
             return reply(error(UNAUTHORIZED, "request is not authorized"), 401)
-        if faults.take_rate_limit():
+        if (reset_in_s := faults.take_rate_limit()) is not None:
             limited = reply(error(TOO_MANY_REQUESTS, "rate limit exceeded"), 429)
-            limited.headers["Retry-After"] = str(knobs.retry_after_s)
-            return _with_budget(limited, faults)
+            if knobs.send_retry_after:
+                limited.headers["Retry-After"] = str(knobs.retry_after_s)
+            return _with_budget(limited, faults, reset_in_s=reset_in_s)
         if faults.roll_error():
             return reply(error(INTERNAL, "internal server error"), 500)
         response: web.StreamResponse
@@ -111,10 +113,14 @@ async def _first(*waits: Awaitable[object]) -> None:
             task.cancel()
 
 
-def _with_budget(response: web.StreamResponse, faults: FaultPlan) -> web.StreamResponse:
+def _with_budget(
+    response: web.StreamResponse, faults: FaultPlan, *, reset_in_s: float | None = None
+) -> web.StreamResponse:
+    """Alpaca's rate-limit headers; the reset is the Unix second the quota has room again."""
+    wait = faults.reset_in_s() if reset_in_s is None else reset_in_s
     response.headers["X-RateLimit-Limit"] = str(faults.knobs.rate_limit_per_min or 200)
     response.headers["X-RateLimit-Remaining"] = str(faults.remaining())
-    response.headers["X-RateLimit-Reset"] = str(int(wall.time()) + 60)
+    response.headers["X-RateLimit-Reset"] = str(math.ceil(wall.time() + wait))
     return response
 
 

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from aiohttp import web
 
 from engine.clock import Clock, SystemClock
 from engine.domain import Bar, Tick
 from engine.sim.exchange import SimExchange
+from tests.fakes.alpaca.activities import ActivitiesApi
 from tests.fakes.alpaca.bars import BarStore
 from tests.fakes.alpaca.json_models import account_id
 from tests.fakes.alpaca.knobs import FaultPlan, Knobs
@@ -61,6 +64,8 @@ class FakeAlpaca:
         self.exchange = exchange
         self.knobs = Knobs()
         self.requests: list[tuple[str, str]] = []
+        self.order_bodies: list[dict[str, Any]] = []
+        """The JSON body of every order submitted (``POST /v2/orders``), as received."""
         self.key_id = key_id
         self.secret_key = secret_key
         self._clock = clock or exchange.clock
@@ -192,6 +197,13 @@ class FakeAlpaca:
         authenticated data-stream client is subscribed to."""
         return self._data_hub.subscribed(channel)
 
+    def send_trade_frame(self, message: object) -> None:
+        """Send one frame on the trade-updates stream to every listening client: a mapping
+        as JSON (``{"stream": "trade_updates", "data": {...}}`` for a hand-made update), a
+        string as it is (a heartbeat, a damaged frame)."""
+        frame = message if isinstance(message, str) else json.dumps(message)
+        self._trade_hub.publish_frame(frame)
+
     def freeze(self) -> None:
         """Stop answering, as a SIGSTOPped process: REST requests are accepted but not
         answered, the trade stream reads nothing, answers no ping and sends nothing.
@@ -231,8 +243,10 @@ class FakeAlpaca:
             now=self.market_now,
             account=self._account,
             created_at=self._created_at,
+            order_bodies=self.order_bodies,
         )
         app.add_routes(trading.routes())
+        app.add_routes(ActivitiesApi(exchange=self.exchange, account=self._account).routes())
         app.add_routes(MarketDataApi(self._bars, self.market_now).routes())
         app.router.add_get(TRADE_STREAM_PATH, self._trade_hub.handle)
         for path in DATA_STREAM_PATHS:

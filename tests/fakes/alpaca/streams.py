@@ -152,6 +152,13 @@ class TradeStreamHub:
             if on and conn.live:
                 conn.send_text(text)
 
+    def publish_frame(self, frame: str) -> None:
+        """Send ``frame`` as it is to every listening connection (tests: heartbeats, damaged
+        or hand-made updates)."""
+        for conn, on in self._connections.items():
+            if on and conn.live:
+                conn.send_text(frame)
+
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = await _accept(request, autoping=False)
         conn = Connection(request, ws, binary=True, thawed=self._faults.thawed)

@@ -18,14 +18,15 @@ from engine.sim.models import REJECTED, OrderRecord
 from tests.fakes.alpaca.bars import BarStore
 from tests.fakes.alpaca.json_models import (
     FORBIDDEN,
+    INTERNAL,
     NOT_CANCELABLE,
     NOT_FOUND,
     account_json,
-    activity_json,
     calendar_json,
     clock_json,
     close_refused_json,
     closing_side,
+    error,
     num,
     order_json,
     position_json,
@@ -58,8 +59,10 @@ class TradingApi:
         now: Callable[[], datetime],
         account: str,
         created_at: datetime,
+        order_bodies: list[dict[str, Any]] | None = None,
     ) -> None:
         self._exchange = exchange
+        self._order_bodies = order_bodies if order_bodies is not None else []
         self._bars = bars
         self._knobs = knobs
         self._now = now
@@ -81,8 +84,6 @@ class TradingApi:
             web.delete("/v2/orders/{order_id}", self.cancel_order),
             web.get("/v2/clock", self.clock),
             web.get("/v2/calendar", self.calendar),
-            web.get("/v2/account/activities", self.activities),
-            web.get("/v2/account/activities/{activity_type}", self.activities_of_type),
         ]
 
     # -- account and positions --------------------------------------------------------------
@@ -212,6 +213,7 @@ class TradingApi:
             body = None
         if not isinstance(body, dict):
             raise bad_request("request body format is invalid")
+        self._order_bodies.append(body)
         args = _order_args(body)
         symbol = str(args["symbol"]).upper()
         if symbol in {s.upper() for s in self._knobs.untradable}:
@@ -268,6 +270,8 @@ class TradingApi:
     async def cancel_order(self, request: web.Request) -> web.Response:
         order_id = request.match_info["order_id"]
         try:
+            if self._exchange.get_order(order_id).symbol in self._cancel_refused():
+                raise BrokerRejected("refused by the refuse_cancel knob")
             self._exchange.cancel(order_id)
         except OrderNotFound:
             raise ApiError(404, NOT_FOUND, f"order not found for {order_id}") from None
@@ -277,8 +281,21 @@ class TradingApi:
         return web.Response(status=204)
 
     async def cancel_all_orders(self, request: web.Request) -> web.Response:
-        canceled = self._exchange.cancel_all()
-        return reply([{"id": o.id, "status": 200, "body": order_json(o)} for o in canceled], 207)
+        """207, one item per open order: 200 and the order, or 500 when it cannot be
+        canceled (``Knobs.refuse_cancel``), as Alpaca documents."""
+        refused = self._cancel_refused()
+        items: list[dict[str, Any]] = []
+        for order in self._exchange.open_orders():
+            if order.symbol in refused:
+                body = error(INTERNAL, "order is not cancelable")
+                items.append({"id": order.id, "status": 500, "body": body})
+            else:
+                done = self._exchange.cancel(order.id)
+                items.append({"id": done.id, "status": 200, "body": order_json(done)})
+        return reply(items, 207)
+
+    def _cancel_refused(self) -> set[str]:
+        return {s.upper() for s in self._knobs.refuse_cancel}
 
     # -- market clock and calendar ----------------------------------------------------------
 
@@ -293,47 +310,6 @@ class TradingApi:
         end = _day(request.query.get("end"), "end") or start + timedelta(CALENDAR_DEFAULT_DAYS)
         calendar = self._exchange.calendar
         return reply([calendar_json(s, calendar) for s in calendar.sessions(start, end)])
-
-    # -- account activities -----------------------------------------------------------------
-
-    async def activities(self, request: web.Request) -> web.Response:
-        raw = request.query.get("activity_types", "")
-        types = {t.strip().upper() for t in raw.split(",") if t.strip()}
-        category = request.query.get("category")
-        wanted = (not types and category != "non_trade_activity") or "FILL" in types
-        return self._fills(request) if wanted else reply([])
-
-    async def activities_of_type(self, request: web.Request) -> web.Response:
-        wanted = request.match_info["activity_type"].upper() == "FILL"
-        return self._fills(request) if wanted else reply([])
-
-    def _fills(self, request: web.Request) -> web.Response:
-        """FILL activities, newest first unless ``direction=asc``; ``after`` and ``until``
-        are exclusive; ``page_token`` is the id of the last activity of the previous page."""
-        query = request.query
-        after = timestamp(query.get("after"), "after")
-        until = timestamp(query.get("until"), "until")
-        on_day = timestamp(query.get("date"), "date")
-        direction = choice(query.get("direction"), "direction", DIRECTIONS, "desc")
-        page_size = integer(query.get("page_size"), "page_size", default=100, low=1, high=100)
-        executions = [
-            (e.transaction_time, seq, e)
-            for seq, e in enumerate(self._exchange.executions_since(EPOCH))
-            if (after is None or e.transaction_time > after)
-            and (until is None or e.transaction_time < until)
-            and (on_day is None or trading_day(e.transaction_time) == trading_day(on_day))
-        ]
-        executions.sort(key=lambda item: (item[0], item[1]), reverse=direction == "desc")
-        ordered = [e for _, _, e in executions]
-        begin = 0
-        token = query.get("page_token")
-        if token:
-            ids = [e.id for e in ordered]
-            if token not in ids:
-                raise unprocessable("invalid page_token")
-            begin = ids.index(token) + 1
-        page = ordered[begin : begin + page_size]
-        return reply([activity_json(e, account=self._account) for e in page])
 
 
 def _order_args(body: dict[str, Any]) -> dict[str, Any]:
