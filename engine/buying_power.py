@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 MARGIN_MULTIPLIER = Decimal(2)
 MIN_REFRESH_INTERVAL_S = 1.0
-"""At most one refresh after fills per second: a flatten's thousands of fills must not spend
-the broker's request budget on account reads."""
+"""At most one refresh after fills per second, so a burst of fills does not spend the broker's
+request budget on account reads (and none while ``wanted`` says no order can need it)."""
 
 
 def opening_qty(position_qty: Decimal, side: Side, qty: Decimal) -> Decimal:
@@ -61,11 +61,13 @@ class BuyingPower:
         bus: EventBus,
         fetch: Callable[[], Awaitable[Account | None]],
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        wanted: Callable[[], bool] = lambda: True,
     ) -> None:
         self._portfolio = portfolio
         self._orders = orders
         self._fetch = fetch
         self._spawn = spawn
+        self._needed = wanted
         self._broker: Decimal | None = None
         """The broker's figure at the anchor, floor undone where we can (see ``anchor``)."""
         self._local_at_anchor = ZERO
@@ -153,6 +155,8 @@ class BuyingPower:
             self._request()
 
     def _request(self) -> None:
+        if not self._needed():
+            return  # no order needs it now (a flatten): the request budget goes to the flatten
         self._wanted = True
         if not self._refreshing:
             self._refreshing = True

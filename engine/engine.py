@@ -24,7 +24,7 @@ from engine.buying_power import BuyingPower
 from engine.clock import Clock, trading_day
 from engine.control import EngineControl, HaltResult
 from engine.daily import DayTracker
-from engine.domain import Account, Bar, Tick
+from engine.domain import Account, Bar, Tick, TradingState
 from engine.events import EngineError, Event, FillReceived, Notice, Severity, event_payload
 from engine.execution import ExecutionManager
 from engine.feed.base import MarketDataFeed, PriceListener
@@ -103,6 +103,7 @@ class TradingEngine:
             bus=bus,
             fetch=self._fetch_account,
             spawn=self.spawn,
+            wanted=self._may_add_risk,
         )
         self.execution = ExecutionManager(
             broker=broker,
@@ -299,6 +300,11 @@ class TradingEngine:
     async def refresh_account(self) -> None:
         """The broker's account now (buying power included: ``engine.buying_power``)."""
         await self.buying_power.refresh()
+
+    def _may_add_risk(self) -> bool:
+        """Only an ACTIVE engine that is not flattening can send an order the buying power
+        limits (REDUCING only reduces, which the gate never prices against it)."""
+        return self.state.state is TradingState.ACTIVE and not self.flattener.running
 
     async def _fetch_account(self) -> Account | None:
         account = await self.call_broker(self.broker.get_account())

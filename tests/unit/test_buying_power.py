@@ -31,6 +31,7 @@ class Parts:
     queued in ``answers`` and counted in ``fetches``."""
 
     def __init__(self, cash: str = "5000") -> None:
+        self.needed = True
         self.portfolio = Portfolio(cash=D(cash))
         self.orders = OrderBook()
         self.bus = EventBus()
@@ -44,6 +45,7 @@ class Parts:
             bus=self.bus,
             fetch=self.fetch,
             spawn=self.spawn,
+            wanted=lambda: self.needed,
         )
 
     async def fetch(self) -> Account | None:
@@ -156,3 +158,20 @@ async def test_refresh_when_an_order_changes_during_request_then_snapshot_not_ad
     await p.bp.refresh()
 
     assert p.bp.available() == D(10000)  # the old anchor plus our own change
+
+
+async def test_refresh_when_no_order_can_need_it_then_fills_do_not_ask_the_broker() -> None:
+    # During a flatten every order only reduces: its thousands of fills must not spend the
+    # broker's request budget on account reads.
+    p = Parts()
+    p.portfolio.mark("AAPL", D(100))
+    p.bp.anchor(account("10000"))
+    p.needed = False
+
+    p.fill("AAPL", Side.BUY, "10", "100")
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+    assert p.fetches == 0
+    assert not p.bp.refreshing
+    assert p.bp.available() == D(9000)  # our own figure still moved
