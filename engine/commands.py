@@ -3,10 +3,11 @@ page alike.
 
 Each call returns plain data (``engine.command_views``) or raises a ``DomainError`` whose
 message is fit for the trader's screen, and each call is audited (who, when, what, result) in
-the journal. Control commands are also published so the alert router can echo them to
-system-alerts. The scheduled reports read with ``audit=False``: a heartbeat every few minutes
-is no trader's command. The rules for when a command may run (resume, the halt reason) are
-here and nowhere else: the chat layers ask.
+the journal: a control command's row is committed before the reply, a read's is written behind
+it. Control commands are also published so the alert router can echo them to system-alerts.
+The scheduled reports read with ``audit=False``: a heartbeat every few minutes is no trader's
+command. The rules for when a command may run (resume, the halt reason) are here and nowhere
+else: the chat layers ask.
 """
 
 from __future__ import annotations
@@ -263,7 +264,10 @@ class CommandService:
     ) -> None:
         now = self._engine.clock.now()
         try:
-            await self._engine.journal.record_audit(actor, command, args, ok, result, now)
+            if control:  # durable before the reply
+                await self._engine.journal.record_audit(actor, command, args, ok, result, now)
+            else:  # a read: written behind the reply
+                self._engine.journal.record_audit_later(actor, command, args, ok, result, now)
         except Exception:
             log.exception("audit write failed for %s by %s", command, actor)
         self._engine.bus.publish(

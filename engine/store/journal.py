@@ -29,15 +29,13 @@ from datetime import date, datetime
 from functools import partial
 from pathlib import Path
 
-import aiosqlite
-
 from engine.clock import Clock
 from engine.domain import Fill, TradingState
 from engine.errors import JournalWriteError
 from engine.orders import Order
 from engine.store import schema
 from engine.store.fill_group import FillCommitter
-from engine.store.opening import check_file, dir_error, open_error, remove_if_empty
+from engine.store.opening import check_file, connect, remove_if_empty
 from engine.store.records import (
     AuditRecord,
     BadRow,
@@ -64,8 +62,6 @@ from engine.store.write_behind import Params, WriteBehind
 from engine.store.writer import Writer
 
 log = logging.getLogger(__name__)
-
-_OPENED = "journal_opened_at"
 
 
 class Journal:
@@ -122,28 +118,7 @@ class Journal:
         return journal
 
     async def _start(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise dir_error(self.path, exc) from exc
-        try:
-            # Autocommit mode: we issue BEGIN IMMEDIATE / COMMIT ourselves.
-            db = self._writer.db = await aiosqlite.connect(self.path, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            mode = await schema.configure(db)
-            if mode != "wal":
-                log.warning("journal %s: SQLite refused WAL mode (got %r)", self.path, mode)
-            before = await schema.migrate(db, self._clock.now())
-            # A write now, so a file that can be read but not written is refused at start.
-            now = self._now()
-            await self._writer.transaction([(schema.UPSERT_META, [(_OPENED, now, now)])])
-        except sqlite3.Error as exc:
-            raise open_error(self.path, exc) from exc
-        except schema.SchemaError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, sqlite3.Error) and cause.sqlite_errorcode != sqlite3.SQLITE_ERROR:
-                raise open_error(self.path, cause) from exc
-            raise
+        self._writer.db, before = await connect(self.path, self._clock.now(), self._now())
         if before != len(schema.MIGRATIONS):
             log.info("journal %s: schema %d -> %d", self.path, before, len(schema.MIGRATIONS))
         self._behind.start(partial(self._writer.locked, self._writer.write_pending))
@@ -215,8 +190,23 @@ class Journal:
     async def record_audit(
         self, actor: str, command: str, args: str, ok: bool, result: str, ts: datetime
     ) -> None:
-        row = (actor, command, args, int(bool(ok)), result, ts_to_text(ts), self._now())
-        await self._durable(schema.INSERT_AUDIT, row)
+        await self._durable(
+            schema.INSERT_AUDIT, self._audit_row(actor, command, args, ok, result, ts)
+        )
+
+    def record_audit_later(
+        self, actor: str, command: str, args: str, ok: bool, result: str, ts: datetime
+    ) -> None:
+        """``record_audit`` written behind (read-only commands: the reply need not wait);
+        never dropped, written with the next batch."""
+        self._check_open()
+        row = self._audit_row(actor, command, args, ok, result, ts)
+        self._behind.hold(("audit", str(next(self._held_seq))), schema.INSERT_AUDIT, row)
+
+    def _audit_row(
+        self, actor: str, command: str, args: str, ok: bool, result: str, ts: datetime
+    ) -> Params:
+        return (actor, command, args, int(bool(ok)), result, ts_to_text(ts), self._now())
 
     async def quarantine(self, source: str, payload: object, reason: str, ts: datetime) -> None:
         """Keep something that cannot be applied (an update, a journal row), as received, with
@@ -353,8 +343,8 @@ class Journal:
         return [quarantine_from_row(row) for row in rows]
 
     async def audit_rows(self, limit: int = 50) -> list[AuditRecord]:
-        """Newest first."""
-        rows = await self._read(schema.SELECT_AUDIT, (limit,))
+        """Newest first (rows written behind included)."""
+        rows = await self._read(schema.SELECT_AUDIT, (limit,), flush_first=True)
         return [audit_from_row(row) for row in rows]
 
     async def equity_snapshots(self, since: datetime) -> list[EquitySnapshot]:

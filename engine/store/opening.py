@@ -1,4 +1,5 @@
-"""Why a journal file cannot be opened, in one line that names the file and what to do.
+"""Opening the journal file, and why it cannot be opened, in one line that names the file and
+what to do.
 
 Checked before SQLite touches the file: a file that is not SQLite at all, one cut short (the
 header says how many pages it should hold), and an empty (0-byte) file in a data dir that
@@ -11,13 +12,21 @@ of line.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
+import aiosqlite
+
 from engine.errors import JournalOpenError
+from engine.store import schema
+
+log = logging.getLogger(__name__)
 
 _MAGIC = b"SQLite format 3\x00"
+_OPENED = "journal_opened_at"
 _HEADER = 100
 
 _DAMAGED = (
@@ -26,6 +35,44 @@ _DAMAGED = (
 )
 _NOT_WRITABLE = "check that {dir} is writable (permissions, a read-only mount or volume)"
 _FULL = "free some space on that disk"
+
+
+async def connect(path: Path, applied_at: datetime, stamp: str) -> tuple[aiosqlite.Connection, int]:
+    """Open (creating or upgrading) the file: WAL and the connection pragmas, the migrations,
+    and one write, so a file that can be read but not written is refused at start. Returns the
+    connection and the schema version the file was at. Raises ``JournalOpenError``, or
+    ``schema.SchemaError`` for a file written by newer code."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise dir_error(path, exc) from exc
+    try:
+        # Autocommit mode: the journal issues BEGIN IMMEDIATE / COMMIT itself.
+        db = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise open_error(path, exc) from exc
+    try:
+        db.row_factory = sqlite3.Row
+        mode = await schema.configure(db)
+        if mode != "wal":
+            log.warning("journal %s: SQLite refused WAL mode (got %r)", path, mode)
+        before = await schema.migrate(db, applied_at)
+        async with db.execute(schema.UPSERT_META, (_OPENED, stamp, stamp)):
+            pass
+    except BaseException as exc:
+        await db.close()
+        if isinstance(exc, sqlite3.Error):
+            raise open_error(path, exc) from exc
+        cause = exc.__cause__
+        # A migration that failed for the storage's sake (not its script's) is that refusal.
+        storage = (
+            isinstance(cause, sqlite3.Error) and cause.sqlite_errorcode != sqlite3.SQLITE_ERROR
+        )
+        if isinstance(exc, schema.SchemaError) and storage:
+            assert isinstance(cause, sqlite3.Error)
+            raise open_error(path, cause) from exc
+        raise
+    return db, before
 
 
 def check_file(path: Path, other_state: Sequence[Path]) -> None:

@@ -121,13 +121,19 @@ class WriteBehind:
         self._queued(self._snapshots)
 
     def hold(self, key: HeldKey, sql: str, row: Params) -> bool:
-        """Keep a durable row that could not be written; it is never dropped and goes first in
-        the next batch. False (and no change) when ``key`` is already held."""
+        """Keep a row that must not be lost (a durable row that could not be written, or one
+        whose caller does not wait for it): never dropped, it goes first in the next batch.
+        False (and no change) when ``key`` is already held."""
         if key in self._held:
             return False
         self._held[key] = (sql, row)
         self._queued(None)
         return True
+
+    def keep_latest(self, key: HeldKey, sql: str, row: Params) -> None:
+        """Like ``hold``, but a later row for ``key`` replaces the one still waiting."""
+        self._held[key] = (sql, row)
+        self._queued(None)
 
     def holds(self, key: HeldKey) -> bool:
         return key in self._held

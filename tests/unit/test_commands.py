@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -163,6 +165,26 @@ async def test_audit_when_commands_ran_then_newest_first_with_who_what_result(ct
 async def test_audit_when_n_out_of_range_then_refused(ctx: Ctx, n: int) -> None:
     with pytest.raises(CommandError, match="n must be a whole number from 1 to 500"):
         await ctx.commands.audit("carol", n)
+def audit_rows_on_disk(ctx: Ctx) -> list[tuple[object, ...]]:
+    """The audit table as another process sees it (no flush first)."""
+    with contextlib.closing(sqlite3.connect(ctx.parts.journal.path)) as db:
+        return db.execute("SELECT command FROM audit ORDER BY id").fetchall()
+
+
+async def test_audit_when_read_command_then_row_written_behind_the_reply(ctx: Ctx) -> None:
+    pending = ctx.parts.journal.pending
+
+    await ctx.commands.status("alice")
+
+    assert audit_rows_on_disk(ctx) == []  # the reply did not wait for the disk
+    assert ctx.parts.journal.pending > pending  # the row (and the event) wait in memory
+    await wait_for(lambda: audit_rows_on_disk(ctx) == [("status",)])
+
+
+async def test_audit_when_control_command_then_row_on_disk_before_the_reply(ctx: Ctx) -> None:
+    await ctx.commands.halt("alice", "lunch", keep_positions=True)
+
+    assert audit_rows_on_disk(ctx) == [("halt",)]
 
 
 async def test_reads_when_audit_off_then_no_audit_row_and_no_echo(ctx: Ctx) -> None:
