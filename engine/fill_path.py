@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from engine.broker.port import Broker, TradeUpdate
 from engine.bus import EventBus
@@ -106,6 +106,8 @@ class FillPath(OrderTracker):
             order = self.on_unknown_order(update.order)
         if order.complete_executions:
             self._apply_ahead(check.fill)
+            # Nothing above waited: let the commit start and others run between fills.
+            await asyncio.sleep(0)
         else:
             await self.apply_fill(check.fill)
         if update.order.notional is not None and update.order.status is S.FILLED:
@@ -292,11 +294,7 @@ class FillPath(OrderTracker):
         day = trading_day(fill.ts)
         if closes and trading_day(position.opened_at) == day:
             count = self.days.record_day_trade(day, fill.client_order_id)
-            self.journal_counter_later(day, "day_trades", str(count))
-
-    def journal_counter_later(self, day: date, key: str, value: str) -> None:
-        task = asyncio.get_running_loop().create_task(self.journal.set_counter(day, key, value))
-        task.add_done_callback(_log_task_error)
+            self.journal.set_counter_later(day, "day_trades", str(count))
 
     # ---- recovery ---------------------------------------------------------------------
 
@@ -312,8 +310,3 @@ class FillPath(OrderTracker):
         in flight to be journaled."""
         await self.recovery.close()
         await self.drain()
-
-
-def _log_task_error(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background journal write failed", exc_info=task.exception())

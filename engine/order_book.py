@@ -92,10 +92,11 @@ class OrderBook:
     def created_since(self, since: datetime) -> list[Order]:
         return [o for o in self._orders.values() if o.created_at >= since]
 
-    def prune(self, before: datetime) -> int:
-        """Forget closed orders created before ``before`` (they stay in the journal)."""
+    def prune(self, before: datetime) -> list[str]:
+        """Forget closed orders created before ``before`` (they stay in the journal); their
+        client ids."""
         stale = [cid for cid, o in self._orders.items() if not o.is_open and o.created_at < before]
         for cid in stale:
             order = self._orders.pop(cid)
             self._by_broker_id.pop(order.broker_order_id, None)
-        return len(stale)
+        return stale

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 
 from engine.broker.port import EVENT_STATUS, BrokerOrder
 from engine.bus import EventBus
@@ -138,6 +139,14 @@ class OrderTracker:
         order = self.adopt(record, strategy)
         self.apply_broker_record(order, record)
         return order
+
+    def prune(self, before: datetime) -> int:
+        """Forget closed orders created before ``before`` and their client ids (the journal
+        keeps both; a restart reads back the last few days), so neither grows without bound
+        in a long run. Returns how many."""
+        pruned = self.orders.prune(before)
+        self.known_ids.difference_update(pruned)
+        return len(pruned)
 
     def force_close(self, order: Order, reason: str) -> None:
         """The broker no longer has this order open and cannot say more: stop tracking it."""

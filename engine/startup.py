@@ -201,8 +201,8 @@ async def open_day(engine: TradingEngine, day: date) -> None:
     if stored is None:
         await journal.set_counter(day, START_EQUITY, str(start_equity))
     portfolio.start_day(day, start_equity)
-    # Closed orders older than a few days stay in the journal, not in memory.
-    orders.prune(now - timedelta(days=3))
+    # Closed orders older than a few days (and their ids) stay in the journal, not in memory.
+    engine.execution.prune(now - timedelta(days=3))
     orders_today = sum(
         1
         for o in orders.created_since(now - timedelta(days=1))

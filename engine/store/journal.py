@@ -224,6 +224,13 @@ class Journal:
     async def set_counter(self, day: date, key: str, value: str) -> None:
         await self._durable(schema.UPSERT_COUNTER, (day.isoformat(), key, value, self._now()))
 
+    def set_counter_later(self, day: date, key: str, value: str) -> None:
+        """``set_counter`` written behind: never dropped, a later value replaces one still
+        waiting, and a value that cannot be written now is written once writes work."""
+        self._check_open()
+        row = (day.isoformat(), key, value, self._now())
+        self._behind.keep_latest(("counter", f"{day}:{key}"), schema.UPSERT_COUNTER, row)
+
     async def set_meta(self, key: str, value: str) -> None:
         await self._durable(schema.UPSERT_META, (key, value, self._now()))
 

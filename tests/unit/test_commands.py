@@ -165,6 +165,8 @@ async def test_audit_when_commands_ran_then_newest_first_with_who_what_result(ct
 async def test_audit_when_n_out_of_range_then_refused(ctx: Ctx, n: int) -> None:
     with pytest.raises(CommandError, match="n must be a whole number from 1 to 500"):
         await ctx.commands.audit("carol", n)
+
+
 def audit_rows_on_disk(ctx: Ctx) -> list[tuple[object, ...]]:
     """The audit table as another process sees it (no flush first)."""
     with contextlib.closing(sqlite3.connect(ctx.parts.journal.path)) as db:

@@ -93,7 +93,7 @@ def test_prune_when_closed_orders_are_old_then_forgotten_and_open_ones_kept() ->
 
     pruned = book.prune(before=T0 + timedelta(minutes=10))
 
-    assert pruned == 1
+    assert pruned == ["old"]
     assert "old" not in book
     assert book.by_broker_id("b-old") is None
     assert book.by_broker_id("b-open") is old_open
