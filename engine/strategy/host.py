@@ -4,6 +4,12 @@ It routes each bar to the one strategy that owns its symbol, keeps the warm-up c
 the lifecycle hooks, sizes what the strategy asks for, and pauses a strategy that raised
 (the others keep trading). The engine's bar path drives it live and in the replay; the
 backtest drives the same object over stored bars: one implementation.
+
+Driving it, synchronously: build it from ``loader.load_strategies(slots)``; per symbol,
+``warm_up(symbol, history, position)`` with ``warmup_bars(symbol)`` bars; then every bar in
+time order through ``on_bar(bar, position, may_trade=...)``, whose ``OrderIntent`` gives the
+order (``request()``) for the risk gate and the broker; each fill back through
+``on_fill(fill, strategy)``; ``end_day()`` when the data ends.
 """
 
 from __future__ import annotations

@@ -79,9 +79,10 @@ def write_bars(path: Path, symbols: list[str], days: list[date], seed: int = 7) 
     with path.open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["timestamp", "symbol", "open", "high", "low", "close", "volume"])
-        for n, day in enumerate(days):
-            replayed = n == len(days) - 1
-            rng = random.Random(seed if replayed else seed * 1000 + n)
+        for day in days:
+            replayed = day == days[-1]
+            # Seeded by the day: a day is the same in every file that holds it.
+            rng = random.Random(seed if replayed else seed * 1_000_000 + day.toordinal())
             rows += _write_day(out, rng, symbols, day)
     return rows
 
@@ -122,10 +123,11 @@ async def one_run(scenario: Scenario, csv_path: Path) -> dict[str, float]:
         )
         app = await build_app(settings)
         await app.start()
-        started = clock.perf_counter()
+        started, cpu_started = clock.perf_counter(), clock.process_time()
         await wait_for(lambda: app.feed.health.finished, within=1200, interval=0.05)
         await app.engine.settle()
         elapsed = clock.perf_counter() - started
+        cpu = clock.process_time() - cpu_started
         engine = app.engine
         updates = app.feed.health.messages
         result = {
@@ -133,6 +135,7 @@ async def one_run(scenario: Scenario, csv_path: Path) -> dict[str, float]:
             "seconds": elapsed,
             "updates_per_s": updates / elapsed,
             "us_per_update": elapsed / updates * 1e6,
+            "cpu_us_per_update": cpu / updates * 1e6,
             "orders": engine.signals,
             "submit_p50_ms": (engine.bars.order_latency.percentile(50) or 0) * 1000,
             "submit_p99_ms": (engine.bars.order_latency.percentile(99) or 0) * 1000,
@@ -176,37 +179,42 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = SCENARIOS[:2] if args.quick else SCENARIOS
     medians: dict[str, dict[str, float]] = {}
     print(
-        "| scenario | updates/s (each run) | µs/update | orders | bar to submit p50 / p99 "
+        "| scenario | updates/s (each run) | µs/update (CPU µs) | orders | bar to submit p50 / p99 "
         "| bar to broker ack p50 / p99 | loop lag p99 | peak RSS |"
     )
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        files: dict[tuple[int, int], Path] = {}
+        files: dict[Scenario, Path] = {}
         for sc in scenarios:
-            key = (sc.symbols, sc.history_days)
-            if key not in files:
-                files[key] = Path(tmp) / f"bars_{sc.symbols}_{sc.history_days}.csv"
+            files[sc] = Path(tmp) / f"bars_{sc.symbols}_{sc.history_days}.csv"
+            if not files[sc].exists():
                 symbols = [f"S{i:03d}" for i in range(sc.symbols)]
-                write_bars(files[key], symbols, trading_days(sc.history_days))
-            runs = [run_in_child(sc, files[key]) for _ in range(args.runs)]
-            if any(r["state"] for r in runs):
-                print(f"warning: {sc.name}: the engine left ACTIVE during a run", flush=True)
-            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            medians[sc.name] = med
-            per_run = " / ".join(f"{r['updates_per_s']:,.0f}" for r in runs)
-            print(
-                f"| {sc.name} | {med['updates_per_s']:,.0f} ({per_run}) "
-                f"| {med['us_per_update']:.1f} | {med['orders']:.0f} "
-                f"| {med['submit_p50_ms']:.2f} / {med['submit_p99_ms']:.2f} ms "
-                f"| {med['ack_p50_ms']:.2f} / {med['ack_p99_ms']:.2f} ms "
-                f"| {med['loop_lag_p99_ms']:.1f} ms | {med['peak_rss_mb']:.0f} MB |",
-                flush=True,
-            )
+                write_bars(files[sc], symbols, trading_days(sc.history_days))
+        # Round robin: every scenario's n-th run under the same load as the others' n-th.
+        runs: dict[Scenario, list[dict[str, float]]] = {sc: [] for sc in scenarios}
+        for _ in range(args.runs):
+            for sc in scenarios:
+                runs[sc].append(run_in_child(sc, files[sc]))
+    for sc in scenarios:
+        if any(r["state"] for r in runs[sc]):
+            print(f"warning: {sc.name}: the engine left ACTIVE during a run", flush=True)
+        med = {k: statistics.median(r[k] for r in runs[sc]) for k in runs[sc][0]}
+        medians[sc.name] = med
+        per_run = " / ".join(f"{r['updates_per_s']:,.0f}" for r in runs[sc])
+        print(
+            f"| {sc.name} | {med['updates_per_s']:,.0f} ({per_run}) "
+            f"| {med['us_per_update']:.1f} ({med['cpu_us_per_update']:.1f}) | {med['orders']:.0f} "
+            f"| {med['submit_p50_ms']:.2f} / {med['submit_p99_ms']:.2f} ms "
+            f"| {med['ack_p50_ms']:.2f} / {med['ack_p99_ms']:.2f} ms "
+            f"| {med['loop_lag_p99_ms']:.1f} ms | {med['peak_rss_mb']:.0f} MB |",
+            flush=True,
+        )
     names = [sc.name for sc in scenarios]
     base = medians[names[0]]
     print(f"\nmedians of {args.runs} runs each, every run its own process")
     frame = medians[names[1]]
     print(f"incremental vs frame per bar: {ratio(base, frame, 'updates_per_s')} the updates/s")
+    print(f"updates per CPU second, incremental: {1e6 / base['cpu_us_per_update']:,.0f}")
     if len(names) > 2:
         wide, long = medians[names[2]], medians[names[3]]
         print(f"500 vs 100 symbols: {ratio(wide, base, 'us_per_update')} the cost per update")

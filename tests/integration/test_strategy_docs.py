@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from config import load_settings
+from engine.domain import Side
 from tests.support.app import sim_settings, start_app
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "strategies.md"
 EXAMPLE = re.compile(r"<!-- example: (?P<path>\S+) -->\n```python\n(?P<code>.*?)```", re.S)
+SYMBOLS = ("AAPL", "MSFT")
 ENV_BLOCK = re.compile(r"```\n(?P<body>(?:[A-Z_]+=.*\n)+)```")
 
 
@@ -86,9 +88,16 @@ async def test_doc_strategy_when_enabled_as_the_doc_says_then_it_trades_the_samp
     app = await start_app(sim_settings(tmp_path))
     try:
         orders = await app.journal.load_orders()
+        fills = await app.journal.load_fills()
+        entries = {s: getattr(app.engine.strategies.instance(s), "entry", None) for s in SYMBOLS}
     finally:
         await app.stop()
 
     assert orders, "the example strategy should trade the sample morning"
     assert {o.strategy for o in orders} == {"mean_revert"}
-    assert {o.symbol for o in orders} <= {"AAPL", "MSFT"}
+    assert {o.symbol for o in orders} <= set(SYMBOLS)
+    # on_fill reached the instance trading each symbol: it remembers its last buy price.
+    assert any(f.side is Side.BUY for f in fills)
+    for symbol in SYMBOLS:
+        buys = [f.price for f in fills if f.symbol == symbol and f.side is Side.BUY]
+        assert entries[symbol] == (buys[-1] if buys else None), symbol
