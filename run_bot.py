@@ -4,6 +4,8 @@
     python run_bot.py                the Discord bot (needs DISCORD_TOKEN)
     python run_bot.py healthcheck    exit 0 when the engine's liveness file is fresh
     python run_bot.py check-config   validate the settings, print them (secrets masked)
+    python run_bot.py backtest ...   run strategies over stored bars (docs/backtest.md)
+    python run_bot.py fetch-bars ... download minute bars into the history cache
 
 Exit codes: 0 done, 1 could not start or failed (broker unreachable, bad data...), 2 the
 configuration is wrong. ``--config-error-wait N`` (the container's command) holds a
@@ -75,6 +77,11 @@ def load(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else list(argv)
+    if given[:1] in (["backtest"], ["fetch-bars"]):
+        from engine.backtest.cli import main as backtest_main
+
+        return backtest_main(given)
     args = parse_args(argv)
     if args.command == "check-config":
         return check_config(args)

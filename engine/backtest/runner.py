@@ -103,8 +103,15 @@ class BacktestConfig:
 class BacktestRunner:
     """One run over one stream of bars. Build a new runner for every run."""
 
-    def __init__(self, config: BacktestConfig, *, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        config: BacktestConfig,
+        *,
+        progress: Progress | None = None,
+        progress_every: int = 20_000,
+    ) -> None:
         self.config = config
+        self._progress_every = max(1, progress_every)
         self.host = StrategyHost(config.specs)
         self.gate = RiskGate(config.risk, config.allowed_symbols)
         self.portfolio = Portfolio(config.starting_cash)
@@ -153,7 +160,7 @@ class BacktestRunner:
                         self._history[bar.symbol].append(bar)
             else:
                 self._minute(ts, group)
-            if self._progress is not None and read - result.bars >= 20_000:
+            if self._progress is not None and read - result.bars >= self._progress_every:
                 result.bars = read
                 self._progress(read)
         result.bars = read
