@@ -26,8 +26,8 @@ from typing import Any, NamedTuple
 from engine.buying_power import margin_buying_power, opening_qty
 from engine.calendar import MarketCalendar
 from engine.clock import trading_day
-from engine.domain import ZERO, Account, Position, Side, parse_utc, settlement
-from engine.sim.models import CENT, OrderRecord, round_half_up
+from engine.domain import ZERO, Account, Position, Side, money, parse_utc, settlement
+from engine.sim.models import OrderRecord
 
 DAYTRADE_WINDOW_SESSIONS = 5
 
@@ -143,10 +143,10 @@ class SimAccount:
         """The account as the broker reports it, money rounded half-up to the cent."""
         count = self.daytrade_count(now)
         return Account(
-            equity=round_half_up(self.equity(), CENT),
-            cash=round_half_up(self.cash, CENT),
-            buying_power=round_half_up(self.buying_power(open_orders), CENT),
-            last_equity=round_half_up(self.last_equity, CENT),
+            equity=money(self.equity()),
+            cash=money(self.cash),
+            buying_power=money(self.buying_power(open_orders)),
+            last_equity=money(self.last_equity),
             daytrade_count=count,
             pattern_day_trader=count >= 4,
         )

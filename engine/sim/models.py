@@ -14,10 +14,9 @@ from enum import StrEnum
 from types import UnionType
 from typing import Any, NamedTuple, TypeVar, get_args, get_type_hints
 
-from engine.domain import ZERO, OrderType, Side, TimeInForce, parse_utc
+from engine.domain import CENT, ZERO, OrderType, Side, TimeInForce, money, parse_utc
 
 ONE = Decimal(1)
-CENT = Decimal("0.01")
 SUB_PENNY = Decimal("0.0001")
 BPS = Decimal(10_000)
 
@@ -94,7 +93,7 @@ class CommissionModel:
         """What an order that has executed ``filled_qty`` has paid in all."""
         if filled_qty <= ZERO:
             return ZERO
-        return round_half_up(max(self.minimum, self.per_share * filled_qty), CENT)
+        return money(max(self.minimum, self.per_share * filled_qty))
 
     def for_execution(self, prior_filled: Decimal, qty: Decimal) -> Decimal:
         """The charge for an execution of ``qty`` on an order that had filled ``prior_filled``."""

@@ -3,8 +3,7 @@ independent recomputation in Decimal."""
 
 from __future__ import annotations
 
-import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
@@ -18,11 +17,10 @@ from engine.domain import Fill, Side, money
 from engine.portfolio import Portfolio
 from engine.sim.exchange import SimExchange
 from engine.sim.models import CommissionModel, SlippageModel, TradeUpdateRecord
+from tests.unit.test_portfolio import fill
 
 D = Decimal
-T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 SYMBOLS = ("AAA", "BBB", "PENY")
-_ids = itertools.count(1)
 
 quantities = st.decimals(min_value=D("0.001"), max_value=D(500), places=3)
 # Sub-cent prices below $1 (to the hundredth of a cent), cents above.
@@ -38,21 +36,6 @@ def book_events(draw: st.DrawFn) -> tuple[str, str, Side, Decimal, Decimal, Deci
     return (kind, draw(st.sampled_from(SYMBOLS)), side, draw(quantities), draw(prices), draw(fees))
 
 
-def make_fill(symbol: str, side: Side, qty: Decimal, price: Decimal, fee: Decimal) -> Fill:
-    n = next(_ids)
-    return Fill(
-        execution_id=f"x{n}",
-        client_order_id=f"c{n}",
-        broker_order_id=f"b{n}",
-        symbol=symbol,
-        side=side,
-        qty=qty,
-        price=price,
-        ts=T0 + timedelta(seconds=n),
-        commission=fee,
-    )
-
-
 @settings(max_examples=150, deadline=None)
 @given(st.lists(book_events(), max_size=60))
 def test_running_totals_when_fills_marks_and_broker_corrections_then_equal_the_full_sums(
@@ -61,7 +44,7 @@ def test_running_totals_when_fills_marks_and_broker_corrections_then_equal_the_f
     book = Portfolio(cash=D(100_000))
     for kind, symbol, side, qty, price, fee in events:
         if kind == "fill":
-            book.apply_fill(make_fill(symbol, side, qty, price, fee))
+            book.apply_fill(fill(side, str(qty), str(price), symbol, commission=str(fee)))
         elif kind == "mark":
             book.mark(symbol, price)
         else:  # the broker's view replaces ours (a reconcile)
