@@ -27,11 +27,11 @@ from typing import Protocol
 from bot.alert_queue import MAX_MERGED_LINES, AlertQueue, Entry
 from bot.fmt import duration
 from bot.messages import AlertMessage, Channel, describe
-from bot.text import count
 from config.settings import ChannelSettings
 from engine.backoff import backoff_delay
 from engine.bus import EventBus
 from engine.clock import Clock
+from engine.commands import count
 from engine.events import Event, Severity
 
 log = logging.getLogger(__name__)

@@ -108,6 +108,15 @@ class TradingBot(commands.Bot):
         if view is not None:
             await view.retire()
 
+    async def expire_view(self, code: str) -> None:
+        view = self._views.pop(code, None)
+        if view is not None:
+            await view.expire()
+
+    def view_for(self, code: str) -> ConfirmView | None:
+        """The live confirmation buttons of ``code`` (what discord.py's timer would expire)."""
+        return self._views.get(code)
+
     # ---- lifetime ------------------------------------------------------------------------
 
     async def setup_hook(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import discord
@@ -30,6 +30,10 @@ _KEEP_EXPIRED = 10
 
 class ConfirmError(CommandError):
     """A confirmation was refused; ``str()`` says why, fit for the trader."""
+
+
+class ConfirmExpired(ConfirmError):
+    """The code was right but its time is up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +86,9 @@ class ConfirmationRegistry:
         if command is not None and pending.command != command:
             raise ConfirmError(f"Code `{key}` is for `{pending.command}`, not `{command}`.")
         if self._clock.monotonic() >= pending.expires_at:
-            raise ConfirmError(
-                f"Code `{key}` expired ({self.timeout_s:.0f} s); run `{pending.command}` again."
+            raise ConfirmExpired(
+                f"Code `{key}` expired after {self.timeout_s:.0f} s; nothing was done. "
+                f"Run `{pending.command}` again for a new one."
             )
         return pending
 
@@ -93,6 +98,14 @@ class ConfirmationRegistry:
         pending = self.check(code, user_id, command)
         del self._pending[pending.code]
         return pending
+
+    def expire(self, code: str) -> None:
+        """End ``code``'s time now (its buttons timed out); it is still known, as expired."""
+        key = normalize_code(code)
+        pending = self._pending.get(key)
+        if pending is not None:
+            now = self._clock.monotonic()
+            self._pending[key] = replace(pending, expires_at=min(pending.expires_at, now))
 
     def cancel(self, code: str) -> bool:
         return self._pending.pop(normalize_code(code), None) is not None
@@ -128,16 +141,21 @@ class ConfirmView(discord.ui.View):
     """Confirm / Cancel buttons for one pending confirmation; only its invoker can press them.
 
     Times out with the registry. ``message`` must be set after sending so the buttons can be
-    disabled when the time is up.
+    disabled, and the preview replaced by ``expired`` (when given), when the time is up.
     """
 
     def __init__(
-        self, registry: ConfirmationRegistry, pending: Pending, on_confirm: OnConfirm
+        self,
+        registry: ConfirmationRegistry,
+        pending: Pending,
+        on_confirm: OnConfirm,
+        expired: discord.Embed | None = None,
     ) -> None:
         super().__init__(timeout=max(1.0, pending.expires_at - pending.issued_at))
         self._registry = registry
         self._pending = pending
         self._on_confirm = on_confirm
+        self._expired = expired
         self.message: discord.Message | None = None
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
@@ -170,17 +188,30 @@ class ConfirmView(discord.ui.View):
         return self._pending.code
 
     async def retire(self) -> None:
-        """Disable the buttons (the code was used, or has expired)."""
+        """Disable the buttons (the code was used)."""
         self._finish()
-        if self.message is not None:
-            try:
-                await self.message.edit(view=self)
-            except discord.HTTPException:
-                log.info("could not disable the confirmation buttons")
+        await self._edit(view=self)
+
+    async def expire(self) -> None:
+        """The time is up: buttons off, and the preview says it expired. The code stays known
+        to the registry, so typing it now says "expired", not "unknown"."""
+        self._finish()
+        if self._expired is None:
+            await self._edit(view=self)
+        else:
+            await self._edit(embed=self._expired, view=self)
 
     async def on_timeout(self) -> None:
-        self._registry.cancel(self._pending.code)
-        await self.retire()
+        self._registry.expire(self._pending.code)
+        await self.expire()
+
+    async def _edit(self, **changes: Any) -> None:
+        if self.message is None:
+            return
+        try:
+            self.message = await self.message.edit(**changes)
+        except discord.HTTPException:
+            log.info("could not update the confirmation message")
 
     async def on_error(
         self,

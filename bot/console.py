@@ -109,7 +109,7 @@ class Console:
         return True
 
     async def _write_chart(self, report: PnLReport) -> Path:
-        png = await charts.equity_curve_png(report.curve)
+        png = await charts.pnl_chart_png(report)
         day = report.curve[-1][0] if report.curve else self._app.clock.now()
         data_dir = self._app.settings.storage.data_dir.resolve()
         path = data_dir / reports.equity_png_name(trading_day(day))

@@ -43,6 +43,8 @@ def pct(value: Decimal | None) -> str:
     if value is None:
         return "n/a"
     rounded = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    if rounded == 0:
+        return "0.00%"  # never "-0.00%"
     return ("+" if rounded > 0 else "") + f"{rounded}%"
 
 

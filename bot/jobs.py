@@ -66,7 +66,7 @@ REPLAY_TICK_S = 0.25
 
 def equity_chart(pnl: PnLReport) -> bytes:
     """The default end-of-day chart: the day's equity curve (``bot.charts``)."""
-    return charts.render_equity_curve(pnl.curve)
+    return charts.render_pnl_chart(pnl)
 
 
 # ---- the jobs --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bot import fmt
+from bot.text import who
 from engine.domain import OrderStatus, Side, TradingState
 from engine.events import (
     CommandAudited,
@@ -115,7 +116,8 @@ def describe(event: Event) -> list[AlertMessage]:
 
 def _state(event: TradingStateChanged) -> AlertMessage:
     icon = _STATE_ICON[event.new]
-    text = f"{icon} {event.new.value} (was {event.old.value}) by {event.actor}: {event.reason}"
+    by = who(event.actor)
+    text = f"{icon} {event.new.value} (was {event.old.value}) by {by}: {event.reason}"
     if event.cause not in ("manual", "flatten"):
         text += f" [{event.cause}]"
     return AlertMessage(Channel.SYSTEM_ALERTS, _STATE_SEVERITY[event.new], text, "state")
@@ -156,9 +158,9 @@ def _audit(event: CommandAudited) -> list[AlertMessage]:
         return []
     args = f" {event.args}" if event.args else ""
     if event.ok:
-        text = f"🛂 !{event.command}{args} by {event.actor}: {event.result}"
+        text = f"🛂 !{event.command}{args} by {who(event.actor)}: {event.result}"
         return [AlertMessage(Channel.SYSTEM_ALERTS, Severity.INFO, text, "audit")]
-    text = f"🛂 !{event.command}{args} by {event.actor} refused: {event.result}"
+    text = f"🛂 !{event.command}{args} by {who(event.actor)} refused: {event.result}"
     return [AlertMessage(Channel.SYSTEM_ALERTS, Severity.WARNING, text, "audit")]
 
 

@@ -25,6 +25,7 @@ from engine.commands import (
     ResumePreview,
     StatusReport,
     TradeView,
+    count,
 )
 from engine.domain import ZERO, TradingState
 
@@ -184,7 +185,8 @@ def status_embed(r: StatusReport) -> discord.Embed:
         "Exposure",
         f"gross {fmt.money(r.gross_exposure)}\nnet {fmt.money(r.net_exposure)}",
     )
-    _field(embed, "Book", f"{r.positions} positions\n{r.open_orders} open orders")
+    book = f"{count(r.positions, 'position')}\n{count(r.open_orders, 'open order')}"
+    _field(embed, "Book", book)
     _field(embed, "Market", f"{'open' if r.market_open else 'closed'} · {r.mode}")
     _field(embed, "Feed", text.feed_line(r), inline=False)
     _field(embed, "Broker", text.broker_line(r), inline=False)
@@ -239,7 +241,7 @@ def trades_replies(trades: Sequence[TradeView]) -> list[Reply]:
 def audit_replies(rows: Sequence[AuditView]) -> list[Reply]:
     """The audit trail, newest first: when (New York), who, what, the result."""
     return list_replies(
-        f"Audit: last {text.count(len(rows), 'command')}",
+        f"Audit: last {count(len(rows), 'command')}",
         [text.audit_line(a) for a in rows],
         empty=text.render_audit([]),
         file_name="audit.txt",
@@ -267,6 +269,17 @@ def confirm_hint(prefix: str, command: str, code: str, timeout_s: float) -> str:
     return (
         f"Confirm within {timeout_s:.0f} s: press **Confirm**, or type "
         f"`{prefix}{command} confirm {code}`"
+    )
+
+
+def expired_preview_embed(preview: discord.Embed, prefix: str, command: str) -> discord.Embed:
+    """The preview once its code has expired: same content, the confirm hint replaced."""
+    body, _, _hint = (preview.description or "").rpartition("\n\n")
+    note = f"⌛ Expired: nothing was done. Run `{prefix}{command}` again to start over."
+    return _embed(
+        f"⌛ {preview.title or ''}".strip(),
+        f"{body}\n\n{note}" if body else note,
+        discord.Colour.light_grey(),
     )
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from bot import fmt
 from bot.messages import AlertMessage, Channel
-from bot.text import STATE_ICON
+from bot.text import STATE_ICON, who
 from config.settings import RiskSettings
-from engine.commands import CommandService, PnLReport, StatusReport
+from engine.commands import CommandService, PnLReport, StatusReport, count
 from engine.domain import ZERO, TradingSession, TradingState
 from engine.events import Severity
 from engine.portfolio import PnLSummary
@@ -63,7 +63,7 @@ def heartbeat_message(d: StatusReport) -> AlertMessage:
             f"💓 {_state_word(d.state)} · up {fmt.duration(d.uptime_s)} · market {market}",
             f"Equity {fmt.money(d.equity)} · day {fmt.signed_money(d.day_pnl)}"
             f" ({fmt.pct(d.day_pnl_pct)})",
-            f"{d.positions} positions · {d.open_orders} open orders",
+            f"{count(d.positions, 'position')} · {count(d.open_orders, 'open order')}",
             f"Data {data} · broker {broker} · loop p99 {fmt.millis(d.loop_lag_p99_ms)}"
             f" · dropped {d.dropped_updates}",
         ]
@@ -96,7 +96,7 @@ def market_open_message(
     ]
     if status.state is not TradingState.ACTIVE:
         lines.append(
-            f"Trading is {status.state.value} (by {status.state_actor}: {status.state_reason})"
+            f"Trading is {status.state.value} (by {who(status.state_actor)}: {status.state_reason})"
         )
     return AlertMessage(
         Channel.REPORTS, Severity.INFO, "\n".join(lines), "market-open", title="Market open"
@@ -204,9 +204,9 @@ def end_of_day_message(d: EndOfDayData, chart_png: bytes | None = None) -> Alert
     label = f"{d.day:%a %b %d}" + (" (early close)" if d.early_close else "")
     if st.trades:
         rate = fmt.pct(st.win_rate_pct).lstrip("+")
-        trades = f"Trades {st.trades} closed ({st.fills} fills) · win rate {rate}"
+        trades = f"Trades {st.trades} closed ({count(st.fills, 'fill')}) · win rate {rate}"
     else:
-        trades = f"No closed trades ({st.fills} fills)"
+        trades = f"No closed trades ({count(st.fills, 'fill')})"
     best = st.best
     worst = st.worst
     lines = [
@@ -249,7 +249,7 @@ def boot_message(s: StatusReport) -> AlertMessage:
     clean = s.clean_last_shutdown
     lines = [
         f"🚀 Started {PACKAGE} {app_version()} · mode {s.mode}",
-        f"State {_state_word(s.state)} (by {s.state_actor}, "
+        f"State {_state_word(s.state)} (by {who(s.state_actor)}, "
         f"{fmt.et_datetime(s.state_since)}: {s.state_reason})",
         f"Reconcile: {s.last_reconcile or 'not run'}",
     ]
@@ -269,8 +269,8 @@ def shutdown_message(s: StatusReport, reason: str = "") -> AlertMessage:
     positions, open_orders = s.positions, s.open_orders
     why = f" ({reason})" if reason else ""
     text = (
-        f"⏹️ Going down{why} · {_state_word(s.state)} · {positions} positions · "
-        f"{open_orders} open orders · up {fmt.duration(s.uptime_s)}"
+        f"⏹️ Going down{why} · {_state_word(s.state)} · {count(positions, 'position')} · "
+        f"{count(open_orders, 'open order')} · up {fmt.duration(s.uptime_s)}"
     )
     if positions or open_orders:
         text += "\nPositions and orders stay at the broker while the bot is down."

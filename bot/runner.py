@@ -54,12 +54,12 @@ def wire_alerts_and_jobs(app: EngineApp, bot: TradingBot) -> None:
     """The alert router (delivering through the bot to the alert channels; started before
     the engine), the scheduled jobs and the web server when enabled (started after it)."""
     from bot.alerts import AlertRouter
-    from bot.charts import render_equity_curve
+    from bot.charts import render_pnl_chart
     from bot.jobs import TradingJobs
     from engine.commands import PnLReport
 
     def chart(report: PnLReport) -> bytes:
-        return render_equity_curve(report.curve)
+        return render_pnl_chart(report)
 
     channels = app.settings.channels
     router = AlertRouter(app.bus, DiscordTransport(bot, channels), channels, clock=SystemClock())

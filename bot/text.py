@@ -20,17 +20,14 @@ from engine.commands import (
     ResumeReport,
     StatusReport,
     TradeView,
+    count,
 )
 from engine.domain import Side
-from engine.flatten import FlattenProgress, FlattenReport
+from engine.flatten import FlattenProgress, FlattenReport, SymbolOutcome
 
 STATE_ICON = {"ACTIVE": "🟢", "REDUCING": "🟡", "HALTED": "🔴"}
+NOTHING_TO_FLATTEN = "Nothing to flatten: no positions and no open orders."
 _DISCORD_ACTOR = re.compile(r"discord:(\d+) \((.*)\)", re.DOTALL)
-
-
-def count(n: int, noun: str, plural: str = "") -> str:
-    """``1 position``, ``3 positions``, ``0 positions``."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def discord_actor(user_id: int, display_name: str) -> str:
@@ -86,7 +83,7 @@ def render_status(r: StatusReport) -> str:
         f"Equity {fmt.money(r.equity)} · day {fmt.signed_money(r.day_pnl)}"
         f" ({fmt.pct(r.day_pnl_pct)})",
         f"Exposure gross {fmt.money(r.gross_exposure)} · net {fmt.money(r.net_exposure)}",
-        f"{r.positions} positions · {r.open_orders} open orders",
+        f"{count(r.positions, 'position')} · {count(r.open_orders, 'open order')}",
         f"Feed: {feed_line(r)}",
         f"Broker: {broker_line(r)}",
         f"Up {fmt.duration(r.uptime_s)} · heartbeat {fmt.et_time(r.last_heartbeat)}"
@@ -142,7 +139,7 @@ def render_pnl(r: PnLReport) -> str:
         )
     for st in r.by_strategy:
         lines.append(
-            f"{st.strategy or 'no strategy'}: {st.positions} positions"
+            f"{st.strategy or 'no strategy'}: {count(st.positions, 'position')}"
             f" · unreal {fmt.signed_money(st.unrealized)}"
             f" · real today {fmt.signed_money(st.day_realized)}"
         )
@@ -155,24 +152,42 @@ def render_flatten_progress(p: FlattenProgress) -> str:
     verb = {"closing": "Closing", "confirming": "Confirming", "retrying": "Retrying"}.get(
         p.phase, "Flatten"
     )
-    return f"{verb} {p.total} positions: {p.done} of {p.total} done ({p.elapsed_s:.1f} s)"
+    what = count(p.total, "position")
+    return f"{verb} {what}: {p.done} of {p.total} done ({p.elapsed_s:.1f} s)"
 
 
 def render_flatten(r: FlattenReport) -> str:
     prefix = "(joined the flatten already running) " if r.joined else ""
     if r.flat:
-        return f"{prefix}✅ Flat in {r.elapsed_s:.1f} s ({len(r.outcomes)} positions closed)."
-    lines = [f"{prefix}⚠️ Not flat after {r.elapsed_s:.1f} s."]
+        closed = count(len(r.outcomes), "position")
+        return f"{prefix}✅ Flat in {r.elapsed_s:.1f} s ({closed} closed)."
     if not r.market_open:
+        # Said once, up front: the engine marks every symbol and the report with it too.
         when = fmt.et_datetime(r.next_open) if r.next_open else "the next open"
         lines = [f"{prefix}⏸️ Market closed: close orders queued, they fill at {when}."]
-    for o in r.leftovers:
-        detail = f": {o.detail}" if o.detail else ""
-        lines.append(f"{o.symbol} {fmt.signed_qty(o.qty_left)} {o.status}{detail}")
+        lines += [_leftover(o, _without_market_closed(o.detail)) for o in r.leftovers]
+        lines += [n for n in r.notes if not n.lower().startswith(_MARKET_CLOSED)]
+        return "\n".join(lines)
+    lines = [f"{prefix}⚠️ Not flat after {r.elapsed_s:.1f} s."]
+    lines += [_leftover(o, o.detail) for o in r.leftovers]
     if r.open_orders_left > 0:
-        lines.append(f"{r.open_orders_left} open orders remain")
+        lines.append(f"{count(r.open_orders_left, 'open order')} remain")
     lines.extend(r.notes)
     return "\n".join(lines)
+
+
+_MARKET_CLOSED = ("market closed", "market is closed")
+
+
+def _without_market_closed(detail: str) -> str:
+    for words in _MARKET_CLOSED:
+        if detail.lower().startswith(words):
+            return detail[len(words) :].lstrip(" :;,")
+    return detail
+
+
+def _leftover(o: SymbolOutcome, detail: str) -> str:
+    return f"{o.symbol} {fmt.signed_qty(o.qty_left)} {o.status}" + (f": {detail}" if detail else "")
 
 
 def render_halt(r: HaltReport) -> str:
@@ -199,8 +214,8 @@ def render_flatten_preview(p: FlattenPreview) -> str:
         return "A flatten is already running; confirming joins it."
     market = "open" if p.market_open else "CLOSED (orders queue for the open)"
     lines = [
-        f"Flatten will close {len(p.positions)} positions (~{fmt.money(p.gross_notional)})"
-        f" and cancel {p.open_orders} open orders.",
+        f"Flatten will close {count(len(p.positions), 'position')}"
+        f" (~{fmt.money(p.gross_notional)}) and cancel {count(p.open_orders, 'open order')}.",
         f"Market {market}.",
     ]
     lines.extend(position_line(pos) for pos in p.positions[:10])
@@ -213,7 +228,7 @@ def render_resume_preview(p: ResumePreview) -> str:
     lines = [
         f"Resume trading from {p.record.state.value} (set by {who(p.record.actor)}: "
         f"{p.record.reason}).",
-        f"{p.positions} positions · {p.open_orders} open orders · "
+        f"{count(p.positions, 'position')} · {count(p.open_orders, 'open order')} · "
         f"market {'open' if p.market_open else 'closed'}.",
     ]
     if p.paused_strategies:

@@ -20,7 +20,7 @@ from discord.ext import commands
 from bot import render, text
 from bot.catalog import halt_args
 from bot.checks import Access, Caller, audit_denial, caller_from, caller_of, decide
-from bot.confirm import ConfirmError, ConfirmView, Pending
+from bot.confirm import ConfirmError, ConfirmExpired, ConfirmView, Pending, normalize_code
 from bot.dedupe import Key, dedupe_key
 from cogs import registered
 from engine.clock import Clock
@@ -162,6 +162,11 @@ class ControlCog(commands.Cog, name="Control"):
             async with self._once(ctx, dedupe_key(caller.user_id, "flatten", "now")) as first:
                 if not first:
                     return
+                preview = await self.bot.app.commands.flatten_preview(caller.actor, audit=False)
+                if preview.nothing_to_flatten:
+                    await ctx.send(text.NOTHING_TO_FLATTEN)
+                    await self.bot.audit_refusal(ctx, text.NOTHING_TO_FLATTEN, verdict="ignored")
+                    return
                 await ctx.defer()
                 await self._run_flatten(caller, ctx.send)
         elif action == "confirm" and code:
@@ -175,8 +180,8 @@ class ControlCog(commands.Cog, name="Control"):
             if not first:
                 return
             preview = await self.bot.app.commands.flatten_preview(caller.actor)
-            if not preview.positions and not preview.open_orders and not preview.flatten_running:
-                await ctx.send("Nothing to flatten: no positions and no open orders.")
+            if preview.nothing_to_flatten:
+                await ctx.send(text.NOTHING_TO_FLATTEN)
                 return
             pending = self.bot.confirmations.issue(caller.user_id, "flatten")
             embed = render.flatten_preview_embed(
@@ -213,7 +218,8 @@ class ControlCog(commands.Cog, name="Control"):
     # ---- confirmation --------------------------------------------------------------------
 
     async def _ask(self, ctx: Ctx, embed: discord.Embed, pending: Pending) -> None:
-        view = ConfirmView(self.bot.confirmations, pending, self._confirmed_by_button)
+        expired = render.expired_preview_embed(embed, self.prefix, pending.command)
+        view = ConfirmView(self.bot.confirmations, pending, self._confirmed_by_button, expired)
         view.message = await ctx.send(embed=embed, view=view)
         self.bot.track_view(view)
 
@@ -226,6 +232,8 @@ class ControlCog(commands.Cog, name="Control"):
             try:
                 pending = self.bot.confirmations.redeem(code, caller.user_id, command)
             except ConfirmError as exc:
+                if isinstance(exc, ConfirmExpired):
+                    await self.bot.expire_view(normalize_code(code))
                 await self.bot.audit_refusal(ctx, str(exc))
                 raise
             await self.bot.retire_view(pending.code)

@@ -44,7 +44,7 @@ class TradingCog(commands.Cog, name="Trading"):
         report = await self.bot.app.commands.pnl(caller_of(ctx).actor)
         chart: bytes | None
         try:
-            chart = await charts.equity_curve_png(report.curve)
+            chart = await charts.pnl_chart_png(report)
         except Exception:
             log.exception("drawing the equity chart failed")
             chart = None

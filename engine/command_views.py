@@ -133,6 +133,10 @@ class FlattenPreview:
     next_open: datetime | None
     flatten_running: bool
 
+    @property
+    def nothing_to_flatten(self) -> bool:
+        return not self.positions and not self.open_orders and not self.flatten_running
+
 
 @dataclass(frozen=True, slots=True)
 class ResumePreview:

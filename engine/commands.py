@@ -58,6 +58,7 @@ __all__ = [
     "StatusReport",
     "TradeView",
     "clean_reason",
+    "count",
 ]
 
 log = logging.getLogger(__name__)
@@ -101,10 +102,10 @@ class CommandService:
         return await self._read(actor, "status", "", views.status_view, _short_status, audit)
 
     async def positions(self, actor: str) -> list[PositionView]:
-        return await self._read(actor, "positions", "", views.position_views, _count("positions"))
+        return await self._read(actor, "positions", "", views.position_views, _count("position"))
 
     async def orders(self, actor: str) -> list[OrderView]:
-        return await self._read(actor, "orders", "", views.order_views, _count("open orders"))
+        return await self._read(actor, "orders", "", views.order_views, _count("open order"))
 
     async def pnl(self, actor: str, *, audit: bool = True) -> PnLReport:
         async def run() -> PnLReport:
@@ -121,7 +122,7 @@ class CommandService:
             return await views.trade_views(self._engine, day)
 
         args = day.isoformat() if day else ""
-        return await self._audited(actor, "trades", args, False, run, _count("fills"), audit)
+        return await self._audited(actor, "trades", args, False, run, _count("fill"), audit)
 
     async def equity(self, actor: str, days: int = 1) -> list[EquityPoint]:
         """Equity snapshots of the last ``days`` calendar days (1: today), oldest first."""
@@ -130,7 +131,7 @@ class CommandService:
             _check_range("days", days, MAX_EQUITY_DAYS)
             return await views.equity_points(self._engine, days)
 
-        return await self._audited(actor, "equity", str(days), False, run, _count("points"))
+        return await self._audited(actor, "equity", str(days), False, run, _count("point"))
 
     async def audit(self, actor: str, limit: int | None = None) -> list[AuditView]:
         """The newest ``limit`` (default ``DEFAULT_AUDIT_ROWS``) audited commands, newest
@@ -142,11 +143,11 @@ class CommandService:
             return await views.audit_views(self._engine, n)
 
         args = "" if limit is None else str(limit)
-        return await self._audited(actor, "audit", args, False, run, _count("rows"))
+        return await self._audited(actor, "audit", args, False, run, _count("row"))
 
-    async def flatten_preview(self, actor: str) -> FlattenPreview:
+    async def flatten_preview(self, actor: str, *, audit: bool = True) -> FlattenPreview:
         return await self._read(
-            actor, "flatten-preview", "", views.flatten_preview_view, lambda r: "shown"
+            actor, "flatten-preview", "", views.flatten_preview_view, lambda r: "shown", audit
         )
 
     async def resume_preview(self, actor: str, override: bool = False) -> ResumePreview:
@@ -288,12 +289,18 @@ def _check_range(name: str, value: int, most: int) -> None:
         raise CommandError(f"{name} must be a whole number from 1 to {most}.")
 
 
+def count(n: int, noun: str, plural: str = "") -> str:
+    """``1 position``, ``3 positions``, ``0 positions``: every count shown to the trader (the
+    audit rows here, the chat and console texts in ``bot.text``)."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def _count(noun: str) -> Callable[[Sequence[object]], str]:
-    return lambda rows: f"{len(rows)} {noun}"
+    return lambda rows: count(len(rows), noun)
 
 
 def _short_status(r: StatusReport) -> str:
-    return f"{r.state.value}, equity {usd(r.equity)}, {r.positions} positions"
+    return f"{r.state.value}, equity {usd(r.equity)}, {count(r.positions, 'position')}"
 
 
 def _short_resume(r: ResumeReport) -> str:

@@ -170,6 +170,7 @@ async def test_flatten_when_market_closed_then_close_orders_queue_and_report_say
     assert venue_positions == {"AAPL", "MSFT"}
     text = render_flatten(report)
     assert "Market closed" in text
+    assert text.lower().count("market") == 1, text  # said once, not per symbol and again
     assert "Mon Nov 23 09:30 ET" in text
 
 

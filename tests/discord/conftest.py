@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import re
+import threading
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +29,7 @@ import pytest
 from discord.ext import commands
 from discord.ext.test import backend, runner
 
+import bot.charts
 from bot.bot import TradingBot, unwrap
 from bot.discord_transport import DiscordTransport
 from engine.app import EngineApp, build_app
@@ -111,6 +115,38 @@ async def gateway(bot: TradingBot, event: str, transport: DiscordTransport) -> N
     ``disconnect``; dpytest sends none of them) and wait until ``transport`` has seen it."""
     bot.dispatch(event)
     await wait_for(lambda: transport.is_ready() is (event != "disconnect"))
+
+
+def code_in(message: discord.Message) -> str:
+    """The confirmation code a preview asks for."""
+    found = re.search(r"confirm ([A-Z2-9]{6})`", message_text(message))
+    assert found, f"no confirmation code in {message_text(message)!r}"
+    return found.group(1)
+
+
+async def shown_now(message: discord.Message) -> discord.Message:
+    """The message as Discord shows it now (after the bot's edits)."""
+    return await message.channel.fetch_message(message.id)
+
+
+@dataclass(frozen=True)
+class Drawn:
+    thread: int
+    title: str
+
+
+@pytest.fixture
+def drawn_charts(monkeypatch: pytest.MonkeyPatch) -> list[Drawn]:
+    """Every equity chart drawn from now on: the thread it was drawn on and its title."""
+    drawn: list[Drawn] = []
+    real = bot.charts.render_equity_curve
+
+    def recording(curve: Sequence[tuple[datetime, Decimal]], title: str = "") -> bytes:
+        drawn.append(Drawn(threading.get_ident(), title))
+        return real(curve, title)
+
+    monkeypatch.setattr(bot.charts, "render_equity_curve", recording)
+    return drawn
 
 
 async def refused(h: Harness, content: str, **kwargs: Any) -> BaseException:

@@ -8,7 +8,13 @@ from itertools import cycle
 
 import pytest
 
-from bot.confirm import CODE_ALPHABET, ConfirmationRegistry, ConfirmError, ConfirmView
+from bot.confirm import (
+    CODE_ALPHABET,
+    ConfirmationRegistry,
+    ConfirmError,
+    ConfirmExpired,
+    ConfirmView,
+)
 from bot.dedupe import DedupeGuard, dedupe_key
 from engine.clock import TestClock
 
@@ -186,7 +192,7 @@ async def _never(interaction: object, pending: object) -> None:
     raise AssertionError("not pressed in these tests")
 
 
-async def test_confirm_view_when_timed_out_then_code_cancelled_and_buttons_disabled(
+async def test_confirm_view_when_timed_out_then_code_expired_and_buttons_disabled(
     clock: TestClock,
 ) -> None:
     reg = registry(clock, ["ABC234"])
@@ -199,7 +205,7 @@ async def test_confirm_view_when_timed_out_then_code_cancelled_and_buttons_disab
 
     assert all(item.disabled for item in view.children)  # type: ignore[attr-defined]
     assert view.is_finished()
-    with pytest.raises(ConfirmError):
+    with pytest.raises(ConfirmExpired, match="expired after 30 s"):
         reg.redeem("ABC234", ALICE)
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import discord
 import pytest
 from discord.ext import commands
 
@@ -17,10 +15,12 @@ from tests.discord.conftest import (
     DEFAULT_DISCORD,
     Harness,
     audit_rows_for,
+    code_in,
     keep_text_with_files,
     message_text,
     open_harness,
     refused,
+    shown_now,
 )
 from tests.support.app import seed_position
 
@@ -33,18 +33,6 @@ def held(h: Harness) -> dict[str, int]:
 
 def state(h: Harness) -> TradingState:
     return h.app.engine.state.state
-
-
-def code_in(message: discord.Message) -> str:
-    found = re.search(r"confirm ([A-Z2-9]{6})`", message_text(message))
-    assert found, f"no confirmation code in {message_text(message)!r}"
-    return found.group(1)
-
-
-async def final_text(h: Harness, message: discord.Message) -> str:
-    """The message as it is now (after the bot's edits)."""
-    fetched = await message.channel.fetch_message(message.id)
-    return fetched.content
 
 
 @pytest.fixture
@@ -66,7 +54,7 @@ async def test_halt_when_control_user_then_halted_flat_audited_and_one_message_e
 
     (progress,) = book.sent()
     assert progress.content == "🔴 Halting: closing everything…"
-    final = await final_text(book, progress)
+    final = (await shown_now(progress)).content
     actor = f"discord:{book.controller.id} (alice)"
     assert final.startswith("🔴 HALTED by alice: spread too wide")
     assert "✅ Flat in" in final
@@ -81,7 +69,7 @@ async def test_halt_keep_when_control_user_then_halted_and_positions_kept(book: 
 
     await book.say("!halt keep checking the feed")
 
-    final = await final_text(book, book.sent()[0])
+    final = (await shown_now(book.sent()[0])).content
     assert "Positions kept." in final
     assert state(book) is TradingState.HALTED
     assert held(book) == before
@@ -157,7 +145,7 @@ async def test_halt_when_dm_from_control_user_then_halts_and_answers_in_dm(
 
     (progress,) = harness.sent()
     assert progress.channel.id == dm.id
-    assert (await final_text(harness, progress)).startswith("🔴 HALTED by")
+    assert ((await shown_now(progress)).content).startswith("🔴 HALTED by")
     assert state(harness) is TradingState.HALTED
 
 
@@ -228,7 +216,7 @@ async def test_flatten_when_confirmed_by_text_code_then_flat_and_progress_messag
 
     (progress,) = book.sent()
     assert book.bot.confirmations.remaining_s(code) == 0.0
-    final = await final_text(book, progress)
+    final = (await shown_now(progress)).content
     assert final.startswith("✅ Flat in")
     assert held(book) == {}
     (row,) = await audit_rows_for(book.app, "flatten")
@@ -276,7 +264,9 @@ async def test_flatten_when_code_expired_then_refused_and_positions_stay(book: H
     error = await refused(book, f"!flatten confirm {code}")
 
     assert isinstance(error, ConfirmError)
-    assert book.last_text() == f"✋ Code `{code}` expired (30 s); run `flatten` again."
+    assert book.last_text() == (
+        f"✋ Code `{code}` expired after 30 s; nothing was done. Run `flatten` again for a new one."
+    )
     assert len(held(book)) >= 2
 
 
@@ -299,7 +289,7 @@ async def test_flatten_now_when_control_user_then_no_confirmation_and_final_stat
 
     (progress,) = book.sent()
     assert progress.content == "🧹 Flatten: starting…"
-    final = await final_text(book, progress)
+    final = (await shown_now(progress)).content
     assert final.startswith("✅ Flat in")
     assert final.endswith(f"({count} positions closed).")
     assert held(book) == {}

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import discord
 
-from bot import render
+from bot import charts, render, text
 from bot.charts import render_equity_curve
 from engine.commands import BrokerStatus, FeedStatus, PnLReport, PositionView, StatusReport
 from engine.domain import TradingState
+from engine.flatten import FlattenReport, SymbolOutcome
 from engine.portfolio import PnLSummary
 from tests.discord.conftest import PNG_MAGIC
 
@@ -144,7 +146,7 @@ def test_status_embed_when_halted_then_leads_with_state_and_who_in_red() -> None
     fields = {f.name: f.value for f in embed.fields}
     assert fields["Equity"] == "$100,123.46"
     assert fields["Day P&L"] == "-$123.45 (-0.12%)"
-    assert fields["Book"] == "3 positions\n1 open orders"
+    assert fields["Book"] == "3 positions\n1 open order"
     assert fields["Broker"] == "sim ok, 12 ms"
     assert list(fields)[:2] == ["Equity", "Day P&L"]
 
@@ -206,3 +208,90 @@ def test_render_equity_curve_when_one_point_then_png_without_warnings() -> None:
         png = render_equity_curve(pnl_report(1).curve)
 
     assert png.startswith(PNG_MAGIC)
+
+
+def test_status_embed_when_day_pnl_rounds_to_zero_then_no_minus_zero() -> None:
+    embed = render.status_embed(
+        replace(status(), day_pnl=Decimal("-0.001"), day_pnl_pct=Decimal("-0.000001"))
+    )
+
+    day = next(f for f in embed.fields if f.name == "Day P&L")
+    assert day.value == "$0.00 (0.00%)"
+
+
+def test_render_flatten_when_market_closed_then_says_market_closed_once() -> None:
+    queued = "market closed: close order queued for the open"
+    report = FlattenReport(
+        actor="alice",
+        started_at=NOW,
+        flat=False,
+        elapsed_s=0.4,
+        outcomes=[
+            SymbolOutcome("AAPL", Decimal(10), "queued", Decimal(10), queued),
+            SymbolOutcome("MSFT", Decimal(-5), "queued", Decimal(-5), queued),
+            SymbolOutcome(
+                "SPY", Decimal(3), "open", Decimal(3), "market closed: no close order accepted"
+            ),
+        ],
+        open_orders_left=2,
+        market_open=False,
+        next_open=datetime(2026, 11, 23, 14, 30, tzinfo=UTC),
+        notes=["market is closed: close orders fill when it opens"],
+    )
+
+    shown = text.render_flatten(report)
+
+    assert shown.lower().count("market") == 1
+    assert shown == (
+        "⏸️ Market closed: close orders queued, they fill at Mon Nov 23 09:30 ET.\n"
+        "AAPL +10 queued: close order queued for the open\n"
+        "MSFT -5 queued: close order queued for the open\n"
+        "SPY +3 open: no close order accepted"
+    )
+
+
+def test_equity_chart_when_equity_moves_a_few_dollars_then_y_labels_distinct() -> None:
+    start = NOW - timedelta(hours=3)
+    curve = [
+        (start + timedelta(minutes=m), Decimal("100000") + Decimal(m % 7) / 2) for m in range(180)
+    ]
+
+    labels = y_labels(curve)
+
+    assert len(labels) >= 3
+    assert len(set(labels)) == len(labels), labels
+    assert all(label.startswith("$100,00") for label in labels)
+
+
+def test_equity_chart_when_equity_flat_then_y_labels_still_distinct() -> None:
+    curve = [(NOW - timedelta(minutes=m), Decimal("100000")) for m in range(30)]
+
+    labels = y_labels(curve)
+
+    assert len(set(labels)) == len(labels) >= 2, labels
+
+
+def test_equity_chart_when_equity_moves_thousands_then_whole_dollar_labels() -> None:
+    curve = [(NOW - timedelta(minutes=m), Decimal(100000 + 40 * m)) for m in range(60)]
+
+    labels = y_labels(curve)
+
+    assert all("." not in label for label in labels), labels
+
+
+def test_pnl_title_when_report_then_day_and_day_pnl() -> None:
+    report = pnl_report(30)
+
+    assert charts.pnl_title(report) == "Equity Fri Nov 20 · day +$10.00 (New York time)"
+
+
+def y_labels(curve: list[tuple[datetime, Decimal]]) -> list[str]:
+    fig = charts.equity_figure(curve)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    return [
+        t.get_text()
+        for t, loc in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)
+        if low <= loc <= high
+    ]

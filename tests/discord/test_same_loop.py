@@ -13,6 +13,7 @@ import pytest
 import bot.charts
 from tests.discord.conftest import (
     PNG_MAGIC,
+    Drawn,
     Harness,
     attachment_bytes,
     keep_text_with_files,
@@ -74,21 +75,13 @@ async def test_command_when_in_flight_then_feed_workers_and_lag_task_keep_runnin
 
 
 async def test_pnl_chart_when_drawn_then_off_the_event_loop_thread(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
+    harness: Harness, drawn_charts: list[Drawn]
 ) -> None:
-    threads: list[int] = []
-    real = bot.charts.render_equity_curve
-
-    def recording(curve: Sequence[tuple[datetime, Decimal]], title: str = "") -> bytes:
-        threads.append(threading.get_ident())
-        return real(curve, title)
-
-    monkeypatch.setattr(bot.charts, "render_equity_curve", recording)
     loop_thread = threading.get_ident()
 
     await harness.say("!pnl")
 
     (message,) = harness.sent()
     assert attachment_bytes(message.attachments[0]).startswith(PNG_MAGIC)
-    assert len(threads) == 1
-    assert threads[0] != loop_thread
+    assert len(drawn_charts) == 1
+    assert drawn_charts[0].thread != loop_thread

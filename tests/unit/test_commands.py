@@ -100,7 +100,7 @@ async def test_status_when_position_held_then_report_has_book_state_and_health(c
     assert report.now == ctx.parts.clock.now()
     row = await ctx.last_audit()
     assert (row.actor, row.command, row.args, row.ok) == ("alice", "status", "", True)
-    assert row.result == "ACTIVE, equity $100,100.00, 1 positions"
+    assert row.result == "ACTIVE, equity $100,100.00, 1 position"
     [event] = ctx.audited()
     assert (event.command, event.control, event.ok) == ("status", False, True)
 
@@ -114,7 +114,7 @@ async def test_trades_when_position_opened_today_then_its_fill_and_one_audit_row
     assert (trade.symbol, trade.side, trade.qty, trade.closing) == ("AAPL", Side.BUY, D(10), False)
     assert trade.realized_pnl == D(0)
     row = await ctx.last_audit()
-    assert (row.actor, row.command, row.result) == ("alice", "trades", "1 fills")
+    assert (row.actor, row.command, row.result) == ("alice", "trades", "1 fill")
 
 
 async def test_trades_when_bought_then_sold_then_newest_first_with_realized(ctx: Ctx) -> None:
@@ -239,7 +239,7 @@ async def test_orders_when_limit_order_rests_then_listed_with_its_age(ctx: Ctx) 
         OrderStatus.SUBMITTED,
     )
     assert (view.filled_qty, view.age_s, view.strategy) == (D(0), 150.0, "t")
-    assert (await ctx.last_audit()).result == "1 open orders"
+    assert (await ctx.last_audit()).result == "1 open order"
 
 
 async def test_pnl_when_position_marked_up_then_summary_and_curve_end_at_now(ctx: Ctx) -> None:

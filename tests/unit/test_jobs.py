@@ -36,6 +36,7 @@ from engine.calendar import MarketCalendar
 from engine.clock import NEW_YORK, TestClock
 from engine.commands import PnLReport
 from engine.domain import OrderRequest, Side
+from engine.portfolio import Portfolio
 from tests.support.app import sim_settings, start_app, wait_for
 
 
@@ -191,7 +192,7 @@ async def test_heartbeat_when_run_then_one_compact_message_and_the_engine_beats(
     assert len(lines) == 4
     assert lines[0].startswith("💓 🟢 ACTIVE · up ")
     assert lines[1].startswith(f"Equity {fmt.money(rig.app.engine.portfolio.equity)} · day ")
-    assert lines[2] == "1 positions · 0 open orders"
+    assert lines[2] == "1 position · 0 open orders"
     assert lines[3].startswith("Data replay done · broker ")
     assert rig.app.engine.last_heartbeat == rig.app.clock.now()
 
@@ -463,7 +464,7 @@ async def test_start_and_stop_when_announcing_then_boot_report_and_going_down_me
 
 def test_equity_chart_when_curve_given_then_png_bytes() -> None:
     curve = [(ny(20, 9, 30), Decimal(100_000)), (ny(20, 16, 0), Decimal("100042.20"))]
-    report = PnLReport(summary=None, curve=curve)  # type: ignore[arg-type]
+    report = PnLReport(summary=Portfolio(cash=Decimal(100_000)).summary(), curve=curve)
 
     png = equity_chart(report)
 

@@ -216,7 +216,7 @@ def test_heartbeat_message_when_healthy_then_four_compact_lines() -> None:
     assert message.text.splitlines() == [
         "💓 🟢 ACTIVE · up 2h 05m · market open",
         "Equity $100,042.20 · day +$42.20 (+0.04%)",
-        "1 positions · 2 open orders",
+        "1 position · 2 open orders",
         "Data 3s ago · broker 12 ms · loop p99 2 ms · dropped 0",
     ]
 
@@ -288,7 +288,7 @@ async def test_boot_message_when_first_start_then_restart_then_clean_shutdown(
     assert first.text.splitlines()[-1] == "First start (no previous shutdown recorded)"
     assert second.text.splitlines()[-1] == "Last shutdown was clean"
     assert going.kind == "shutdown"
-    assert going.text.startswith("⏹️ Going down (SIGTERM) · 🟢 ACTIVE · 1 positions")
+    assert going.text.startswith("⏹️ Going down (SIGTERM) · 🟢 ACTIVE · 1 position · ")
     assert audited == []  # reports read without an audit row: no trader asked
 
 

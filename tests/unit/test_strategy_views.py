@@ -46,8 +46,8 @@ def test_render_pnl_when_two_strategies_then_one_line_each_after_the_symbols() -
 
     lines = text.render_pnl(PnLReport(summary, [], rows)).splitlines()
 
-    assert lines[-3].startswith("trend: 1 positions · unreal +$60.00 · real today +$20.00")
-    assert lines[-2].startswith("revert: 1 positions · unreal -$20.00")
+    assert lines[-3].startswith("trend: 1 position · unreal +$60.00 · real today +$20.00")
+    assert lines[-2].startswith("revert: 1 position · unreal -$20.00")
     assert lines[-1].startswith("no strategy: 0 positions")
 
 
