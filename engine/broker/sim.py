@@ -188,10 +188,6 @@ class SimBroker:
         )
         return to_broker_order(record)
 
-    async def cancel_order(self, broker_order_id: str) -> None:
-        await self._delay()
-        self._exchange.cancel(broker_order_id)
-
     async def cancel_all_orders(self) -> int:
         await self._delay()
         return len(self._exchange.cancel_all())
@@ -208,10 +204,6 @@ class SimBroker:
             )
             for outcome in self._exchange.close_all(cancel_orders=cancel_orders)
         ]
-
-    async def close_position(self, symbol: str) -> BrokerOrder:
-        await self._delay()
-        return to_broker_order(self._exchange.close_position(symbol))
 
     async def get_positions(self) -> list[Position]:
         await self._delay()

@@ -19,6 +19,7 @@ are counted in ``health.malformed`` and skipped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,8 +27,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
+from websockets.asyncio.client import ClientConnection
 
 from engine.backoff import Backoff
 from engine.clock import Clock
@@ -35,6 +35,7 @@ from engine.domain import Bar, Tick, parse_utc, to_decimal
 from engine.errors import DomainError
 from engine.feed.alpaca_history import AlpacaHistory, bar_from_json
 from engine.feed.base import FeedHealth, MarketDataSink
+from engine.reconnect import Drop, Link, keep_connected
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,11 @@ class AlpacaDataFeed:
         backoff: Backoff | None = None,
         limit_backoff: Backoff | None = None,
         updated_bars: bool = True,
-        open_timeout_s: float = 10.0,
-        ping_interval_s: float = 20.0,
-        ping_timeout_s: float = 20.0,
-        stable_after_s: float = 30.0,
+        link: Link | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self._url = url
+        self._link = link if link is not None else Link(url)
+        """Timeouts and keepalive; ``url`` with the defaults unless given."""
         self._key_id = key_id
         self._secret = secret_key
         self.symbols = sorted({s.upper() for s in symbols})
@@ -105,14 +104,11 @@ class AlpacaDataFeed:
         self.backoff = backoff or Backoff(base_s=1.0, cap_s=30.0)
         self.limit_backoff = limit_backoff or Backoff(base_s=60.0, cap_s=300.0, jitter=0.1)
         self._updated_bars = updated_bars
-        self._open_timeout_s = open_timeout_s
-        self._ping_interval_s = ping_interval_s
-        self._ping_timeout_s = ping_timeout_s
-        self._stable_after_s = stable_after_s
         self._sleep = sleep
         self._announced: bool | None = None
         self._cause_announced = False
         self._running = False
+        self._first = True
         self.health = FeedHealth(detail="not started")
 
     async def history(self, symbol: str, end: datetime, limit: int) -> list[Bar]:
@@ -130,50 +126,47 @@ class AlpacaDataFeed:
         if self._running:
             raise RuntimeError("AlpacaDataFeed.run is already running")
         self._running = True
-        first = True
+        self._first = True
         try:
-            while True:
-                up_mono: float | None = None
-                delay: float | None = None
-                try:
-                    async with connect(
-                        self._url,
-                        open_timeout=self._open_timeout_s,
-                        ping_interval=self._ping_interval_s,
-                        ping_timeout=self._ping_timeout_s,
-                        close_timeout=2,
-                    ) as ws:
-                        await self._handshake(ws, sink)
-                        up_mono = self._clock.monotonic()
-                        if not first:
-                            self.health.reconnects += 1
-                        self._set_up(first)
-                        first = False
-                        async for frame in ws:
-                            self._on_frame(frame, sink)
-                    reason = "closed by the server"
-                except _ServerError as exc:
-                    reason, delay = self._on_server_error(exc)
-                except (OSError, TimeoutError, WebSocketException) as exc:
-                    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                if up_mono is not None:
-                    if self._clock.monotonic() - up_mono >= self._stable_after_s:
-                        self.backoff.reset()
-                    if delay is None:
-                        self.limit_backoff.reset()
-                first = False
-                limited = delay is not None
-                if delay is None:
-                    delay = self.backoff.next()
-                self._set_down(f"{reason}; reconnecting in {delay:.0f} s", announce=limited)
-                await self._sleep(delay)
+            await keep_connected(
+                self._link,
+                clock=self._clock,
+                backoff=self.backoff,
+                handshake=functools.partial(self._handshake, sink=sink),
+                serve=functools.partial(self._serve, sink=sink),
+                on_up=self._on_up,
+                on_down=self._on_down,
+                refusal=self._refusal,
+                sleep=self._sleep,
+            )
         finally:
             self._running = False
             self.health.connected = False
 
+    def _on_up(self) -> None:
+        if not self._first:
+            self.health.reconnects += 1
+        self._set_up(self._first)
+        self._first = False
+
+    def _on_down(self, drop: Drop) -> None:
+        if drop.was_up and not drop.refused:
+            self.limit_backoff.reset()
+        self._first = False
+        self._set_down(
+            f"{drop.reason}; reconnecting in {drop.delay_s:.0f} s", announce=drop.refused
+        )
+
+    def _refusal(self, exc: Exception) -> tuple[str, float | None] | None:
+        return self._on_server_error(exc) if isinstance(exc, _ServerError) else None
+
+    async def _serve(self, ws: ClientConnection, *, sink: MarketDataSink) -> None:
+        async for frame in ws:
+            self._on_frame(frame, sink)
+
     # -- protocol -----------------------------------------------------------------------
 
-    async def _handshake(self, ws: ClientConnection, sink: MarketDataSink) -> None:
+    async def _handshake(self, ws: ClientConnection, *, sink: MarketDataSink) -> None:
         await self._expect(
             ws, sink, lambda m: m.get("T") == "success" and m.get("msg") == "connected"
         )
@@ -198,7 +191,7 @@ class AlpacaDataFeed:
         wanted: Callable[[dict[str, Any]], bool],
     ) -> None:
         while True:
-            frame = await asyncio.wait_for(ws.recv(), self._open_timeout_s)
+            frame = await asyncio.wait_for(ws.recv(), self._link.open_timeout_s)
             if any(wanted(m) for m in self._on_frame(frame, sink)):
                 return
 

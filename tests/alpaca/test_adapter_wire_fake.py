@@ -13,7 +13,14 @@ from alpaca.common.exceptions import APIError
 
 from engine.broker.alpaca.rest import api_error
 from engine.domain import OrderRequest, OrderType, Side
-from engine.errors import RateLimited
+from engine.errors import (
+    BrokerError,
+    BrokerRejected,
+    BrokerUnavailable,
+    DuplicateClientOrderId,
+    OrderNotFound,
+    RateLimited,
+)
 from tests.alpaca.conftest import BrokerMaker
 from tests.fakes.alpaca import FakeAlpaca
 
@@ -101,3 +108,31 @@ def test_api_error_when_429_then_wait_from_retry_after_else_reset(
         assert error.retry_after is None
     else:
         assert error.retry_after == pytest.approx(expected, abs=1.5)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected", "words"),
+    [
+        (404, '{"code":40410000,"message":"order not found"}', OrderNotFound, "not found"),
+        (422, '{"code":42210000,"message":"order is not cancelable"}', BrokerRejected, "cancel"),
+        (
+            422,
+            '{"code":40010001,"message":"client_order_id must be unique"}',
+            DuplicateClientOrderId,
+            "unique",
+        ),
+        (401, '{"code":40110000,"message":"request is not authorized"}', BrokerRejected, "keys"),
+        (403, '{"code":40310000,"message":"insufficient buying power"}', BrokerRejected, "buying"),
+        (500, '{"code":50010000,"message":"internal server error"}', BrokerUnavailable, "500"),
+    ],
+)
+def test_api_error_when_alpaca_refuses_then_matching_broker_error(
+    status: int, body: str, expected: type[BrokerError], words: str
+) -> None:
+    response = requests.Response()
+    response.status_code = status
+    response._content = body.encode()
+    error = api_error(APIError(body, requests.HTTPError(response=response)), "order")
+
+    assert type(error) is expected
+    assert words in str(error)

@@ -39,8 +39,8 @@ async def test_frozen_broker_when_first_timeout_then_status_unhealthy_and_outage
             healthy = (await app.commands.status("test")).broker.ok
             fake.freeze()
             sent = time.monotonic()
-            with pytest.raises(BrokerTimeout):
-                await app.broker.close_position("AAPL")  # one attempt, never answered
+            with pytest.raises(BrokerTimeout):  # one attempt, never answered
+                await app.broker.calls.call("account", lambda c: c.get_account())
             timed_out = time.monotonic()
             status = await app.commands.status("test")
             down_since = app.broker.health.down_since_mono

@@ -29,7 +29,7 @@ from typing import Any
 import engine.app
 from config import load_settings
 from engine.app import EngineApp, build_app
-from engine.broker.alpaca import build_alpaca
+from engine.broker.alpaca import AlpacaBroker, build_alpaca
 from engine.clock import NEW_YORK
 from engine.domain import OrderType, Side, TimeInForce
 from tests.fakes.alpaca import FakeAlpaca
@@ -117,10 +117,14 @@ async def fast_path_with_stream_drop(app: EngineApp, fake: FakeAlpaca) -> bool:
 
 async def naive_loop(app: EngineApp, fake: FakeAlpaca) -> bool:
     broker = app.broker
+    assert isinstance(broker, AlpacaBroker)
+    calls = broker.calls  # one cancel and one close per item, through the same call path
     for order in await broker.get_open_orders():
-        await broker.cancel_order(order.broker_order_id)
+        oid = order.broker_order_id
+        await calls.get("cancel order", lambda c, oid=oid: c.cancel_order_by_id(oid))
     for position in await broker.get_positions():
-        await broker.close_position(position.symbol)
+        sym = position.symbol
+        await calls.call("close position", lambda c, sym=sym: c.close_position(sym))
     for _ in range(100):
         if not await broker.get_positions():
             return True

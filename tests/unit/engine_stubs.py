@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from config.settings import EngineSettings, RiskSettings, StorageSettings
 from engine.broker.port import BrokerOrder, CloseResult, StreamGap, TradeUpdate
-from engine.broker.sim import SimBroker, to_trade_update
+from engine.broker.sim import SimBroker, to_broker_order, to_trade_update
 from engine.bus import EventBus
 from engine.calendar import MarketCalendar
 from engine.clock import NEW_YORK, Clock, ReplayClock, SystemClock, trading_day
@@ -168,9 +168,6 @@ class FaultyBroker:
             raise self.submit_lost
         return record
 
-    async def cancel_order(self, broker_order_id: str) -> None:
-        await self.sim.cancel_order(broker_order_id)
-
     async def cancel_all_orders(self) -> int:
         return await self.sim.cancel_all_orders()
 
@@ -190,12 +187,9 @@ class FaultyBroker:
             if message is not None:
                 results.append(CloseResult(position.symbol, False, 403, None, message))
             else:
-                order = await self.sim.close_position(position.symbol)
+                order = to_broker_order(self.exchange.close_position(position.symbol))
                 results.append(CloseResult(position.symbol, True, 200, order))
         return results
-
-    async def close_position(self, symbol: str) -> BrokerOrder:
-        return await self.sim.close_position(symbol)
 
     async def get_positions(self) -> list[Position]:
         self.position_checks += 1

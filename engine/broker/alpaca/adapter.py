@@ -133,11 +133,6 @@ class AlpacaBroker:
 
         return await self.calls.retrying(attempt)
 
-    async def cancel_order(self, broker_order_id: str) -> None:
-        await self.calls.get(
-            "cancel order", lambda c: c.cancel_order_by_id(broker_order_id), safety=True
-        )
-
     async def cancel_all_orders(self) -> int:
         """Alpaca answers 207 with a status per order: only the 2xx ones count. When some
         were refused, open orders are read again to say which are still working."""
@@ -171,11 +166,6 @@ class AlpacaBroker:
             if result.order is not None:
                 self._ids.remember(result.order)
         return results
-
-    async def close_position(self, symbol: str) -> BrokerOrder:
-        return await self.calls.call(
-            "close position", lambda c: self._order(c.close_position(symbol)), safety=True
-        )
 
     # -- queries ------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -24,8 +25,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from engine.backoff import Backoff
 from engine.broker.alpaca import convert
@@ -33,6 +34,7 @@ from engine.broker.port import RejectedUpdate, StreamGap, TradeUpdate
 from engine.clock import Clock
 from engine.feed.base import FeedHealth
 from engine.health import BrokerHealth
+from engine.reconnect import Drop, Link, keep_connected
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +67,17 @@ class TradeUpdateStream:
         *,
         on_connection: ConnectionCallback | None = None,
         backoff: Backoff | None = None,
-        open_timeout_s: float = 10.0,
-        ping_interval_s: float = 20.0,
-        ping_timeout_s: float = 20.0,
-        stable_after_s: float = 30.0,
+        link: Link | None = None,
         liveness: BrokerHealth | None = None,
         liveness_s: float = 1.0,
     ) -> None:
-        self._url = url
+        self._link = link if link is not None else Link(url)
+        """Timeouts and keepalive; ``url`` with the defaults unless given."""
         self._key_id = key_id
         self._secret = secret_key
         self._clock = clock
         self.on_connection = on_connection
         self.backoff = backoff or Backoff(base_s=1.0, cap_s=30.0)
-        self._open_timeout_s = open_timeout_s
-        self._ping_interval_s = ping_interval_s
-        self._ping_timeout_s = ping_timeout_s
-        self._stable_after_s = stable_after_s
         self.liveness = liveness
         """Told when the broker may be gone: the stream dropped or a ping went unanswered."""
         self.liveness_s = liveness_s
@@ -93,6 +89,9 @@ class TradeUpdateStream:
         self._stopping = False
         self._announced: bool | None = None
         self.health = FeedHealth(detail="not started")
+        self._down_at: datetime | None = None
+        self._up_at: datetime | None = None
+        self._first = True
         self.gaps = 0
         self.skipped = 0
         """Frames that carry nothing for us (heartbeats), skipped."""
@@ -143,59 +142,51 @@ class TradeUpdateStream:
     async def _run(self, started_at: datetime) -> None:
         # The first connection reports no gap (the engine reconciles at start-up) unless it
         # failed: then everything from start() on may have been missed.
-        down_at: datetime | None = None
-        first = True
-        while True:
-            up_at: datetime | None = None
-            up_mono = 0.0
-            try:
-                async with connect(
-                    self._url,
-                    open_timeout=self._open_timeout_s,
-                    ping_interval=self._ping_interval_s,
-                    ping_timeout=self._ping_timeout_s,
-                    close_timeout=2,
-                ) as ws:
-                    await self._handshake(ws)
-                    up_at, up_mono = self._clock.now(), self._clock.monotonic()
-                    if down_at is not None:
-                        self.gaps += 1
-                        self._queue.put_nowait(StreamGap(down_at=down_at, up_at=up_at))
-                        self.health.reconnects += 1
-                    down_at = None
-                    self._set_up(first)
-                    first = False
-                    pinger = asyncio.get_running_loop().create_task(self._watch_liveness(ws))
-                    try:
-                        async for frame in ws:
-                            self._on_frame(frame)
-                    finally:
-                        pinger.cancel()
-                        await asyncio.gather(pinger, return_exceptions=True)
-                reason = "closed by the server"
-            except asyncio.CancelledError:
-                raise
-            except StreamRefused as exc:
-                reason = str(exc)
-            except (OSError, TimeoutError, WebSocketException) as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                if self.liveness is not None:
-                    # Cut or refused, not a reply: the broker itself may be gone.
-                    self.liveness.suspect(self._clock.monotonic())
-            noticed = self._clock.now()
-            if up_at is not None:
-                # Pings notice a dead link only after ping_interval + ping_timeout: updates
-                # may have been lost since then, though not before the connection was up.
-                window = timedelta(seconds=self._ping_interval_s + self._ping_timeout_s)
-                down_at = max(up_at, noticed - window)
-                if self._clock.monotonic() - up_mono >= self._stable_after_s:
-                    self.backoff.reset()
-            elif down_at is None:
-                down_at = started_at
-            first = False
-            delay = self.backoff.next()
-            self._set_down(f"{reason}; reconnecting in {delay:.1f} s")
-            await asyncio.sleep(delay)
+        self._down_at, self._up_at, self._first = None, None, True
+        await keep_connected(
+            self._link,
+            clock=self._clock,
+            backoff=self.backoff,
+            handshake=self._handshake,
+            serve=self._serve,
+            on_up=self._on_up,
+            on_down=functools.partial(self._on_down, started_at),
+            refusal=_refusal,
+        )
+
+    def _on_up(self) -> None:
+        up_at = self._clock.now()
+        if self._down_at is not None:
+            self.gaps += 1
+            self._queue.put_nowait(StreamGap(down_at=self._down_at, up_at=up_at))
+            self.health.reconnects += 1
+        self._down_at, self._up_at = None, up_at
+        self._set_up(self._first)
+        self._first = False
+
+    def _on_down(self, started_at: datetime, drop: Drop) -> None:
+        if drop.cut and self.liveness is not None:
+            # Cut or refused, not a reply: the broker itself may be gone.
+            self.liveness.suspect(self._clock.monotonic())
+        if drop.was_up and self._up_at is not None:
+            # Pings notice a dead link only after ping_interval + ping_timeout: updates may
+            # have been lost since then, though not before the connection was up.
+            link = self._link
+            window = timedelta(seconds=link.ping_interval_s + link.ping_timeout_s)
+            self._down_at = max(self._up_at, self._clock.now() - window)
+        elif self._down_at is None:
+            self._down_at = started_at
+        self._first = False
+        self._set_down(f"{drop.reason}; reconnecting in {drop.delay_s:.1f} s")
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        pinger = asyncio.get_running_loop().create_task(self._watch_liveness(ws))
+        try:
+            async for frame in ws:
+                self._on_frame(frame)
+        finally:
+            pinger.cancel()
+            await asyncio.gather(pinger, return_exceptions=True)
 
     async def _watch_liveness(self, ws: ClientConnection) -> None:
         """Ping every ``liveness_s`` (pings cost no request budget): a pong missing for that
@@ -235,7 +226,7 @@ class TradeUpdateStream:
     async def _expect(self, ws: ClientConnection, stream: str) -> dict[str, Any]:
         """Read frames until the reply on ``stream``; updates arriving first are kept."""
         while True:
-            frame = await asyncio.wait_for(ws.recv(), self._open_timeout_s)
+            frame = await asyncio.wait_for(ws.recv(), self._link.open_timeout_s)
             message = self._read(frame)
             if message is None:
                 continue
@@ -306,6 +297,10 @@ class TradeUpdateStream:
             self.on_connection(up, detail)
         except Exception:
             log.exception("on_connection callback failed")
+
+
+def _refusal(exc: Exception) -> tuple[str, float | None] | None:
+    return (str(exc), None) if isinstance(exc, StreamRefused) else None
 
 
 def _parse(frame: str | bytes) -> dict[str, Any] | None:
