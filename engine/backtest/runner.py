@@ -41,12 +41,13 @@ from config import Settings
 from config.settings import RiskSettings
 from engine.backtest.results import BacktestResult, DayRow, RoundTrips, TradeRow
 from engine.broker.sim import to_trade_update
+from engine.buying_power import margin_buying_power, opening_qty
 from engine.calendar import MarketCalendar
 from engine.clock import ReplayClock, TradingDays
 from engine.domain import ZERO, Bar, Fill, TradingState, usd
 from engine.portfolio import Portfolio
 from engine.risk.context import build_risk_context
-from engine.risk.gate import RiskGate, loss_limit_breached
+from engine.risk.gate import PDT_MIN_EQUITY, RiskGate, loss_limit_breached
 from engine.sim.exchange import SimExchange
 from engine.sim.models import CommissionModel, OrderRecord, SlippageModel, TradeUpdateRecord
 from engine.strategy.host import OrderIntent, StrategyHost
@@ -179,7 +180,7 @@ class BacktestRunner:
             # A price changes nothing at the exchange for a symbol it holds no position or
             # open order in; such a bar is given to it just before an order (``_submit``).
             if bar.symbol in priced:
-                exchange.on_bar(bar)
+                exchange.on_price(bar.symbol, bar.close, bar.ts)
         day = self._days.of(now)
         if day != self._day:
             self._roll(day)
@@ -271,7 +272,6 @@ class BacktestRunner:
         assert exchange is not None
         request = intent.request()
         symbol = request.symbol
-        account = exchange.account()
         context = build_risk_context(
             symbol,
             now=now,
@@ -279,9 +279,9 @@ class BacktestRunner:
             market_open=self.calendar.is_open(now),
             portfolio=self.portfolio,
             open_order_qty=self._open_qty(symbol),
-            buying_power=account.buying_power,
+            buying_power=self._buying_power(),
             orders_today=self._orders_today,
-            day_trades_5d=account.daytrade_count,
+            day_trades_5d=self._day_trades(exchange),
             known_client_order_ids=self._known_ids,
         )
         decision = self.gate.check(request, context)
@@ -301,6 +301,30 @@ class BacktestRunner:
             request.limit_price,
             request.client_order_id,
         )
+
+    def _buying_power(self) -> Decimal:
+        """The simulated account's buying power by its own rule
+        (``engine.buying_power.margin_buying_power``), from the book: the portfolio and the
+        exchange mark the same closes, so this is the account's figure without summing
+        every position on each order (what the live gate's estimate does between broker
+        snapshots)."""
+        portfolio = self.portfolio
+        reserved = ZERO
+        for orders in self._open.values():
+            for order in orders.values():
+                price = order.limit_price or portfolio.last_price(order.symbol)
+                if price is not None:
+                    held = portfolio.qty(order.symbol)
+                    reserved += opening_qty(held, order.side, order.remaining_qty) * price
+        equity, gross = portfolio.equity, portfolio.gross_exposure
+        return max(ZERO, margin_buying_power(equity, gross, reserved))
+
+    def _day_trades(self, exchange: SimExchange) -> int:
+        """The account's day trades in five sessions; the gate only reads them below the
+        pattern-day-trader equity, so they are only counted then."""
+        if not self.config.risk.pdt_guard or self.portfolio.equity >= PDT_MIN_EQUITY:
+            return 0
+        return exchange.account().daytrade_count
 
     def _open_qty(self, symbol: str) -> Decimal:
         orders = self._open.get(symbol, {}).values()

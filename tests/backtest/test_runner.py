@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -154,3 +154,37 @@ def test_risk_settings_default_when_strategy_symbols_then_allowed() -> None:
     cfg = config(scripted(symbols=("AAPL", "MSFT")), risk=RiskSettings())
 
     assert cfg.allowed_symbols == ["AAPL", "MSFT"]
+
+
+def test_buying_power_when_positions_and_open_orders_then_equals_the_accounts_own_figure() -> None:
+    spec = scripted(symbols=("AAPL", "MSFT"), buy_at=(0,), qty=30)
+    run = BacktestRunner(config(spec, max_fill_qty=Decimal(7), starting_cash=Decimal(9_000)))
+    day = sorted(
+        [*bars("AAPL", DAY1, 100, 102, 97, 99), *bars("MSFT", DAY1, 200, 195, 210, 205)],
+        key=lambda b: (b.ts, b.symbol),
+    )
+    seen: list[tuple[Decimal, Decimal]] = []
+    original = run._after_minute
+
+    def check(now: datetime) -> None:
+        assert run._exchange is not None
+        account = run._exchange.account()
+        seen.append((run._buying_power().quantize(Decimal("0.01")), account.buying_power))
+        original(now)
+
+    run._after_minute = check  # type: ignore[method-assign]
+
+    result = run.run(day)
+
+    assert result.trades  # partly filled orders stayed open across minutes
+    assert any(ours != Decimal(0) for ours, _ in seen)
+    assert [ours for ours, _ in seen] == [theirs for _, theirs in seen]
+
+
+def test_buying_power_when_too_little_then_the_gate_refuses_before_the_exchange() -> None:
+    spec = scripted(buy_at=(0,), qty=100)
+
+    result = BacktestRunner(config(spec, starting_cash=Decimal(1_000))).run(bars("AAPL", DAY1, 100))
+
+    assert result.trades == []
+    assert result.rejections == {"buying_power": 1}
