@@ -101,11 +101,13 @@ class CommandService:
     async def status(self, actor: str, *, audit: bool = True) -> StatusReport:
         return await self._read(actor, "status", "", views.status_view, _short_status, audit)
 
-    async def positions(self, actor: str) -> list[PositionView]:
-        return await self._read(actor, "positions", "", views.position_views, _count("position"))
+    async def positions(self, actor: str, *, audit: bool = True) -> list[PositionView]:
+        return await self._read(
+            actor, "positions", "", views.position_views, _count("position"), audit
+        )
 
-    async def orders(self, actor: str) -> list[OrderView]:
-        return await self._read(actor, "orders", "", views.order_views, _count("open order"))
+    async def orders(self, actor: str, *, audit: bool = True) -> list[OrderView]:
+        return await self._read(actor, "orders", "", views.order_views, _count("open order"), audit)
 
     async def pnl(self, actor: str, *, audit: bool = True) -> PnLReport:
         async def run() -> PnLReport:
@@ -124,16 +126,18 @@ class CommandService:
         args = day.isoformat() if day else ""
         return await self._audited(actor, "trades", args, False, run, _count("fill"), audit)
 
-    async def equity(self, actor: str, days: int = 1) -> list[EquityPoint]:
+    async def equity(self, actor: str, days: int = 1, *, audit: bool = True) -> list[EquityPoint]:
         """Equity snapshots of the last ``days`` calendar days (1: today), oldest first."""
 
         async def run() -> list[EquityPoint]:
             _check_range("days", days, MAX_EQUITY_DAYS)
             return await views.equity_points(self._engine, days)
 
-        return await self._audited(actor, "equity", str(days), False, run, _count("point"))
+        return await self._audited(actor, "equity", str(days), False, run, _count("point"), audit)
 
-    async def audit(self, actor: str, limit: int | None = None) -> list[AuditView]:
+    async def audit(
+        self, actor: str, limit: int | None = None, *, audit: bool = True
+    ) -> list[AuditView]:
         """The newest ``limit`` (default ``DEFAULT_AUDIT_ROWS``) audited commands, newest
         first."""
         n = DEFAULT_AUDIT_ROWS if limit is None else limit
@@ -143,7 +147,7 @@ class CommandService:
             return await views.audit_views(self._engine, n)
 
         args = "" if limit is None else str(limit)
-        return await self._audited(actor, "audit", args, False, run, _count("row"))
+        return await self._audited(actor, "audit", args, False, run, _count("row"), audit)
 
     async def flatten_preview(self, actor: str, *, audit: bool = True) -> FlattenPreview:
         return await self._read(

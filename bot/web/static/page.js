@@ -5,7 +5,6 @@
 "use strict";
 
 const REFRESH_MS = 15000;
-const AUDIT_FETCH = 100; // the page's own reads are left out of the table, so fetch more
 const AUDIT_SHOWN = 12;
 const DEBOUNCE_MS = 250;
 const ZONE = "America/New_York";
@@ -166,7 +165,7 @@ function renderTrades(rows) {
 }
 
 function renderAudit(rows) {
-  const shown = rows.filter((a) => !(a.actor === "web" && a.ok)).slice(0, AUDIT_SHOWN);
+  const shown = rows.slice(0, AUDIT_SHOWN);
   fillRows($("audit"), shown, (a) => [
     [when(a.ts), ""],
     [a.actor, ""],
@@ -222,7 +221,7 @@ async function refresh() {
       const [status, positions, orders, trades, equity, audit] = await Promise.all([
         getJSON("/api/status"), getJSON("/api/positions"), getJSON("/api/orders"),
         getJSON("/api/trades"), getJSON("/api/equity?days=" + days),
-        getJSON("/api/audit?limit=" + AUDIT_FETCH),
+        getJSON("/api/audit?limit=" + AUDIT_SHOWN),
       ]);
       renderStatus(status);
       renderPositions(positions);
