@@ -49,6 +49,14 @@ def _assignment(text: str) -> tuple[str, str]:
     return key.strip().lower(), value.strip()
 
 
+def _grid(text: str) -> tuple[str, list[str]]:
+    key, value = _assignment(text)
+    values = [v.strip() for v in value.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,..., got {text!r}")
+    return key, values
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
     parser.add_argument("--data-dir", type=Path, help="the data dir (history cache, reports)")
@@ -84,6 +92,29 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--commission-min", type=_decimal, help="SIM_COMMISSION_MIN")
     bt.add_argument("--max-fill-qty", type=_decimal, help="SIM_MAX_FILL_QTY (partial fills)")
     bt.add_argument("--out", type=Path, help="report folder (default: <data dir>/backtests/...)")
+    wf = bt.add_argument_group("walk-forward")
+    wf.add_argument(
+        "--walk-forward",
+        action="store_true",
+        help="optimise on each training window, trade the next (needs --grid)",
+    )
+    wf.add_argument(
+        "--grid",
+        type=_grid,
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help="values to try for a strategy parameter (repeatable)",
+    )
+    wf.add_argument("--train-days", type=int, default=20, help="training window (days)")
+    wf.add_argument("--test-days", type=int, default=5, help="test window (days)")
+    wf.add_argument(
+        "--objective",
+        choices=("sharpe", "sortino", "total_return", "cagr", "profit_factor"),
+        default="sharpe",
+        help="what the training window maximises (default: sharpe)",
+    )
+    wf.add_argument("--workers", type=int, help="processes (default: every core)")
     bt.add_argument(
         "--progress",
         choices=("auto", "none", "json"),
@@ -147,6 +178,21 @@ def backtest(args: argparse.Namespace, settings: Settings) -> int:
         plan = make_plan(settings, request)
     except PlanError as exc:
         return _refuse(str(exc))
+    folder = args.out or default_folder(settings.storage.data_dir, plan.info.strategies)
+    if args.walk_forward:
+        from engine.backtest.walkforward_cli import run_walk_forward
+
+        return run_walk_forward(
+            settings,
+            request,
+            plan,
+            grid=dict(args.grid),
+            train_days=args.train_days,
+            test_days=args.test_days,
+            objective=args.objective,
+            workers=args.workers,
+            out=folder,
+        )
     progress = Progress(plan.total_bars, args.progress)
     try:
         runner = BacktestRunner(
@@ -159,7 +205,6 @@ def backtest(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     progress.done()
     metrics = compute(result)
-    folder = args.out or default_folder(settings.storage.data_dir, plan.info.strategies)
     paths = write_report(folder, result, metrics, plan.info)
     text = text_summary(metrics, result)
     if args.progress == "json":

@@ -62,6 +62,9 @@ class Plan:
     """The bars read (warm-up included)."""
     total_bars: int
     info: RunInfo
+    start: date
+    """First traded day."""
+    end: date
 
 
 def strategy_specs(settings: Settings, request: Request) -> list[StrategySpec]:
@@ -134,20 +137,22 @@ def make_plan(settings: Settings, request: Request) -> Plan:
     days = list(source.day_counts())
     start, end = _dates(request, days)
     missing = [s for s in symbols if s not in source.symbols]
+    held = ", ".join(source.symbols[:10]) + ("..." if len(source.symbols) > 10 else "")
     if not days or start is None or end is None or len(missing) == len(symbols):
         fetch = (
             f"python run_bot.py fetch-bars --symbols {','.join(symbols)} "
             f"--start {request.start or 'YYYY-MM-DD'} --end {request.end or 'YYYY-MM-DD'}"
         )
-        raise PlanError(
-            f"{source.description} has no bars for {', '.join(symbols)}"
-            + (f" from {request.start} to {request.end}" if request.start else "")
-            + (f"; download them first: {fetch}" if request.csv is None else "")
-        )
+        dates = f" from {request.start} to {request.end}" if request.start else ""
+        if request.csv is None:
+            where = f"; download them first: {fetch}"
+        else:
+            where = f" (it holds {held or 'none'}): choose symbols with --symbols"
+        raise PlanError(f"{source.description} has no bars for {', '.join(symbols)}{dates}{where}")
     if missing:
         raise PlanError(
             f"{source.description} has no bars for {', '.join(missing)}: trade only symbols "
-            f"it holds ({', '.join(source.symbols[:10])}) with --symbols"
+            f"it holds ({held}) with --symbols"
         )
     # Bars before ``start`` (when the data has them) warm the strategies up, as the live
     # replay's history does.
@@ -171,7 +176,7 @@ def make_plan(settings: Settings, request: Request) -> Plan:
             "max_fill_qty": str(config.max_fill_qty),
         },
     )
-    return Plan(config, source, (first, last), total, info)
+    return Plan(config, source, (first, last), total, info, start, end)
 
 
 def _dates(request: Request, days: Sequence[date]) -> tuple[date | None, date | None]:
