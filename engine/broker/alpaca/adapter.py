@@ -175,27 +175,33 @@ class AlpacaBroker:
         )
 
     async def get_open_orders(self) -> list[BrokerOrder]:
-        query = GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=ORDERS_PAGE, nested=False)
-        return await self.calls.get(
-            "open orders", lambda c: [self._order(o) for o in json_list(c.get_orders(query))]
-        )
+        """Every open order, page by page (Alpaca gives at most 500 a request)."""
+        return await self._orders("open orders", QueryOrderStatus.OPEN, after=None)
 
     async def get_orders_since(self, since: datetime) -> list[BrokerOrder]:
         """Every order submitted at or after ``since``, oldest first, page by page."""
         after = since - timedelta(milliseconds=1)  # Alpaca's ``after`` is exclusive
+        return await self._orders("orders", QueryOrderStatus.ALL, after=after)
+
+    async def _orders(
+        self, label: str, status: QueryOrderStatus, *, after: datetime | None
+    ) -> list[BrokerOrder]:
+        """Alpaca pages orders by submission time: ask oldest first and continue after the
+        last one seen, so the request count grows with pages, not orders."""
         seen: dict[str, BrokerOrder] = {}
         while True:
             query = GetOrdersRequest(
-                status=QueryOrderStatus.ALL,
-                after=after,
-                limit=ORDERS_PAGE,
-                direction=Sort.ASC,
-                nested=False,
+                status=status, after=after, limit=ORDERS_PAGE, direction=Sort.ASC, nested=False
             )
-            page = await self.calls.get("orders", functools.partial(self._orders_page, query))
+            page = await self.calls.get(label, functools.partial(self._orders_page, query))
             fresh = [o for o in page if o.broker_order_id not in seen]
             seen.update((o.broker_order_id, o) for o in fresh)
-            if len(page) < ORDERS_PAGE or not fresh:
+            if len(page) < ORDERS_PAGE:
+                break
+            if not fresh:
+                log.warning(
+                    "%s: over %d orders share one time; the list may miss some", label, ORDERS_PAGE
+                )
                 break
             # Orders sharing the last timestamp may straddle pages: step back a hair and
             # drop the ones already seen.
