@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from datetime import time
+from datetime import date, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -236,6 +236,11 @@ class SimSettings(BaseSettings):
     """``max`` (as fast as possible), ``realtime``, or a multiplier such as ``60``."""
     replay_csv: Path | None = None
     """A CSV of minute bars to replay instead of the bundled sample."""
+    replay_start: date | None = None
+    """With ``replay_end``: replay these New York dates from the history cache in the data
+    dir (``run_bot.py fetch-bars``) instead of a CSV; the last is replayed, the days before
+    it are history."""
+    replay_end: date | None = None
 
     @field_validator("replay_speed")
     @classmethod
@@ -248,6 +253,25 @@ class SimSettings(BaseSettings):
         if not valid:
             raise ValueError("must be 'max', 'realtime' or a positive number")
         return text
+
+    @model_validator(mode="after")
+    def _replay_days(self) -> SimSettings:
+        days = (self.replay_start, self.replay_end)
+        if (days[0] is None) != (days[1] is None):
+            raise _CrossFieldError(
+                "set both or neither (New York dates, YYYY-MM-DD)",
+                "replay_start",
+                "replay_end",
+            )
+        if days[0] is not None and days[1] is not None and days[0] > days[1]:
+            raise _CrossFieldError("must not be after SIM_REPLAY_END", "replay_start")
+        if days[0] is not None and self.replay_csv is not None:
+            raise _CrossFieldError(
+                "a replay reads either a CSV or days of the history cache, not both",
+                "replay_csv",
+                "replay_start",
+            )
+        return self
 
     @property
     def replay_multiplier(self) -> float:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from config import Settings
+from engine.backtest.history import cached_replay
 from engine.broker.port import Broker
 from engine.broker.sim import SimBroker
 from engine.bus import EventBus
@@ -21,7 +22,7 @@ from engine.errors import DomainError, JournalOpenError
 from engine.events import ConnectionChanged
 from engine.feed.base import MarketDataFeed, PriceListener
 from engine.feed.csv_bars import CsvBars
-from engine.feed.replay import SAMPLE_BARS_PATH, ReplayFeed
+from engine.feed.replay import SAMPLE_BARS_PATH, BarSource, ReplayFeed
 from engine.health import HEALTH_FILE
 from engine.store.journal import Journal
 from engine.store.schema import SchemaError
@@ -142,19 +143,24 @@ def _build_sim(
     history the strategies ask for). A restarted simulator resumes the replay where its
     market left off, so the 'broker' and the market stay consistent."""
     sim = settings.sim
-    path = sim.replay_csv or SAMPLE_BARS_PATH
-    bars = CsvBars(path)
     symbols = set(strategies.symbols)
-    if not symbols & set(bars.counts):
-        held = sorted(bars.counts)
-        listed = ", ".join(held[:8]) + (f" and {len(held) - 8} more" if len(held) > 8 else "")
-        raise ValueError(
-            f"{path} holds no bars for the strategy's symbols ({', '.join(sorted(symbols))}) "
-            f"but only for {listed or 'no symbol'}: set STRATEGY_SYMBOLS (or each "
-            "STRATEGY_<NAME>__SYMBOLS) to symbols in the file, or SIM_REPLAY_CSV to another file"
-        )
+    bars: BarSource
+    if sim.replay_start is not None:  # SIM_REPLAY_START/END: days from the history cache
+        bars = cached_replay(settings, sorted(symbols))
+    else:
+        path = sim.replay_csv or SAMPLE_BARS_PATH
+        bars = CsvBars(path)
+        if not symbols & set(bars.counts):
+            held = sorted(bars.counts)
+            listed = ", ".join(held[:8]) + (f" and {len(held) - 8} more" if len(held) > 8 else "")
+            raise ValueError(
+                f"{path} holds no bars for the strategy's symbols ({', '.join(sorted(symbols))}) "
+                f"but only for {listed or 'no symbol'}: set STRATEGY_SYMBOLS (or each "
+                "STRATEGY_<NAME>__SYMBOLS) to symbols in the file, or SIM_REPLAY_CSV to another "
+                "file"
+            )
     replay_from = bars.last_session_start
-    assert replay_from is not None  # a CsvBars holds at least one bar
+    assert replay_from is not None  # a CsvBars or a cached replay holds at least one bar
     clock = ReplayClock(replay_from)
     broker = SimBroker.create(settings.storage.data_dir / SIM_STATE_FILE, sim, clock)
     resume_at = max(replay_from, broker.exchange.last_ts)

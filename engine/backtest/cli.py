@@ -122,6 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress on stderr (auto), none, or JSON lines on stdout (for a parent process)",
     )
     _common(bt)
+    fb = commands.add_parser(
+        "fetch-bars",
+        help="download minute bars into the history cache",
+        description="Download minute bars from Alpaca's historical API into the history cache "
+        "in the data dir; run it again after an interruption and it resumes.",
+    )
+    fb.add_argument("--symbols", type=_symbols, required=True, help="comma separated")
+    fb.add_argument("--start", type=_day, required=True, help="first New York date")
+    fb.add_argument("--end", type=_day, required=True, help="last New York date")
+    fb.add_argument("--feed", choices=("iex", "sip"), help="default: ALPACA_DATA_FEED")
+    fb.add_argument(
+        "--page-size", type=int, default=10_000, help="bars per request (default: 10000)"
+    )
+    _common(fb)
     return parser
 
 
@@ -138,7 +152,9 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_USAGE
     if args.command == "backtest":
         return backtest(args, settings)
-    return EXIT_USAGE  # pragma: no cover - argparse refuses other commands
+    from engine.backtest.fetch_cli import fetch_bars
+
+    return fetch_bars(args, settings)
 
 
 def _settings(args: argparse.Namespace) -> Settings:

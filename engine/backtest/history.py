@@ -18,12 +18,13 @@ from __future__ import annotations
 import heapq
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
 from pathlib import Path
 
+from config import Settings
 from engine.backtest.sources import BarSource, SourceSpec, timestamps
 from engine.clock import NEW_YORK, trading_day
 from engine.domain import Bar, ensure_utc
@@ -131,6 +132,14 @@ class HistoryCache:
 
     # ---- writing ------------------------------------------------------------------------
 
+    def discard_partial(self, symbol: str) -> int:
+        """Remove pages a killed download left half written (never read); how many."""
+        folder = self.root / symbol.upper()
+        leftovers = list(folder.glob("*.part")) if folder.is_dir() else []
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return len(leftovers)
+
     def store(self, symbol: str, span: Span, bars: Sequence[Bar]) -> Path:
         """Keep every bar the API has for ``symbol`` in ``span`` (which must not overlap a
         stored chunk), all or nothing."""
@@ -177,6 +186,53 @@ class CacheSource(BarSource):
 
     def bars(self, span: Span | None = None) -> Iterator[Bar]:
         return self.cache.bars(self._symbols, span or ALL_TIME)
+
+
+class CachedReplay:
+    """Days of the cache as the simulator's replay source (``engine.feed.replay.BarSource``):
+    the bars of ``symbols`` in ``span``, counted per symbol once, streamed on every pass."""
+
+    def __init__(self, cache: HistoryCache, symbols: Sequence[str], span: Span) -> None:
+        self._cache = cache
+        self._symbols = tuple(symbols)
+        self._span = span
+        counts: dict[str, int] = {}
+        last: datetime | None = None
+        for symbol in self._symbols:
+            for chunk in cache._touching(symbol, span):
+                for ts in timestamps(chunk.path):
+                    if span[0] <= ts <= span[1]:
+                        counts[symbol] = counts.get(symbol, 0) + 1
+                        last = ts if last is None else max(last, ts)
+        self.counts: Mapping[str, int] = counts
+        self.last_session_start: datetime | None = None
+        if last is not None:  # the first bar of the last trading day
+            day_start, _ = day_span(trading_day(last), trading_day(last))
+            first = next(self.bars(day_start), None)
+            self.last_session_start = None if first is None else first.ts
+
+    def bars(self, start: datetime | None = None) -> Iterator[Bar]:
+        first = self._span[0] if start is None else max(start, self._span[0])
+        return self._cache.bars(self._symbols, (first, self._span[1]))
+
+
+def cached_replay(settings: Settings, symbols: Sequence[str]) -> CachedReplay:
+    """``SIM_REPLAY_START``..``SIM_REPLAY_END`` of the cache (``ALPACA_DATA_FEED``) for the
+    strategies' symbols; ``ValueError`` saying how to fetch them when it holds none."""
+    sim = settings.sim
+    assert sim.replay_start is not None
+    assert sim.replay_end is not None
+    cache = HistoryCache(settings.storage.data_dir, settings.alpaca.data_feed)
+    replay = CachedReplay(cache, symbols, day_span(sim.replay_start, sim.replay_end))
+    if not replay.counts:
+        listed = ",".join(symbols)
+        raise ValueError(
+            f"the history cache ({cache.root}) holds no bars for {', '.join(symbols)} from "
+            f"{sim.replay_start} to {sim.replay_end} (SIM_REPLAY_START, SIM_REPLAY_END): "
+            f"fetch them with python run_bot.py fetch-bars --symbols {listed} --start "
+            f"{sim.replay_start} --end {sim.replay_end}"
+        )
+    return replay
 
 
 def _sync_dir(folder: Path) -> None:

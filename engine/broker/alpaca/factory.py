@@ -42,11 +42,7 @@ def build_alpaca(settings: Settings, clock: Clock) -> tuple[AlpacaBroker, Alpaca
         return client
 
     def data_client() -> StockHistoricalDataClient:
-        client = StockHistoricalDataClient(
-            key_id, secret, raw_data=True, url_override=_strip(alpaca.data_url)
-        )
-        harden_rest_client(client, timeout)
-        return client
+        return history_client(alpaca)
 
     per_minute = alpaca.max_requests_per_minute
     broker = AlpacaBroker(
@@ -72,6 +68,22 @@ def build_alpaca(settings: Settings, clock: Clock) -> tuple[AlpacaBroker, Alpaca
         history=AlpacaHistory(data_client, feed=alpaca.data_feed, timeout_s=timeout),
     )
     return broker, feed
+
+
+def history_client(alpaca: AlpacaSettings) -> StockHistoricalDataClient:
+    """alpaca-py's historical market-data client for these settings: raw JSON, every request
+    bounded by ``ALPACA_REQUEST_TIMEOUT_S``, no blocking retries. Call it on a worker thread
+    (its calls block). ``ValueError`` without API keys."""
+    if alpaca.api_key is None or alpaca.secret_key is None:
+        raise ValueError("the Alpaca API key id and secret key are required")
+    client = StockHistoricalDataClient(
+        alpaca.api_key.get_secret_value(),
+        alpaca.secret_key.get_secret_value(),
+        raw_data=True,
+        url_override=_strip(alpaca.data_url),
+    )
+    harden_rest_client(client, alpaca.request_timeout_s)
+    return client
 
 
 def trade_stream_url(alpaca: AlpacaSettings, *, live: bool) -> str:
