@@ -81,6 +81,7 @@ class EngineControl:
             state=state,
             market=market,
             clock=clock,
+            bus=bus,
             deadline_s=flatten_deadline_s,
             marks=journal,
         )

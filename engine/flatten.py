@@ -1,10 +1,13 @@
 """Flatten the whole book: fast, certain, and honest about what is left.
 
-One broker call cancels every open order and closes every position; the trade-update stream
-then tells us, fill by fill, when our book is flat; one positions/orders check confirms it
-with the broker; only then are leftovers retried symbol by symbol until a deadline. A second
-flatten while one runs joins it instead of starting another. While it runs, a mark in the
-journal (``engine.flatten_mark``) lets a restart finish a flatten a kill interrupted.
+One broker call cancels every open order and closes every position; as soon as it has
+answered, the broker is asked (positions and open orders, side by side) whether it is flat,
+while the trade-update stream ticks the symbols off as their fills arrive; a book not flat
+yet is asked again when the stream says every symbol closed, or after a short wait that
+grows from 50 ms (so a dropped stream costs little); leftovers without a working close order
+are retried symbol by symbol until a deadline. A second flatten while one runs joins it
+instead of starting another. While it runs, a mark in the journal (``engine.flatten_mark``)
+lets a restart finish a flatten a kill interrupted.
 """
 
 from __future__ import annotations
@@ -12,74 +15,46 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from uuid import uuid4
 
 from engine.backoff import backoff_delay
-from engine.broker.port import Broker, CloseResult
+from engine.broker.port import Broker, BrokerOrder, CloseResult
 from engine.broker.resilience import safety_calls
+from engine.bus import EventBus
 from engine.clock import Clock
-from engine.domain import ZERO, OrderRequest, Side, TradingState
+from engine.domain import ZERO, OrderRequest, Position, Side, TradingState
 from engine.errors import BrokerError, BrokerUnavailable, TradingStateError
+from engine.events import FillReceived
 from engine.execution import ExecutionManager
 from engine.flatten_mark import FlattenMark, MarkStore
 from engine.flatten_mark import load as load_mark
 from engine.flatten_mark import save as save_mark
+from engine.flatten_report import (
+    Closes,
+    FlattenProgress,
+    FlattenReport,
+    ProgressCallback,
+    SymbolOutcome,
+    outcomes,
+    queued_outcomes,
+)
 from engine.market_hours import MarketHours
 from engine.orders import make_client_order_id
 from engine.portfolio import Portfolio
 from engine.risk import Cause, TradingStateController
 
+__all__ = ["FlattenProgress", "FlattenReport", "Flattener", "ProgressCallback", "SymbolOutcome"]
+
 log = logging.getLogger(__name__)
 
 MAX_RETRIES_PER_SYMBOL = 3
 CLOSE_ALL_ATTEMPTS = 3
-CLOSE_ALL_BACKOFF_S = 0.2
+CLOSE_ALL_BACKOFF_S = 0.1
 CLOSE_ALL_BACKOFF_CAP_S = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class FlattenProgress:
-    phase: str
-    """``closing``, ``confirming``, ``retrying`` or ``done``."""
-    total: int
-    done: int
-    elapsed_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class SymbolOutcome:
-    symbol: str
-    qty_before: Decimal
-    status: str
-    """``closed``, ``queued`` (market closed: fills at the open), ``failed`` or ``open``."""
-    qty_left: Decimal = ZERO
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class FlattenReport:
-    actor: str
-    started_at: datetime
-    flat: bool
-    elapsed_s: float
-    outcomes: list[SymbolOutcome]
-    open_orders_left: int
-    market_open: bool
-    next_open: datetime | None = None
-    joined: bool = False
-    """True when this caller joined a flatten that was already running."""
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def leftovers(self) -> list[SymbolOutcome]:
-        return [o for o in self.outcomes if o.status != "closed"]
-
-
-ProgressCallback = Callable[[FlattenProgress], Awaitable[None]]
+ASK_AGAIN_S = 0.05
+"""First wait before asking the broker again (doubles up to ``confirm_interval_s``)."""
 
 
 class Flattener:
@@ -92,6 +67,7 @@ class Flattener:
         state: TradingStateController,
         market: MarketHours,
         clock: Clock,
+        bus: EventBus,
         deadline_s: float,
         confirm_interval_s: float = 1.0,
         marks: MarkStore | None = None,
@@ -102,6 +78,7 @@ class Flattener:
         self._state = state
         self._market = market
         self._clock = clock
+        self._bus = bus
         self._deadline_s = deadline_s
         self._confirm_interval_s = confirm_interval_s
         self._marks = marks
@@ -197,6 +174,33 @@ class Flattener:
         total = len(before)
         market_open = self._market.is_open(self._clock.now())
         await self._emit("closing", total, 0, started)
+        closes = Closes(before)
+        unsubscribe = self._bus.subscribe(FillReceived, closes.on_fill)
+        try:
+            refused = await self._close_everything(notes)
+            if not market_open:
+                return await self._queued_report(actor, started_at, started, before, notes)
+            await self._emit("confirming", total, closes.done, started)
+            result, open_left = await self._confirm_and_retry(
+                before, refused, deadline, started, closes
+            )
+        finally:
+            unsubscribe()
+        flat = all(o.status == "closed" for o in result) and open_left == 0
+        await self._emit("done", total, sum(o.status == "closed" for o in result), started)
+        return FlattenReport(
+            actor=actor,
+            started_at=started_at,
+            flat=flat,
+            elapsed_s=self._clock.monotonic() - started,
+            outcomes=result,
+            open_orders_left=open_left,
+            market_open=True,
+            notes=notes,
+        )
+
+    async def _close_everything(self, notes: list[str]) -> dict[str, str]:
+        """Close-all (cancel-all when it failed); returns the symbols refused, with why."""
         refused: dict[str, str] = {}
         results = await self._close_all(notes)
         if results is None:
@@ -209,27 +213,7 @@ class Flattener:
                 self._execution.track_broker_order(result.order, strategy="flatten")
             if not result.ok:
                 refused[result.symbol] = result.message or f"status {result.status}"
-        if not market_open:
-            return await self._queued_report(actor, started_at, started, before, notes)
-
-        await self._wait_local_flat(before, deadline, started, total)
-        await self._emit("confirming", total, self._done(before), started)
-        outcomes, open_left = await self._confirm_and_retry(
-            before, refused, deadline, started, total
-        )
-        elapsed = self._clock.monotonic() - started
-        flat = all(o.status == "closed" for o in outcomes) and open_left == 0
-        await self._emit("done", total, sum(o.status == "closed" for o in outcomes), started)
-        return FlattenReport(
-            actor=actor,
-            started_at=started_at,
-            flat=flat,
-            elapsed_s=elapsed,
-            outcomes=outcomes,
-            open_orders_left=open_left,
-            market_open=True,
-            notes=notes,
-        )
+        return refused
 
     async def _close_all(self, notes: list[str]) -> list[CloseResult] | None:
         """Cancel every order and close every position in one call; None when it failed.
@@ -256,50 +240,35 @@ class Flattener:
                 break
         return None
 
-    def _done(self, before: dict[str, Decimal]) -> int:
-        return sum(1 for symbol in before if self._portfolio.qty(symbol) == ZERO)
-
-    async def _wait_local_flat(
-        self, before: dict[str, Decimal], deadline: float, started: float, total: int
-    ) -> None:
-        """Watch fills arrive on the trade-update stream until our own book is flat."""
-        done = self._done(before)
-        while done < total and self._clock.monotonic() < deadline:
-            changed = await self._execution.wait_for_change(
-                min(self._confirm_interval_s, max(0.0, deadline - self._clock.monotonic()))
-            )
-            if not changed:
-                return  # the stream went quiet: ask the broker instead of waiting blind
-            now_done = self._done(before)
-            if now_done != done:
-                done = now_done
-                await self._emit("closing", total, done, started)
-
     async def _confirm_and_retry(
         self,
         before: dict[str, Decimal],
         refused: dict[str, str],
         deadline: float,
         started: float,
-        total: int,
+        closes: Closes,
     ) -> tuple[list[SymbolOutcome], int]:
         attempts: dict[str, int] = {}
         errors: dict[str, str] = dict(refused)
+        failures = waits = 0
         while True:
             try:
-                positions = {p.symbol: p.qty for p in await self._broker.get_positions()}
-                open_orders = await self._broker.get_open_orders()
+                positions, open_orders = await self._broker_view()
             except BrokerError as exc:
                 errors["*"] = str(exc)
                 if self._clock.monotonic() >= deadline:
-                    return _outcomes(before, None, errors), -1
-                await asyncio.sleep(min(0.5, max(0.0, deadline - self._clock.monotonic())))
+                    return outcomes(before, None, errors), -1
+                failures += 1
+                pause = backoff_delay(failures, base_s=ASK_AGAIN_S, cap_s=self._wait_cap)
+                await asyncio.sleep(min(pause, self._left(deadline)))
                 continue
-            leftover = {s: q for s, q in positions.items() if q != ZERO}
+            failures = 0
+            leftover = {p.symbol: p.qty for p in positions if p.qty != ZERO}
+            closes.confirmed(leftover)
             if not leftover and not open_orders:
-                return _outcomes(before, leftover, errors), 0
+                return outcomes(before, leftover, errors), 0
             if self._clock.monotonic() >= deadline:
-                return _outcomes(before, leftover, errors), len(open_orders)
+                return outcomes(before, leftover, errors), len(open_orders)
             pending_symbols = {o.symbol for o in open_orders}
             retried = False
             for symbol, qty in leftover.items():
@@ -309,12 +278,37 @@ class Flattener:
                 retried = True
                 await self._retry_symbol(symbol, qty, attempts[symbol], errors)
             if retried:
-                await self._emit("retrying", total, total - len(leftover), started)
+                await self._emit("retrying", closes.total, closes.done, started)
             elif not pending_symbols:
-                return _outcomes(before, leftover, errors), 0
-            await self._execution.wait_for_change(
-                min(self._confirm_interval_s, max(0.0, deadline - self._clock.monotonic()))
-            )
+                return outcomes(before, leftover, errors), 0
+            waits += 1
+            pause = backoff_delay(waits, base_s=ASK_AGAIN_S, cap_s=self._wait_cap)
+            await self._await_closes(closes, min(pause, self._left(deadline)), started)
+
+    async def _broker_view(self) -> tuple[list[Position], list[BrokerOrder]]:
+        positions, orders = await asyncio.gather(
+            self._broker.get_positions(), self._broker.get_open_orders()
+        )
+        return positions, orders
+
+    async def _await_closes(self, closes: Closes, seconds: float, started: float) -> None:
+        """Until every symbol has closed on the stream (then the broker is asked again at
+        once) or ``seconds`` pass; progress is reported as symbols close."""
+        end = self._clock.monotonic() + seconds
+        done = closes.done
+        while not closes.all_closed and (left := end - self._clock.monotonic()) > 0:
+            if not await self._execution.wait_for_change(left):
+                return
+            if closes.done != done:
+                done = closes.done
+                await self._emit("closing", closes.total, done, started)
+
+    @property
+    def _wait_cap(self) -> float:
+        return max(ASK_AGAIN_S, self._confirm_interval_s)
+
+    def _left(self, deadline: float) -> float:
+        return max(0.0, deadline - self._clock.monotonic())
 
     async def _retry_symbol(
         self, symbol: str, qty: Decimal, attempt: int, errors: dict[str, str]
@@ -351,19 +345,7 @@ class Flattener:
         except BrokerError as exc:
             notes.append(f"could not list open orders: {exc}")
             open_orders = []
-        queued = {o.symbol for o in open_orders}
-        outcomes = [
-            SymbolOutcome(
-                symbol,
-                qty,
-                "queued" if symbol in queued else "open",
-                qty_left=qty,
-                detail="market closed: close order queued for the open"
-                if symbol in queued
-                else "market closed: no close order accepted",
-            )
-            for symbol, qty in before.items()
-        ]
+        queued = queued_outcomes(before, {o.symbol for o in open_orders})
         notes.append("market is closed: close orders fill when it opens")
         await self._emit("done", len(before), 0, started)
         return FlattenReport(
@@ -371,28 +353,9 @@ class Flattener:
             started_at=started_at,
             flat=not before,
             elapsed_s=self._clock.monotonic() - started,
-            outcomes=outcomes,
+            outcomes=queued,
             open_orders_left=len(open_orders),
             market_open=False,
             next_open=next_open,
             notes=notes,
         )
-
-
-def _outcomes(
-    before: dict[str, Decimal], leftover: dict[str, Decimal] | None, errors: dict[str, str]
-) -> list[SymbolOutcome]:
-    symbols = sorted(set(before) | set(leftover or {}))
-    outcomes = []
-    for symbol in symbols:
-        qty_before = before.get(symbol, ZERO)
-        if leftover is None:
-            outcomes.append(
-                SymbolOutcome(symbol, qty_before, "failed", qty_before, errors.get("*", ""))
-            )
-        elif symbol in leftover:
-            detail = errors.get(symbol, "still open at the deadline")
-            outcomes.append(SymbolOutcome(symbol, qty_before, "failed", leftover[symbol], detail))
-        else:
-            outcomes.append(SymbolOutcome(symbol, qty_before, "closed"))
-    return outcomes

@@ -1,14 +1,18 @@
 """Flatten benchmark (run by hand, not in CI):
 
-    .venv/bin/python -m tests.bench.flatten [--sizes 10 100 500] [--runs 3] [--naive-max 100]
+    .venv/bin/python -m tests.bench.flatten [--sizes 10 100 500 1000 2000] [--runs 3]
+        [--naive-max 100]
 
 For each book size: N positions, each with an open order against it, on the fake Alpaca
 server with 50 ms latency per request; the real engine in paper mode (alpaca-py client, our
 trade-update stream, the real 190-requests-a-minute budget). It times `flatten` from the
 command reaching the command service to the broker confirming flat, and counts broker
 requests. Then the same with 10% of requests failing (HTTP 500) and the trade-update stream
-dropped mid-flatten. The baseline is a naive loop through the same adapter: cancel each open
-order, close each position one by one, poll until flat.
+dropped mid-flatten. The floor, measured in the same run on a fresh book of the same size, is
+what the broker itself needs: close-all, positions and open-orders requests sent one after the
+other through raw alpaca-py at the same latency. The ratio is ours over the floor. The naive
+baseline is a loop through the same adapter: cancel each open order, close each position one
+by one, poll until flat.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import QueryOrderStatus
+from alpaca.trading.requests import GetOrdersRequest
 
 import engine.app
 from config import load_settings
@@ -52,13 +60,7 @@ async def with_book(size: int, body: Any, *, errors: bool = False) -> Result:
     ``body(app, fake)`` timed."""
     clock = ShiftedClock(OPEN)
     exchange = build_exchange(clock=clock, starting_cash=Decimal(100_000_000))
-    for i in range(size):
-        symbol = f"S{i:03d}"
-        exchange.on_price(symbol, Decimal(100 + i % 50), clock.now())
-        exchange.submit(symbol, Side.BUY, Decimal(10))
-        exchange.submit(
-            symbol, Side.SELL, Decimal(10), OrderType.LIMIT, TimeInForce.GTC, Decimal(10_000)
-        )
+    fill_book(exchange, clock, size)
     async with FakeAlpaca(clock=clock, exchange=exchange) as fake:
         with tempfile.TemporaryDirectory() as tmp:
             settings = load_settings(
@@ -71,7 +73,7 @@ async def with_book(size: int, body: Any, *, errors: bool = False) -> Result:
                     "data_url": fake.data_url,
                     "data_stream_url": fake.data_stream_url,
                 },
-                strategy={"symbols": ["S000"]},
+                strategy={"symbols": ["S0000"]},
                 storage={"data_dir": Path(tmp)},
             )
 
@@ -97,6 +99,34 @@ async def with_book(size: int, body: Any, *, errors: bool = False) -> Result:
                 fake.knobs.latency_ms = 0
                 await app.stop()
     return Result(seconds, requests, flat)
+
+
+async def broker_floor(size: int) -> float:
+    """Close-all, positions and open orders through raw alpaca-py on a fresh book of ``size``
+    at the same latency: what a flatten cannot go below."""
+    clock = ShiftedClock(OPEN)
+    exchange = build_exchange(clock=clock, starting_cash=Decimal(100_000_000))
+    fill_book(exchange, clock, size)
+    async with FakeAlpaca(clock=clock, exchange=exchange) as fake:
+        client = TradingClient(fake.key_id, fake.secret_key, url_override=fake.base_url)
+        fake.knobs.latency_ms = LATENCY_MS
+        started = time.perf_counter()
+        await asyncio.to_thread(client.close_all_positions, cancel_orders=True)
+        await asyncio.to_thread(client.get_all_positions)
+        await asyncio.to_thread(
+            client.get_orders, GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500)
+        )
+        return time.perf_counter() - started
+
+
+def fill_book(exchange: Any, clock: ShiftedClock, size: int) -> None:
+    for i in range(size):
+        symbol = f"S{i:04d}"
+        exchange.on_price(symbol, Decimal(100 + i % 50), clock.now())
+        exchange.submit(symbol, Side.BUY, Decimal(10))
+        exchange.submit(
+            symbol, Side.SELL, Decimal(10), OrderType.LIMIT, TimeInForce.GTC, Decimal(10_000)
+        )
 
 
 async def fast_path(app: EngineApp, fake: FakeAlpaca) -> bool:
@@ -132,33 +162,47 @@ async def naive_loop(app: EngineApp, fake: FakeAlpaca) -> bool:
     return False
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
 def summary(results: list[Result]) -> str:
     seconds = [r.seconds for r in results]
     requests = statistics.median(r.requests for r in results)
     flat = "yes" if all(r.flat for r in results) else "NO"
-    return f"{statistics.median(seconds):.2f} s | {max(seconds):.2f} s | {requests:.0f} | {flat}"
+    return f"{median(seconds):.2f} s | {max(seconds):.2f} s | {requests:.0f} | {flat}"
 
 
 async def main_async(sizes: list[int], runs: int, naive_max: int) -> None:
     print(f"fake Alpaca at {LATENCY_MS} ms per request; {runs} runs per row (median, max)")
-    print("| book | path | median | max | broker requests | flat |")
-    print("|---|---|---|---|---|---|")
+    print("| book | path | median | max | broker requests | flat | vs floor |")
+    print("|---|---|---|---|---|---|---|")
     for size in sizes:
+        floor = median([await broker_floor(size) for _ in range(runs)])
+        print(
+            f"| {size} | floor: raw alpaca-py close-all + positions + orders | {floor:.2f} s "
+            "| | 3 | | 1.0x |"
+        )
         fast = [await with_book(size, fast_path) for _ in range(runs)]
-        print(f"| {size} | flatten | {summary(fast)} |")
+        clean = median([r.seconds for r in fast])
+        print(f"| {size} | flatten | {summary(fast)} | {clean / floor:.1f}x |")
         rough = [
             await with_book(size, fast_path_with_stream_drop, errors=True) for _ in range(runs)
         ]
-        print(f"| {size} | flatten, 10% errors + stream drop | {summary(rough)} |")
+        extra = median([r.seconds for r in rough]) - clean
+        print(
+            f"| {size} | flatten, 10% errors + stream drop | {summary(rough)} "
+            f"| +{extra:.2f} s over clean |"
+        )
         if size <= naive_max:
             naive = [await with_book(size, naive_loop) for _ in range(1)]
-            ratio = naive[0].seconds / statistics.median(r.seconds for r in fast)
-            print(f"| {size} | naive loop (1 run) | {summary(naive)} | ratio {ratio:.0f}x |")
+            ratio = naive[0].seconds / clean
+            print(f"| {size} | naive loop (1 run) | {summary(naive)} | {ratio:.0f}x ours |")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 500])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 500, 1000, 2000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument(
         "--naive-max", type=int, default=100, help="largest book to run the naive loop on"

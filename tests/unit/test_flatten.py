@@ -29,6 +29,7 @@ def flattener(p: ExecParts, *, deadline_s: float = 3.0, interval_s: float = 0.05
         state=p.state,
         market=p.market,
         clock=p.clock,
+        bus=p.bus,
         deadline_s=deadline_s,
         confirm_interval_s=interval_s,
     )
@@ -308,7 +309,7 @@ async def test_flatten_when_close_order_never_completes_then_reported_open_at_de
         await p.close()
 
 
-async def test_flatten_when_fills_trail_acknowledgements_then_broker_checked_once(
+async def test_flatten_when_fills_trail_close_all_then_broker_asked_at_once_and_when_stream_flat(
     tmp_path: Path,
 ) -> None:
     p = await build_execution(tmp_path, max_fill="6")
@@ -324,11 +325,13 @@ async def test_flatten_when_fills_trail_acknowledgements_then_broker_checked_onc
             p.price("AAPL", 100)
 
         printer = asyncio.get_running_loop().create_task(next_print_when_partly_closed())
-        report = await flattener(p, interval_s=1.0).flatten("trader")
+        report = await flattener(p, interval_s=30.0).flatten("trader")
         await printer
 
         assert report.flat
-        # The stream reported every fill: one broker check confirms, as the design says.
-        assert p.broker.position_checks == 1
+        assert report.elapsed_s < 5  # not the 30 s wait: the stream said every symbol closed
+        # Asked once as soon as close-all answered (4 left), once more when the stream
+        # reported the last fill.
+        assert p.broker.position_checks == 2
     finally:
         await p.close()

@@ -45,6 +45,7 @@ def flattener(p: ExecParts, marks: RecordingMarks) -> Flattener:
         state=p.state,
         market=p.market,
         clock=p.clock,
+        bus=p.bus,
         deadline_s=3.0,
         confirm_interval_s=0.05,
         marks=marks,
