@@ -37,7 +37,7 @@ from engine.errors import DomainError
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.trading", "cogs.control", "cogs.help")
+EXTENSIONS = ("cogs.trading", "cogs.control", "cogs.help", "cogs.backtest")
 
 UNEXPECTED = "Something went wrong; it is logged."
 

@@ -61,6 +61,12 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("trades", Access.READ, (_line("today's fills, newest first"),)),
     Command(
+        "backtest",
+        Access.READ,
+        (_line("what a strategy would have done over the last days", "<strategy> [days]"),),
+        usage="<strategy> [days]",
+    ),
+    Command(
         "audit",
         Access.CONTROL,
         (_line(f"the last n commands ({DEFAULT_AUDIT_ROWS}): who, when, what, result", "[n]"),),

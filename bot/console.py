@@ -14,11 +14,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TextIO
 
-from bot import catalog, charts, reports, text
+from bot import backtest_render, catalog, charts, reports, text
 from bot.alerts import AlertRouter, ConsoleTransport
 from bot.jobs import TradingJobs
 from bot.web import WebServer
 from engine.app import EngineApp
+from engine.backtest.service import BacktestService
 from engine.clock import SystemClock, trading_day
 from engine.commands import PnLReport
 from engine.errors import DomainError
@@ -41,6 +42,7 @@ class Console:
     def __init__(self, app: EngineApp, out: TextIO) -> None:
         self._app = app
         self._out = out
+        self._backtests = BacktestService(app.settings)
         self._commands: dict[str, Callable[[list[str]], Awaitable[bool]]] = {
             "status": self._status,
             "positions": self._positions,
@@ -48,6 +50,7 @@ class Console:
             "pnl": self._pnl,
             "trades": self._trades,
             "audit": self._audit,
+            "backtest": self._backtest,
             "halt": self._halt,
             "resume": self._resume,
             "flatten": self._flatten,
@@ -126,6 +129,22 @@ class Console:
             raise DomainError("Usage: !audit [n]")
         rows = await self._app.commands.audit(ACTOR, int(args[0]) if args else None)
         self.print(text.render_audit(rows))
+        return True
+
+    async def _backtest(self, args: list[str]) -> bool:
+        if not 1 <= len(args) <= 2 or (len(args) == 2 and not args[1].isdigit()):
+            raise DomainError("Usage: !backtest <strategy> [days]")
+        strategy, days = args[0], int(args[1]) if len(args) == 2 else 5
+        shown = -1
+
+        async def progress(done: float) -> None:
+            nonlocal shown
+            if int(done * 4) > shown:  # a terminal gets a line a quarter
+                shown = int(done * 4)
+                self.print(backtest_render.progress_text(strategy, days, done))
+
+        outcome = await self._backtests.run(ACTOR, strategy, days, progress)
+        self.print(backtest_render.console_text(outcome))
         return True
 
     async def _halt(self, args: list[str]) -> bool:
