@@ -163,6 +163,14 @@ class Console:
     async def _flatten(self, args: list[str]) -> bool:
         if args and args != ["now"]:
             raise DomainError("Usage: !flatten [now]")
+        preview = await self._app.commands.flatten_preview(ACTOR, audit=False)
+        if preview.nothing_to_flatten:  # as the cog: recorded as ignored, nothing runs
+            await self._app.commands.record_refused(
+                ACTOR, "flatten", " ".join(args), f"ignored: {text.NOTHING_TO_FLATTEN}"
+            )
+            log.info("ignored flatten by %s: nothing open", ACTOR)
+            self.print(text.NOTHING_TO_FLATTEN)
+            return True
 
         last = ""
 

@@ -29,13 +29,15 @@ def test_console_when_issue_script_piped_then_flat_book_and_exit_zero(tmp_path: 
         "--console",
         "--data-dir",
         str(tmp_path),
-        stdin="!status\n!positions\n!flatten\n!status\n!quit\n",
+        stdin="!status\n!positions\n!flatten\n!flatten now\n!status\n!quit\n",
     )
 
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "✅ Flat in" in out
-    assert out.count("Flatten: no positions") <= 1  # each progress step printed once
+    # Nothing open at the first minute: both say so and nothing runs (as on Discord).
+    assert out.splitlines().count("Nothing to flatten: no positions and no open orders.") == 2
+    assert "Flat in" not in out
+    assert "REDUCING" not in out
     # Alerts are delivered asynchronously and may follow it: find the last status block.
     final_status = out.rsplit("🟢 ACTIVE (by ", 1)[1]
     assert "0 positions · 0 open orders" in final_status
