@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import text
 from tests.support.console_proc import ConsoleProcess
 
 pytestmark = pytest.mark.slow
@@ -24,10 +25,14 @@ async def test_console_when_paper_on_standalone_fake_then_trades_flattens_and_ha
     )
     console = await ConsoleProcess.start(tmp_path / "data", {**fake_env, **_no_sim()})
     await console.read_until(lambda s: s.startswith("Trading console (paper)"))
-    await console.read_until(lambda s: "✅ Bought" in s, within=60)  # the strategy trades
-
-    await console.send("!flatten")
-    flat = await console.read_until(lambda s: "Flat in" in s or "Not flat" in s)
+    for _ in range(10):  # the golden cross at 1200x may be flat again by the time we ask
+        await console.read_until(lambda s: "✅ Bought" in s, within=60)  # the strategy trades
+        await console.send("!flatten")
+        flat = await console.read_until(
+            lambda s: "Flat in" in s or "Not flat" in s or s == text.NOTHING_TO_FLATTEN
+        )
+        if flat != text.NOTHING_TO_FLATTEN:
+            break
     await console.send("!positions")
     await console.read_until(lambda s: s == "No open positions." or " @ " in s)
     await console.send("!halt standalone check")

@@ -68,15 +68,23 @@ class ConsoleProcess:
     async def read_until(self, predicate: Callable[[str], bool], within: float = 30.0) -> str:
         """Read stdout lines until one matches; returns it."""
         assert self.proc.stdout is not None
-        async with asyncio.timeout(within):
-            while True:
-                raw = await self.proc.stdout.readline()
-                if not raw:
-                    raise AssertionError("console exited early:\n" + "\n".join(self.lines[-30:]))
-                line = raw.decode().rstrip("\n")
-                self.lines.append(line)
-                if predicate(line):
-                    return line
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    raw = await self.proc.stdout.readline()
+                    if not raw:
+                        raise AssertionError(
+                            "console exited early:\n" + "\n".join(self.lines[-30:])
+                        )
+                    line = raw.decode().rstrip("\n")
+                    self.lines.append(line)
+                    if predicate(line):
+                        return line
+        except TimeoutError:
+            raise AssertionError(
+                f"no matching line within {within} s; the last ones:\n"
+                + "\n".join(self.lines[-30:])
+            ) from None
 
     async def poll_status_until(self, needle: str, within: float = 30.0) -> None:
         """Send !status until its output contains ``needle``."""
