@@ -1,0 +1,89 @@
+"""``python -m tests.chaos [--kills N] [--seed S] [--only SCENARIO ...]``"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tests.chaos.scenarios import Result, random_kills
+
+SCENARIOS = ("kills",)
+
+
+def parser() -> argparse.ArgumentParser:
+    cli = argparse.ArgumentParser(
+        prog="python -m tests.chaos",
+        description="Issue 11's chaos suite: real faults against real processes, one row each.",
+    )
+    cli.add_argument("--kills", type=int, default=30, help="random SIGKILLs while trading")
+    cli.add_argument("--seed", type=int, default=None, help="seed for the random delays")
+    cli.add_argument(
+        "--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS), help="scenarios to run"
+    )
+    cli.add_argument("--keep", type=Path, default=None, help="work in this dir and keep it")
+    return cli
+
+
+HEADER = ("scenario", "runs", "duplicates", "lost fills", "phantom fills", "cash diff", "time")
+
+
+def row(r: Result) -> tuple[str, ...]:
+    t = r.tally
+    return (
+        r.scenario,
+        str(r.runs),
+        str(t.duplicates),
+        str(t.lost),
+        str(t.phantom),
+        f"${t.cash_diff:.2f}",
+        r.timing,
+        "pass" if r.passed else "FAIL",
+    )
+
+
+def table(results: Sequence[Result]) -> str:
+    lines = ["| " + " | ".join((*HEADER, "result")) + " |", "|" + "---|" * (len(HEADER) + 1)]
+    lines += ["| " + " | ".join(row(r)) + " |" for r in results]
+    return "\n".join(lines)
+
+
+async def run(args: argparse.Namespace, work: Path) -> list[Result]:
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    print(f"chaos: seed {seed}, work dir {work}", flush=True)
+    rng = random.Random(seed)
+    results: list[Result] = []
+    for name in args.only:
+        began = time.monotonic()
+        if name == "kills":
+            result = await random_kills(args.kills, rng, work)
+        print(
+            f"  {result.scenario}: {'pass' if result.passed else 'FAIL'} in "
+            f"{time.monotonic() - began:.0f} s; {result.detail}",
+            flush=True,
+        )
+        for problem in [*result.checks, *result.tally.notes[:10]]:
+            print(f"    - {problem}", flush=True)
+        results.append(result)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        results = asyncio.run(run(args, args.keep))
+    else:
+        with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
+            results = asyncio.run(run(args, Path(tmp)))
+    print(table(results), flush=True)
+    return 0 if all(r.passed for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
