@@ -17,6 +17,7 @@ Rules (the same as the module doc of ``engine.sim.exchange`` states for the whol
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -55,6 +56,15 @@ class SimAccount:
         self._next_roll = datetime.min.replace(tzinfo=UTC)
         self.daytrades: list[date] = []
         self.opened: dict[str, date] = {}
+        self._unsaved_quotes: set[str] = set()
+        """Symbols whose quote changed since the last save."""
+        self._unsaved_symbols: set[str] = set()
+        """Symbols whose position or opening day changed since the last save."""
+
+    def set_quote(self, symbol: str, price: Decimal, ts: datetime) -> None:
+        """A trade price seen at ``ts`` (saved with the next save)."""
+        self.quotes[symbol] = Quote(price, ts)
+        self._unsaved_quotes.add(symbol)
 
     # -- executions -------------------------------------------------------------------------
 
@@ -69,6 +79,7 @@ class SimAccount:
         """Book one execution of ``order`` (before the order record counts it); returns the
         symbol's signed position after it."""
         self.cash -= order.side.sign * settlement(qty, price) + commission
+        self._unsaved_symbols.add(order.symbol)
         held = self.positions.get(order.symbol)
         old_qty = held.qty if held is not None else ZERO
         old_avg = held.avg_entry_price if held is not None else ZERO
@@ -188,6 +199,35 @@ class SimAccount:
     # -- persistence ------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
+        """The whole account (``engine.sim.store`` writes it when it compacts)."""
+        return self._json(self.positions, self.quotes, self.opened, closed=[])
+
+    def delta_json(self) -> dict[str, Any]:
+        """The account as ``to_json`` shapes it, but only the positions, quotes and opening
+        days that changed since the last ``saved()``; ``closed`` lists the positions gone
+        since. ``engine.sim.store`` lays deltas over the last full state."""
+        changed = self._unsaved_symbols
+        return self._json(
+            {s: self.positions[s] for s in changed if s in self.positions},
+            {s: self.quotes[s] for s in self._unsaved_quotes},
+            {s: self.opened[s] for s in changed if s in self.opened},
+            closed=sorted(s for s in changed if s not in self.positions),
+        )
+
+    def saved(self) -> None:
+        """What ``delta_json`` returned is on disk."""
+        self._unsaved_quotes.clear()
+        self._unsaved_symbols.clear()
+
+    def _json(
+        self,
+        positions: dict[str, Position],
+        quotes: dict[str, Quote],
+        opened: dict[str, date],
+        *,
+        closed: list[str],
+    ) -> dict[str, Any]:
+        stamps: dict[datetime, str] = {}  # a minute's quotes share their time: one isoformat
         return {
             "starting_cash": str(self.starting_cash),
             "cash": str(self.cash),
@@ -195,17 +235,23 @@ class SimAccount:
             "equity_close": self.equity_close.isoformat(),
             "positions": [
                 {"symbol": p.symbol, "qty": str(p.qty), "avg_entry_price": str(p.avg_entry_price)}
-                for p in self.positions.values()
+                for p in positions.values()
             ],
+            "closed": closed,
             "quotes": {
-                s: {"price": str(q.price), "ts": q.ts.isoformat()} for s, q in self.quotes.items()
+                s: {
+                    "price": str(q.price),
+                    "ts": stamps.get(q.ts) or stamps.setdefault(q.ts, q.ts.isoformat()),
+                }
+                for s, q in quotes.items()
             },
-            "daytrades": [day.isoformat() for day in self.daytrades],
-            "opened": {s: day.isoformat() for s, day in self.opened.items()},
+            "daytrades": {d.isoformat(): n for d, n in Counter(self.daytrades).items()},
+            "opened": {s: day.isoformat() for s, day in opened.items()},
         }
 
     def load_json(self, state: dict[str, Any]) -> None:
-        """Restore what ``to_json`` wrote; raises KeyError/ValueError/TypeError when damaged."""
+        """Restore what ``to_json`` wrote; raises KeyError/ValueError/TypeError when damaged.
+        Day trades are ``{day: count}`` (a list of days in files before version 3)."""
         self.starting_cash = Decimal(state["starting_cash"])
         self.cash = Decimal(state["cash"])
         self.last_equity = Decimal(state["last_equity"])
@@ -217,5 +263,11 @@ class SimAccount:
         self.quotes = {
             s: Quote(Decimal(q["price"]), parse_utc(q["ts"])) for s, q in state["quotes"].items()
         }
-        self.daytrades = [date.fromisoformat(d) for d in state["daytrades"]]
+        daytrades = state["daytrades"]
+        if isinstance(daytrades, dict):
+            days = [date.fromisoformat(d) for d, n in daytrades.items() for _ in range(int(n))]
+        else:
+            days = [date.fromisoformat(d) for d in daytrades]
+        self.daytrades = sorted(days)
         self.opened = {s: date.fromisoformat(d) for s, d in state["opened"].items()}
+        self.saved()

@@ -32,12 +32,12 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from engine.calendar import MarketCalendar
-from engine.clock import Clock
+from engine.clock import Clock, TradingDays
 from engine.domain import (
     ZERO,
     Account,
@@ -46,10 +46,11 @@ from engine.domain import (
     Position,
     Side,
     TimeInForce,
+    TradingSession,
     ensure_utc,
 )
 from engine.errors import BrokerRejected, OrderNotFound
-from engine.sim.account import Quote, SimAccount
+from engine.sim.account import SimAccount
 from engine.sim.intake import new_order
 from engine.sim.ledger import OrderLedger
 from engine.sim.models import (
@@ -69,6 +70,9 @@ from engine.sim.store import SimStateStore
 log = logging.getLogger(__name__)
 
 Listener = Callable[[TradeUpdateRecord], None]
+
+MINUTE = timedelta(minutes=1)
+FOREVER = datetime.max.replace(tzinfo=UTC)
 
 
 class SimExchange:
@@ -101,9 +105,18 @@ class SimExchange:
         self._account = SimAccount(starting_cash, calendar, now)
         self._ledger = OrderLedger(None if state_path is None else SimStateStore(state_path))
         self._last_ts = now
+        self._next_minute = now.replace(second=0, microsecond=0) + MINUTE
+        """The start of the minute after ``_last_ts``: prices are saved when time reaches it."""
+        self._next_expiry = FOREVER
+        """No open order expires before this (an order closed since may make it early)."""
+        self._days = TradingDays()
+        self._session_day: date | None = None
+        self._session: TradingSession | None = None
         saved_at = self._ledger.load(self._account)
         if saved_at is not None:
             self._last_ts = max(now, saved_at)
+            self._next_minute = self._last_ts.replace(second=0, microsecond=0) + MINUTE
+            self._next_expiry = datetime.min.replace(tzinfo=UTC)  # the first call looks
         else:
             self._dirty = True
             self._commit()
@@ -210,19 +223,25 @@ class SimExchange:
     # -- market data ------------------------------------------------------------------------
 
     def on_price(self, symbol: str, price: Decimal, ts: datetime) -> None:
-        """A trade at ``price``: expire what is due, then match the symbol's open orders."""
+        """A trade at ``price``: expire what is due, then match the symbol's open orders.
+
+        The hot path of a replay (once per bar): a symbol with no open order costs a quote
+        and the time check, no context manager, no list, no save unless the minute ended."""
         if not price.is_finite() or price <= ZERO:
             raise ValueError(f"{symbol}: price must be positive, got {price}")
         symbol = symbol.upper()
-        with self._step(ts) as now:
-            self._account.quotes[symbol] = Quote(price, now)
+        now = self._advance(ts)
+        try:
+            self._account.set_quote(symbol, price, now)
             self._prices_unsaved = True
-            if not self._calendar.is_open(now):
-                return
-            for order in list(self._ledger.open_for(symbol)):
-                order = self._ledger.orders[order.id]  # an earlier match may have changed it
-                if order.is_open:
-                    self._match(order, price, now)
+            if self._ledger.has_open(symbol) and self._is_open(now):
+                for order in list(self._ledger.open_for(symbol)):
+                    order = self._ledger.orders[order.id]  # an earlier match may change it
+                    if order.is_open:
+                        self._match(order, price, now)
+        finally:
+            if self._dirty or self._pending:
+                self._commit()
 
     def on_bar(self, bar: Bar) -> None:
         """A bar is a price update at its close."""
@@ -345,31 +364,55 @@ class SimExchange:
             self._commit()
 
     def _advance(self, ts: datetime | None) -> datetime:
-        now = ensure_utc(self._clock.now())
+        now = self._clock.now()
+        if now.tzinfo is not UTC:
+            now = ensure_utc(now)
         if ts is not None:
-            now = max(now, ensure_utc(ts))
-        now = max(now, self._last_ts)
-        if self._prices_unsaved and now.replace(second=0, microsecond=0) > self._last_ts:
+            if ts.tzinfo is not UTC:
+                ts = ensure_utc(ts)
+            if ts > now:
+                now = ts
+        if now < self._last_ts:
+            now = self._last_ts
+        elif now >= self._next_minute:
             # Every price of the previous minute is in: save them before time moves on.
-            self._save()
+            if self._prices_unsaved:
+                self._save()
+            self._next_minute = now.replace(second=0, microsecond=0) + MINUTE
         self._last_ts = now
-        self._expire(now)
+        if now >= self._next_expiry:
+            self._expire(now)
         if self._account.roll_equity(now):
             self._dirty = True
         return now
 
     def _expire(self, now: datetime) -> None:
+        """Expire the open orders due at ``now``; then note when the next one is due."""
         for order in list(self._ledger.open_orders()):
             if order.expires_at is not None and order.expires_at <= now:
                 at = order.expires_at
                 expired = replace(order, status=EXPIRED, expired_at=at, updated_at=at)
                 self._update(expired, "expired", at)
+        self._next_expiry = min(
+            (o.expires_at for o in self._ledger.open_orders() if o.expires_at is not None),
+            default=FOREVER,
+        )
+
+    def _is_open(self, now: datetime) -> bool:
+        """``calendar.is_open(now)``, the session looked up once per trading day."""
+        day = self._days.of(now)
+        if day != self._session_day:
+            self._session_day, self._session = day, self._calendar.session(day)
+        session = self._session
+        return session is not None and session.open <= now < session.close
 
     # -- state, events, persistence ---------------------------------------------------------
 
     def _update(self, order: OrderRecord, event: str, ts: datetime) -> None:
         """A new version of ``order`` and the trade update that reports it."""
         self._ledger.put(order)
+        if order.is_open and order.expires_at is not None and order.expires_at < self._next_expiry:
+            self._next_expiry = order.expires_at
         self._dirty = True
         self._emit(TradeUpdateRecord(event=event, order=order, timestamp=ts))
 

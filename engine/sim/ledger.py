@@ -88,6 +88,9 @@ class OrderLedger:
         """The symbol's open orders, oldest first. Take a ``list`` of it before changing them."""
         return (self.orders[oid] for oid in self._open_by_symbol.get(symbol, ()))
 
+    def has_open(self, symbol: str) -> bool:
+        return symbol in self._open_by_symbol
+
     def open_qty(self, symbol: str, side: Side) -> Decimal:
         """What the symbol's open orders on ``side`` still have to fill."""
         return sum((o.remaining_qty for o in self.open_for(symbol) if o.side is side), ZERO)
@@ -97,23 +100,25 @@ class OrderLedger:
         return None if oid is None else self.orders[oid]
 
     def save(self, account: SimAccount, last_ts: datetime) -> None:
-        """Append what changed since the last save (or compact the file when it is due)."""
+        """Append what changed since the last save (or write the whole state when the file
+        is new or due for compaction). Nothing is marked saved unless the write succeeded."""
         store = self._store
         if store is None:
             return
-        state = account.to_json() | {"last_ts": last_ts.isoformat()}
+        stamp = {"last_ts": last_ts.isoformat()}
         if store.needs_compaction:
             store.compact(
-                state,
+                account.to_json() | stamp,
                 [record_to_json(o) for o in self.orders.values()],
                 [record_to_json(e) for e in self.executions],
             )
         else:
             store.append(
-                state,
+                account.delta_json() | stamp,
                 [record_to_json(self.orders[oid]) for oid in self._changed],
                 [record_to_json(e) for e in self.executions[self._saved_executions :]],
             )
+        account.saved()
         self._changed.clear()
         self._saved_executions = len(self.executions)
 

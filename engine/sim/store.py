@@ -1,11 +1,15 @@
 """Crash-safe persistence for the simulator: an append-only file of JSON lines.
 
-Each commit appends ONE line holding the (small) account snapshot plus the orders that
-changed and the executions that are new, so the cost of a commit does not grow with the
-order history. Reading replays the lines: the last account snapshot wins, the last version
-of each order wins, executions accumulate. A process killed mid-append leaves a torn last
-line, which is dropped: the state is then exactly that of the previous commit. Every
-``compact_every`` commits the file is rewritten as a single line (temp file + ``os.replace``).
+The first line holds the whole state. Each commit then appends ONE line holding what changed
+since the line before: the account's scalars (cash, equity, day trades per day: small) with
+only the positions, last quotes and opening days that changed, the orders that changed and
+the executions that are new. The cost of a commit follows what changed, not the number of
+symbols or the order history. Reading replays the lines: each account delta is laid over the
+state so far, the last version of each order wins, executions accumulate. A process killed
+mid-append leaves a torn last line, which is dropped (and cut from the file, so the next
+append starts a clean line): the state is then exactly that of the previous commit. Every
+``compact_every`` commits the file is rewritten as a single full line (temp file +
+``os.replace``). Files written before version 3 (a full account on every line) still load.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 2
+STATE_VERSION = 3
+READABLE_VERSIONS = frozenset({2, 3})
 
 
 @dataclass
@@ -42,32 +47,41 @@ class SimStateStore:
         file is damaged anywhere but in its last line."""
         if not self.path.exists():
             return None
-        lines = self.path.read_bytes().split(b"\n")
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
         if lines and lines[-1] == b"":
             lines.pop()
         state: StoredState | None = None
+        account = _Account()
+        good = 0  # bytes of the file up to the end of the last line read
         for number, raw in enumerate(lines, 1):
             try:
                 entry = json.loads(raw)
-                if not isinstance(entry, dict) or entry.get("v") != STATE_VERSION:
-                    raise ValueError(
-                        f"version {entry.get('v') if isinstance(entry, dict) else '?'}"
-                    )
-                account = entry["account"]
+                version = entry.get("v") if isinstance(entry, dict) else "?"
+                if version not in READABLE_VERSIONS:
+                    raise ValueError(f"version {version}")
+                account.apply(entry["account"], full=version == 2 or entry["full"])
                 orders = entry["orders"]
                 executions = entry["executions"]
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 if number == len(lines) and number > 1:
                     log.warning("dropping a torn last line in %s (a crash mid-write)", self.path)
+                    self._cut(good)
+                    lines.pop()
                     break
                 raise ValueError(f"simulator state {self.path} line {number}: {exc}") from exc
+            good += len(raw) + 1
             if state is None:
-                state = StoredState(account=account)
-            state.account = account
+                state = StoredState(account={})
             for order in orders:
                 state.orders[order["id"]] = order
             for execution in executions:
                 state.executions[execution["id"]] = execution
+        if state is not None:
+            state.account = account.state()
+            if not data.endswith(b"\n") and good > len(data):  # whole, only the newline lost
+                with self.path.open("ab") as f:
+                    f.write(b"\n")
         self._lines = len(lines)
         return state
 
@@ -77,14 +91,20 @@ class SimStateStore:
         orders: list[dict[str, Any]],
         executions: list[dict[str, Any]],
     ) -> None:
+        """One commit: ``account`` is a delta (``SimAccount.delta_json``)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("ab") as f:
-            f.write(_line(account, orders, executions))
+            f.write(_line(account, orders, executions, full=False))
         self._lines += 1
+
+    def _cut(self, size: int) -> None:
+        with self.path.open("r+b") as f:
+            f.truncate(size)
 
     @property
     def needs_compaction(self) -> bool:
-        return self._lines >= self._compact_every
+        """A full line is due: the file is new (or empty), or has grown long."""
+        return self._lines == 0 or self._lines >= self._compact_every
 
     def compact(
         self,
@@ -92,15 +112,64 @@ class SimStateStore:
         orders: list[dict[str, Any]],
         executions: list[dict[str, Any]],
     ) -> None:
-        """Rewrite the whole state as one line, atomically."""
+        """Rewrite the whole state as one line, atomically: ``account`` is the whole account
+        (``SimAccount.to_json``)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         temp = self.path.with_name(f".{self.path.name}.tmp")
-        temp.write_bytes(_line(account, orders, executions))
+        temp.write_bytes(_line(account, orders, executions, full=True))
         os.replace(temp, self.path)
         self._lines = 1
 
 
 def _line(
-    account: dict[str, Any], orders: list[dict[str, Any]], executions: list[dict[str, Any]]
+    account: dict[str, Any],
+    orders: list[dict[str, Any]],
+    executions: list[dict[str, Any]],
+    *,
+    full: bool,
 ) -> bytes:
-    entry = {"v": STATE_VERSION, "account": account, "orders": orders, "executions": executions}
+    entry = {
+        "v": STATE_VERSION,
+        "full": full,
+        "account": account,
+        "orders": orders,
+        "executions": executions,
+    }
     return json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+
+
+class _Account:
+    """The account as the lines so far make it: a full line replaces it, a delta is laid
+    over it (positions, quotes and opening days by symbol; the rest replaced)."""
+
+    def __init__(self) -> None:
+        self.scalars: dict[str, Any] = {}
+        self.positions: dict[str, dict[str, Any]] = {}
+        self.quotes: dict[str, Any] = {}
+        self.opened: dict[str, Any] = {}
+
+    def apply(self, account: dict[str, Any], *, full: bool) -> None:
+        """Lay one line's account over the state; nothing changes when it is damaged."""
+        if not isinstance(account, dict):
+            raise TypeError("account is not an object")
+        closed = list(account.get("closed", ()))
+        positions = {p["symbol"]: p for p in account["positions"]}
+        quotes, opened = dict(account["quotes"]), dict(account["opened"])
+        skip = ("positions", "quotes", "opened", "closed")
+        scalars = {k: v for k, v in account.items() if k not in skip}
+        if full:
+            self.positions, self.quotes, self.opened = {}, {}, {}
+        for symbol in closed:
+            self.positions.pop(symbol, None)
+        self.positions.update(positions)
+        self.quotes.update(quotes)
+        self.opened.update(opened)
+        self.scalars = scalars
+
+    def state(self) -> dict[str, Any]:
+        """In ``SimAccount.to_json``'s shape."""
+        return self.scalars | {
+            "positions": list(self.positions.values()),
+            "quotes": self.quotes,
+            "opened": self.opened,
+        }

@@ -659,7 +659,7 @@ def test_restart_when_state_file_exists_then_account_orders_and_ids_survive(
     assert second.executions_since(OPEN_TS) == first.executions_since(OPEN_TS)
     with pytest.raises(DuplicateClientOrderId):
         second.submit("AAPL", Side.BUY, D(1), client_order_id="buy-1")
-    assert all(json.loads(line)["v"] == 2 for line in path.read_text().splitlines())
+    assert all(json.loads(line)["v"] == 3 for line in path.read_text().splitlines())
     assert [p.name for p in path.parent.iterdir()] == ["state.json"]
 
 
@@ -760,3 +760,115 @@ def test_restart_when_only_prices_moved_then_resumes_after_the_last_full_minute(
 
     assert restarted.last_ts == t2
     assert restarted.last_price("AAPL") == D("101")
+
+
+def test_restart_when_torn_line_then_next_commit_starts_a_clean_line_and_survives(
+    make: MakeExchange, tmp_path: Path
+) -> None:
+    # Before: the torn bytes stayed, the next append was glued onto them and the commit made
+    # after the restart was lost (the glued line was dropped as torn in its turn).
+    path = tmp_path / "state.jsonl"
+    first = make(path)
+    first.on_price("AAPL", D("100"), OPEN_TS)
+    first.submit("AAPL", Side.BUY, D(10), client_order_id="buy-1")
+    with path.open("ab") as f:
+        f.write(b'{"v":3,"full":false,"account":{"cash":"1"')  # killed mid-append
+
+    second = make(path)
+    second.submit("AAPL", Side.BUY, D(5), client_order_id="buy-2")
+    third = make(path)
+
+    assert third.order_by_client_id("buy-2") is not None
+    assert third.positions()[0].qty == D(15)
+    assert third.account() == second.account()
+    assert all(json.loads(line) for line in path.read_text().splitlines())
+
+
+def test_commit_when_many_symbols_quoted_then_line_holds_only_what_changed(
+    make: MakeExchange, clock: TestClock, tmp_path: Path
+) -> None:
+    # Before: every commit wrote every symbol's last quote, position and opening day.
+    path = tmp_path / "state.jsonl"
+    first = make(path)
+    symbols = [f"S{i:03d}" for i in range(200)]
+    for symbol in symbols:
+        first.on_price(symbol, D("50"), OPEN_TS)
+        first.submit(symbol, Side.BUY, D(1))
+    later = OPEN_TS + timedelta(minutes=1)
+    first.on_price("S007", D("51"), later)
+    first.submit("S007", Side.SELL, D(1))  # closes S007
+    first.submit("S008", Side.BUY, D(2))
+
+    last = json.loads(path.read_text().splitlines()[-1])["account"]
+    restarted = make(path)
+
+    assert (len(last["quotes"]), len(last["positions"]), last["closed"]) == (0, 1, [])
+    assert restarted.account() == first.account()
+    assert restarted.positions() == first.positions()
+    assert len(restarted.positions()) == 199
+    assert [restarted.last_price(s) for s in symbols] == [first.last_price(s) for s in symbols]
+    assert restarted.orders_since(OPEN_TS) == first.orders_since(OPEN_TS)
+    assert restarted.executions_since(OPEN_TS) == first.executions_since(OPEN_TS)
+
+
+def test_restart_when_round_trip_then_closed_position_and_day_trade_restored(
+    make: MakeExchange, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.jsonl"
+    first = make(path)
+    first.on_price("AAPL", D("100"), OPEN_TS)
+    first.submit("AAPL", Side.BUY, D(3))
+    first.submit("AAPL", Side.SELL, D(3))
+    first.submit("MSFT", Side.BUY, D(1))  # MSFT has no price: the order rests
+
+    restarted = make(path)
+
+    assert restarted.positions() == []
+    assert restarted.account() == first.account()
+    assert restarted.account().daytrade_count == 1
+    assert len(restarted.open_orders()) == 1
+
+
+def test_restart_when_resting_day_order_then_it_expires_at_the_close(
+    make: MakeExchange, clock: TestClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.jsonl"
+    first = make(path)
+    order = first.submit("AAPL", Side.BUY, D(5), OrderType.LIMIT, TimeInForce.DAY, D(90))
+
+    restarted = make(path)
+    restarted.on_price("AAPL", D("95"), OPEN_TS + timedelta(minutes=1))
+    assert restarted.get_order(order.id).status == "new"
+    clock.set(AFTER_CLOSE)
+    restarted.on_clock()
+
+    assert restarted.get_order(order.id).status == "expired"
+
+
+def test_load_when_file_from_version_2_then_state_restored(
+    make: MakeExchange, tmp_path: Path
+) -> None:
+    # Version 2 wrote the whole account on every line, day trades as a list of days.
+    path = tmp_path / "state.jsonl"
+    account = {
+        "starting_cash": "1000",
+        "cash": "900",
+        "last_equity": "1000",
+        "equity_close": ny(2026, 3, 9, 16, 0).isoformat(),
+        "positions": [{"symbol": "AAPL", "qty": "1", "avg_entry_price": "100"}],
+        "quotes": {"AAPL": {"price": "101", "ts": OPEN_TS.isoformat()}},
+        "daytrades": ["2026-03-09", "2026-03-09"],
+        "opened": {"AAPL": "2026-03-10"},
+        "last_ts": OPEN_TS.isoformat(),
+    }
+    line = {"v": 2, "account": account, "orders": [], "executions": []}
+    path.write_text(json.dumps(line) + "\n")
+
+    restored = make(path)
+
+    assert restored.account().cash == D("900")
+    assert restored.account().equity == D("1001")
+    assert restored.account().daytrade_count == 2
+    assert restored.last_price("AAPL") == D("101")
+    restored.submit("AAPL", Side.SELL, D(1))
+    assert make(path).positions() == []
