@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import fields
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from itertools import islice
@@ -24,6 +25,41 @@ if TYPE_CHECKING:
     from _csv import Reader
 
 REQUIRED_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
+BAR_FIELDS = ("symbol", "ts", "open", "high", "low", "close", "volume")
+
+
+def _bar_maker() -> Callable[[str, datetime, Decimal, Decimal, Decimal, Decimal, Decimal], Bar]:
+    """``Bar(...)`` at less than half the cost, for the hot loop of every replay pass: a
+    frozen dataclass's ``__init__`` goes through ``object.__setattr__`` once per field; this
+    sets the slots directly. Plain ``Bar`` if its fields are not the ones expected."""
+    if tuple(f.name for f in fields(Bar)) != BAR_FIELDS:
+        return Bar
+    s0, s1, s2, s3, s4, s5, s6 = (getattr(Bar, name).__set__ for name in BAR_FIELDS)
+    new = object.__new__
+
+    def make(
+        symbol: str,
+        ts: datetime,
+        open_: Decimal,
+        high: Decimal,
+        low: Decimal,
+        close: Decimal,
+        volume: Decimal,
+    ) -> Bar:
+        bar = new(Bar)
+        s0(bar, symbol)
+        s1(bar, ts)
+        s2(bar, open_)
+        s3(bar, high)
+        s4(bar, low)
+        s5(bar, close)
+        s6(bar, volume)
+        return bar
+
+    return make
+
+
+new_bar = _bar_maker()
 
 
 class BarDataError(ValueError):
@@ -82,7 +118,7 @@ class CsvBars:
         if start is not None:
             at = bisect_right(self._days, start, key=lambda day: day[0])
             skip = self._days[at - 1][1] if at else 0
-        for _, bar in iter_bars_csv(self.path, start, skip_lines=skip):
+        for _, bar in iter_bars_csv(self.path, start, skip_lines=skip, ordered=True):
             yield bar
 
     def _scan(self) -> None:
@@ -121,15 +157,17 @@ class CsvBars:
 
 
 def iter_bars_csv(
-    path: Path, start: datetime | None = None, *, skip_lines: int = 0
+    path: Path, start: datetime | None = None, *, skip_lines: int = 0, ordered: bool = False
 ) -> Iterator[tuple[int, Bar]]:
     """Each row as ``(line, bar)`` in file order, validated as it is read: constant memory.
     Rows before ``start`` are skipped after reading only their timestamp; the first
-    ``skip_lines`` lines after the header, without reading them at all."""
+    ``skip_lines`` lines after the header, without reading them at all. ``ordered``: the
+    file is known to be in time order, so once a row reaches ``start`` the rest are not
+    checked against it."""
     try:
         # utf-8-sig: spreadsheet exports often start with a byte-order mark.
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            yield from _parse(path, handle, start, skip_lines)
+            yield from _parse(path, handle, start, skip_lines, ordered)
     except OSError as exc:
         raise BarDataError(path, None, f"cannot read file ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
@@ -154,7 +192,7 @@ def _rows(reader: Reader, lines_before: int = 0) -> Iterator[tuple[int, list[str
 
 
 def _parse(
-    path: Path, handle: TextIO, start: datetime | None, skip_lines: int
+    path: Path, handle: TextIO, start: datetime | None, skip_lines: int, ordered: bool
 ) -> Iterator[tuple[int, Bar]]:
     reader = csv.reader(handle)
     rows = _rows(reader)
@@ -180,10 +218,13 @@ def _parse(
             pass
         rows = _rows(csv.reader(handle), skip_lines)
     any_bar = skip_lines > 0
+    check = start is not None
     for line, row in rows:
         any_bar = True
-        if start is not None and parse.ts(line, row) < start:
-            continue
+        if check:
+            if parse.ts(line, row) < start:  # type: ignore[operator]  # check: not None
+                continue
+            check = not ordered  # in a file in time order, every later row is after it
         yield line, parse.bar(line, row)
     if not any_bar:
         raise BarDataError(path, None, "no bars after the header")
@@ -202,7 +243,7 @@ class _RowParser:
         self.number_index = [(n, columns[n]) for n in ("open", "high", "low", "close", "volume")]
         io, ih, il, ic, iv = (i for _, i in self.number_index)
         self.indexes = (io, ih, il, ic, iv)
-        self._ts_text = ""
+        self._ts_text: str | None = None  # no row read yet: even an empty cell is parsed
         self._ts = datetime.min
         self._symbols: dict[str, str] = {}
 
@@ -225,9 +266,9 @@ class _RowParser:
             symbol = self._symbols.get(raw) or self._symbols.setdefault(raw, raw.strip().upper())
         if not symbol:
             raise BarDataError(self.path, line, "empty symbol")
-        ts = self.ts(line, row)
+        ts = self._ts if row[self.ts_index] == self._ts_text else self.ts(line, row)
         io, ih, il, ic, iv = self.indexes
-        try:  # the fast path: five good numbers
+        try:  # the fast path: five good numbers, a well-formed bar
             open_, high, low, close, volume = (
                 Decimal(row[io]),
                 Decimal(row[ih]),
@@ -235,13 +276,26 @@ class _RowParser:
                 Decimal(row[ic]),
                 Decimal(row[iv]),
             )
-            finite = all(v.is_finite() for v in (open_, high, low, close, volume))
+            if (
+                open_.is_finite()
+                and high.is_finite()
+                and low.is_finite()
+                and close.is_finite()
+                and volume.is_finite()
+                and ZERO < low <= open_ <= high
+                and low <= close <= high
+                and volume >= ZERO
+            ):
+                return new_bar(symbol, ts, open_, high, low, close, volume)
         except InvalidOperation:
-            finite = False
-        if not finite:  # find the bad one, to name it
-            open_, high, low, close, volume = (
-                self._number(line, row, n, i) for n, i in self.number_index
-            )
+            pass
+        return self._checked(line, row, symbol, ts)
+
+    def _checked(self, line: int, row: list[str], symbol: str, ts: datetime) -> Bar:
+        """The slow path, for a row the fast path did not accept: says what is wrong."""
+        open_, high, low, close, volume = (
+            self._number(line, row, n, i) for n, i in self.number_index
+        )
         if open_ <= ZERO or high <= ZERO or low <= ZERO or close <= ZERO:
             raise BarDataError(self.path, line, "prices must be positive")
         if high < low:

@@ -23,7 +23,6 @@ from collections.abc import (
     Sequence,
 )
 from datetime import UTC, datetime, timedelta
-from itertools import groupby
 from pathlib import Path
 from typing import Protocol
 
@@ -186,28 +185,43 @@ class ReplayFeed:
         return self._wanted is None or symbol in self._wanted
 
     def _groups(self) -> Generator[list[Bar]]:
-        """The bars still to deliver, one timestamp at a time, each sorted by symbol."""
+        """The bars still to deliver, one timestamp at a time, each sorted by symbol (a
+        minute already in symbol order, as files usually are, is not sorted again)."""
         after = self._delivered_ts
         start = self._replay_from if after is None else max(after, self._replay_from)
-        bars = (
-            b
-            for b in self._source.bars(start)
-            if b.symbol in self._recent and (after is None or b.ts > after)
-        )
-        for _, group in groupby(bars, key=lambda b: b.ts):
-            yield sorted(group, key=lambda b: b.symbol)
+        wanted = self._recent
+        group: list[Bar] = []
+        ts: datetime | None = None
+        previous = ""
+        ordered = True
+        for bar in self._source.bars(start):
+            symbol = bar.symbol
+            if symbol not in wanted or (after is not None and bar.ts <= after):
+                continue
+            if bar.ts != ts:
+                if group:
+                    yield group if ordered else sorted(group, key=_symbol)
+                group, ts, ordered = [bar], bar.ts, True
+            else:
+                if symbol < previous:
+                    ordered = False
+                group.append(bar)
+            previous = symbol
+        if group:
+            yield group if ordered else sorted(group, key=_symbol)
 
     def _deliver(self, group: list[Bar], sink: MarketDataSink) -> None:
         ts = group[0].ts
         if self._clock is not None:
             self._clock.set(ts + BAR_LENGTH)
         self._delivered_ts = ts
+        recent, on_bar, health = self._recent, sink.on_bar, self.health
         for bar in group:
-            self._recent[bar.symbol].append(bar)
-            sink.on_bar(bar)
-            self.health.messages += 1
-        self.health.last_message_at = ts
-        self.health.last_message_mono = (
+            recent[bar.symbol].append(bar)
+            on_bar(bar)
+            health.messages += 1
+        health.last_message_at = ts
+        health.last_message_mono = (
             self._clock.monotonic() if self._clock is not None else time.monotonic()
         )
 
@@ -217,6 +231,10 @@ class ReplayFeed:
             return 0.0
         gap = (following[0].ts - group[0].ts).total_seconds()
         return min(gap, self._max_gap_s) / self._speed
+
+
+def _symbol(bar: Bar) -> str:
+    return bar.symbol
 
 
 def _last_session_start(bars: Sequence[Bar]) -> datetime:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from engine.domain import Bar
 from engine.feed.csv_bars import BarDataError, CsvBars, load_bars_csv
 
 HEADER = "timestamp,symbol,open,high,low,close,volume"
@@ -90,6 +92,10 @@ def test_load_when_bom_and_blank_lines_then_they_are_ignored(tmp_path: Path) -> 
         ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230", "expected 7 fields, found 5"),
         ("2026-11-19T14:31:00Z, ,230.1,230.5,230,230.4,1", "empty symbol"),
         ("2026-11-19T14:31:00Z,AAPL,0,230.5,0,230.4,1", "prices must be positive"),
+        ("2026-11-19T14:31:00Z,AAPL,229.9,230.5,230,230.4,1", "open 229.9 is outside [low 230"),
+        ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230,NaN,1", "bad number in 'close': 'NaN'"),
+        ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230,230.2,Infinity", "bad number in 'volume'"),
+        ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,-230,230.2,1", "prices must be positive"),
     ],
 )
 def test_load_when_row_is_invalid_then_error_names_file_line_and_problem(
@@ -241,3 +247,33 @@ def test_csv_bars_when_pass_starts_on_a_later_day_then_earlier_days_are_not_even
     assert [b.close for b in from_day3] == [Decimal(232)]
     with pytest.raises(BarDataError, match="line 2: bad number in 'open'"):
         list(source.bars())
+
+
+def test_load_when_first_row_has_no_timestamp_then_error(tmp_path: Path) -> None:
+    # Before: the first row's empty cell matched the parser's initial "no timestamp yet"
+    # and the bar came back with a naive datetime.min.
+    path = _write(tmp_path, [HEADER, ",AAPL,230.00,230.20,229.90,230.10,1000"])
+
+    with pytest.raises(BarDataError, match=r"line 2: .*'' is not an ISO-8601 timestamp"):
+        load_bars_csv(path)
+
+
+def test_load_then_bars_are_frozen_and_equal_to_bars_built_directly(tmp_path: Path) -> None:
+    path = _write(tmp_path, [HEADER, "2026-11-19T14:30:00Z,AAPL,230.00,230.20,229.90,230.10,1000"])
+
+    (bar,) = load_bars_csv(path)
+    direct = Bar(
+        "AAPL",
+        datetime(2026, 11, 19, 14, 30, tzinfo=UTC),
+        Decimal("230.00"),
+        Decimal("230.20"),
+        Decimal("229.90"),
+        Decimal("230.10"),
+        Decimal("1000"),
+    )
+
+    assert bar == direct
+    assert hash(bar) == hash(direct)
+    assert repr(bar) == repr(direct)
+    with pytest.raises(FrozenInstanceError):
+        bar.close = Decimal(1)  # type: ignore[misc]

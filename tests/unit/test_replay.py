@@ -452,3 +452,26 @@ async def test_run_when_streamed_and_cancelled_then_a_new_run_resumes_after_the_
     assert [(b.ts, b.symbol) for b in sink.bars] == [
         (DAY1 + timedelta(minutes=m), s) for m in range(4) for s in ("AAPL", "MSFT")
     ]
+
+
+async def test_run_when_streamed_minutes_are_not_in_symbol_order_then_each_is_sorted(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bars.csv"
+    order = [("MSFT", "AAPL", "SPY"), ("AAPL", "MSFT", "SPY"), ("SPY", "MSFT", "AAPL")]
+    lines = ["timestamp,symbol,open,high,low,close,volume"] + [
+        f"{(DAY1 + timedelta(minutes=m)).isoformat()},{s},1,1,1,1,1"
+        for m, symbols in enumerate(order)
+        for s in symbols
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    streamed, held = ReplayFeed(CsvBars(path), speed=0), ReplayFeed(load_bars_csv(path), speed=0)
+    streamed_sink, held_sink = RecordingSink(), RecordingSink()
+
+    await streamed.run(streamed_sink)
+    await held.run(held_sink)
+
+    expected = [(DAY1 + timedelta(minutes=m), s) for m in range(3) for s in ("AAPL", "MSFT", "SPY")]
+    assert [(b.ts, b.symbol) for b in streamed_sink.bars] == expected
+    assert streamed_sink.bars == held_sink.bars
+    assert streamed_sink.settled_after == [3, 6, 9]
