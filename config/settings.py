@@ -169,6 +169,19 @@ class AlpacaSettings(BaseSettings):
             raise ValueError(f"must be a {schemes[0]}:// or {schemes[1]}:// URL")
         return value
 
+    @model_validator(mode="after")
+    def _timeout_below_outage(self) -> AlpacaSettings:
+        # One request hanging until its timeout would otherwise count as an outage long
+        # enough to halt trading before it had even failed.
+        if self.request_timeout_s >= self.outage_halt_s:
+            raise _CrossFieldError(
+                "the request timeout must be shorter than the outage halt "
+                "(one slow request would halt trading)",
+                "request_timeout_s",
+                "outage_halt_s",
+            )
+        return self
+
 
 class RiskSettings(BaseSettings):
     model_config = _section_config("RISK_")

@@ -27,7 +27,7 @@ async def test_app_when_streams_drop_and_broker_down_then_events_and_auto_halt(
     bus.subscribe(ConnectionChanged, events.append)
     bus.subscribe(EngineError, events.append)
     async with FakeAlpaca(always_open=True) as fake:
-        settings = fake_settings(fake, tmp_path, outage_halt_s=0.5, request_timeout_s=0.5)
+        settings = fake_settings(fake, tmp_path, outage_halt_s=0.5, request_timeout_s=0.3)
         app = await build_app(settings, bus=bus)
         assert isinstance(app.broker, AlpacaBroker)
         assert isinstance(app.feed, AlpacaDataFeed)

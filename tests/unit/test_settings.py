@@ -473,3 +473,29 @@ def test_settings_when_built_directly_for_live_without_opt_in_then_refused() -> 
     with pytest.raises(ValidationError, match="TRADING_ALLOW_LIVE") as caught:
         Settings(mode="live", **sections)
     assert KEY_ID not in str(caught.value)
+
+
+@pytest.mark.parametrize("timeout", ["60", "90"])
+def test_load_when_request_timeout_not_below_outage_halt_then_one_line_naming_both(
+    monkeypatch: pytest.MonkeyPatch, timeout: str
+) -> None:
+    monkeypatch.setenv("ALPACA_REQUEST_TIMEOUT_S", timeout)
+    monkeypatch.setenv("ALPACA_OUTAGE_HALT_S", "60")
+
+    error = load_error()
+
+    assert error.problems == (
+        "ALPACA_REQUEST_TIMEOUT_S, ALPACA_OUTAGE_HALT_S: the request timeout must be shorter "
+        "than the outage halt (one slow request would halt trading)",
+    )
+
+
+def test_load_when_request_timeout_below_outage_halt_then_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALPACA_REQUEST_TIMEOUT_S", "59.5")
+    monkeypatch.setenv("ALPACA_OUTAGE_HALT_S", "60")
+
+    alpaca = load_settings(None).alpaca
+
+    assert (alpaca.request_timeout_s, alpaca.outage_halt_s) == (59.5, 60.0)
