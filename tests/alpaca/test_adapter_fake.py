@@ -319,6 +319,9 @@ async def test_outage_when_broker_down_past_limit_then_halt_callback_once(
 
     assert halted is True
     assert len(reasons) == 1
-    assert "unreachable for 61 s" in reasons[0]
+    assert reasons[0] == (
+        "broker unreachable for 61 s (limit 60 s); "
+        "last error: Alpaca server error 500 (clock): internal server error"
+    )
     assert broker.health.ok is True
     assert monitor.fired is False  # re-armed once the probe got through

@@ -118,7 +118,10 @@ class RestCalls:
         try:
             probe = self.breaker.before_call()
         except CircuitOpen as exc:
-            self.health.failure(self._clock.now(), self._clock.monotonic(), str(exc))
+            # The health keeps the broker's own last error, not the breaker's sentence
+            # wrapping it: the outage halt reason and !status quote it once.
+            error = self.breaker.last_error or str(exc)
+            self.health.failure(self._clock.now(), self._clock.monotonic(), error)
             raise
         started = self._clock.monotonic()
         outcome = "neutral"
