@@ -39,12 +39,14 @@ class ReconcileResult:
         return not self.drifts
 
     def summary(self) -> str:
+        from engine.commands import count  # engine.commands imports the engine, and so this
+
         if self.skipped:
             return f"skipped: {self.skipped}"
         parts = [
-            f"{self.positions} positions",
-            f"{self.open_orders} open orders",
-            f"{self.fills_recovered} missed fills recovered",
+            count(self.positions, "position"),
+            count(self.open_orders, "open order"),
+            f"{count(self.fills_recovered, 'missed fill')} recovered",
         ]
         parts.append("no drift" if self.clean else f"{len(self.drifts)} corrected")
         return ", ".join(parts)

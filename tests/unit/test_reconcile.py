@@ -62,7 +62,7 @@ async def test_run_when_positions_differ_then_broker_positions_adopted_and_drift
     assert (msft.qty, msft.avg_price) == (D(5), D(200))
     assert parts.of(ReconcileDrift) == result.drifts
     assert not result.clean
-    assert result.summary() == "1 positions, 0 open orders, 0 missed fills recovered, 2 corrected"
+    assert result.summary() == "1 position, 0 open orders, 0 missed fills recovered, 2 corrected"
 
 
 async def test_run_when_only_a_fill_was_missed_then_recovered_marked_and_clean(
@@ -79,7 +79,7 @@ async def test_run_when_only_a_fill_was_missed_then_recovered_marked_and_clean(
     assert parts.portfolio.qty("AAPL") == D(10)
     assert parts.portfolio.last_price("AAPL") == D(105)  # marked at the broker's price
     assert parts.of(ReconcileDrift) == []
-    assert result.summary() == "1 positions, 0 open orders, 1 missed fills recovered, no drift"
+    assert result.summary() == "1 position, 0 open orders, 1 missed fill recovered, no drift"
 
 
 async def test_run_when_cash_differs_at_first_startup_then_adopted_without_drift(
