@@ -94,8 +94,8 @@ class EngineControl:
             clock=clock,
         )
         self._bus = bus
+        self._execution = execution
         self._portfolio = portfolio
-        self._orders = orders
         self._days = days
         self._clock = clock
         self._risk = risk
@@ -183,10 +183,13 @@ class EngineControl:
     ) -> ReconcileResult:
         """Bring positions, cash and open orders in line with the broker (see ``Reconciler``).
 
-        Outside start-up it is skipped while orders are in flight or a flatten runs: a fill
-        landing between the broker's answer and our comparison would look like drift."""
+        Outside start-up it is skipped while a submit awaits the broker's answer or a
+        flatten runs: an order the broker has and we do not know yet, or a close-all's fills
+        arriving, would look like drift. Resting open orders (a limit waiting for its
+        price) do not stop it: they are normal, and would keep a book from ever being
+        reconciled."""
         now = self._clock.now()
-        if not at_startup and (self.flattener.running or self._orders.open_orders()):
+        if not at_startup and (self.flattener.running or self._execution.in_flight):
             log.info("reconcile (%s) skipped: orders in flight", reason)
             return ReconcileResult(fills_recovered=0, skipped="orders in flight")
         if since is None:

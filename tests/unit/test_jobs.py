@@ -35,7 +35,7 @@ from engine.app import EngineApp
 from engine.calendar import MarketCalendar
 from engine.clock import NEW_YORK, TestClock
 from engine.commands import PnLReport
-from engine.domain import OrderRequest, Side
+from engine.domain import OrderRequest, OrderType, Side, TimeInForce
 from engine.portfolio import Portfolio
 from tests.support.app import sim_settings, start_app, wait_for
 
@@ -333,20 +333,69 @@ async def test_reconcile_when_local_position_drifted_then_corrected_and_alerted(
     assert alert.text.startswith(f"🧮 Drift corrected (position {position.symbol})")
 
 
-async def test_reconcile_when_orders_in_flight_then_skipped(rig: Rig) -> None:
+async def test_reconcile_when_an_order_rests_open_then_it_runs_and_corrects_drift(
+    rig: Rig,
+) -> None:
     engine = rig.app.engine
     position = engine.portfolio.positions()[0]
     engine.portfolio.set_position(position.symbol, position.qty + 5, position.avg_price)
     request = OrderRequest(
-        client_order_id="in-flight-1", symbol="AAPL", side=Side.BUY, qty=Decimal(1), strategy="t"
+        client_order_id="resting-1",
+        symbol="AAPL",
+        side=Side.BUY,
+        qty=Decimal(1),
+        order_type=OrderType.LIMIT,
+        limit_price=Decimal(1),  # far below the market: it rests
+        time_in_force=TimeInForce.GTC,
+        strategy="t",
     )
-    await engine.execution.submit(request, checked=False)  # the replay is over: it stays open
+    await engine.execution.submit(request, checked=False)
     assert engine.orders.open_orders()
 
     result = await rig.jobs(ny(20, 12, 15)).reconcile()
 
-    assert result.skipped == "orders in flight"
-    assert engine.portfolio.qty(position.symbol) == position.qty + 5  # nothing corrected
+    assert result.skipped == ""
+    assert [(d.kind, d.key) for d in result.drifts] == [("position", position.symbol)]
+    assert engine.portfolio.qty(position.symbol) == position.qty
+    assert [o.client_order_id for o in engine.orders.open_orders()] == ["resting-1"]
+
+
+async def test_reconcile_when_a_submit_awaits_the_broker_then_skipped(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = rig.app.engine
+    position = engine.portfolio.positions()[0]
+    engine.portfolio.set_position(position.symbol, position.qty + 5, position.avg_price)
+    broker = engine.execution.broker
+    answer = asyncio.Event()
+    real_submit = broker.submit_order
+
+    async def slow_submit(request: OrderRequest) -> Any:
+        await answer.wait()
+        return await real_submit(request)
+
+    monkeypatch.setattr(broker, "submit_order", slow_submit)
+    request = OrderRequest(
+        client_order_id="in-flight-1",
+        symbol="AAPL",
+        side=Side.BUY,
+        qty=Decimal(1),
+        order_type=OrderType.LIMIT,
+        limit_price=Decimal(1),  # far below the market: it rests
+        time_in_force=TimeInForce.GTC,
+        strategy="t",
+    )
+    submit = asyncio.create_task(engine.execution.submit(request, checked=False))
+    await wait_for(lambda: bool(engine.execution.in_flight), within=5)
+
+    skipped = await rig.jobs(ny(20, 12, 15)).reconcile()
+    answer.set()
+    await submit
+    after = await rig.jobs(ny(20, 12, 16)).reconcile()
+
+    assert skipped.skipped == "orders in flight"
+    assert after.skipped == ""  # once the broker answered, the same book is reconciled
+    assert engine.portfolio.qty(position.symbol) == position.qty
 
 
 # ---- scheduler wiring -------------------------------------------------------------------
