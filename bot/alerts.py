@@ -6,6 +6,8 @@ coalescing queue of ``bot.alert_queue`` (drops counted, reported later on system
   - While the transport is not ready (the gateway disconnected) or Discord cannot be reached
     (``SendUnavailable``) messages wait, up to ``outage_buffer``, and go out in order after;
     then one summary says how long it lasted, how many alerts are late and how many were lost.
+    An idle router looks at the transport every ``link_check_s``, so an outage with nothing
+    to post is announced too once the gateway is back (how long it lasted).
   - Each message keeps one nonce across its retries: a post that landed although its reply
     was lost is not posted twice.
   - Other failures are retried with backoff, ``MAX_SEND_ATTEMPTS`` in all, then counted as
@@ -141,6 +143,7 @@ class AlertRouter:
         coalesce_window_s: float = 1.0,
         outage_buffer: int = 1000,
         retry_base_s: float = 1.0,
+        link_check_s: float = 1.0,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._queue = AlertQueue(
@@ -150,6 +153,7 @@ class AlertRouter:
         self._channels = channels
         self._clock = clock
         self._retry_base = retry_base_s
+        self._link_check_s = link_check_s
         self._sleep = sleep
         self.stats = RouterStats(self._queue)
         self._unreported_failures = 0
@@ -235,7 +239,9 @@ class AlertRouter:
             if not self._queue:
                 self._idle.set()
                 self._wake.clear()
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._link_check_s)
+                self._watch_link()
                 continue
             self._idle.clear()
             if self._holding():
@@ -271,6 +277,25 @@ class AlertRouter:
         if self._down_since is None:
             self._down_since = self._clock.monotonic()
             log.warning("alerts held: %s transport not ready", self._transport.name)
+
+    def _watch_link(self) -> None:
+        """Idle, nothing to post: an outage is noticed all the same, and its end announced
+        (``_posted`` does it when alerts waited through it)."""
+        if not self._transport.is_ready():
+            if self._seen_up:  # waiting for the first connection at start-up is no outage
+                self._outage_started()
+            return
+        self._seen_up = True
+        if self._down_since is None or self._queue:
+            return
+        lasted = self._clock.monotonic() - self._down_since
+        self._down_since = None
+        log.warning("%s transport back after %.1f s", self._transport.name, lasted)
+        losses = self._take_losses()
+        self._append_summary(
+            f"📶 Discord was unreachable for {duration(lasted)}: no alerts were waiting. "
+            + (losses or "None lost.")
+        )
 
     def _posted(self) -> None:
         """A post landed. The first after an outage says how long it was, how many alerts it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -216,6 +217,7 @@ def fast_router(h: Harness, link: DiscordTransport) -> AlertRouter:
         clock=SystemClock(),
         coalesce_window_s=0.0,
         retry_base_s=0.01,
+        link_check_s=0.01,
     )
 
 
@@ -268,6 +270,35 @@ async def test_gateway_outage_when_alerts_published_then_held_and_posted_once_in
     assert summary.startswith("📶 Discord was unreachable for ")
     assert summary.endswith("the 7 alerts before this one waited and are late. None lost.")
     assert router.stats.failed == 0
+
+
+async def test_gateway_outage_when_nothing_to_post_then_one_line_after_it(
+    harness: Harness,
+) -> None:
+    harness.bot._ready.set()
+    link = transport(harness)
+    await gateway(harness.bot, "connect", link)
+    router = fast_router(harness, link)
+    await router.start()
+    router.publish(alert("🟢 up"))
+    await wait_for(lambda: len(harness.sent()) == 1)
+    posted: list[discord.Message] = []
+    try:
+        await gateway(harness.bot, "disconnect", link)
+        await asyncio.sleep(0.3)
+        assert harness.sent() == []
+        await gateway(harness.bot, "resumed", link)
+        await wait_for(lambda: bool(posted.extend(harness.sent()) or posted))
+        await asyncio.sleep(0.1)  # and only one
+        posted.extend(harness.sent())
+    finally:
+        await router.stop()
+
+    (summary,) = [m.content for m in in_channel(posted, ALERTS_ID)]
+    assert len(posted) == 1
+    assert re.fullmatch(
+        r"📶 Discord was unreachable for \d+s: no alerts were waiting\. None lost\.", summary
+    )
 
 
 async def test_send_when_post_lands_but_reply_times_out_then_retry_shows_it_once(

@@ -535,6 +535,40 @@ async def test_outage_when_gateway_down_then_held_and_summary_counts_late_and_dr
     assert router.stats.held_late == 4
 
 
+async def test_outage_when_gateway_down_with_nothing_to_post_then_one_line_once_back() -> None:
+    transport = FakeTransport()
+    router, _, clock, _ = await connected_router(transport, link_check_s=0.01)
+    transport.ready = False  # on_disconnect; nothing is published meanwhile
+    await asyncio.sleep(0.05)  # the idle router looks at the link meanwhile
+    clock.advance(125)
+    assert len(transport.sent) == 1
+
+    transport.ready = True  # on_resumed
+    await wait_for(lambda: len(transport.sent) == 2)
+    await asyncio.sleep(0.05)
+    await router.stop()
+
+    assert transport.texts == [
+        "boot text",
+        "📶 Discord was unreachable for 2m 05s: no alerts were waiting. None lost.",
+    ]
+    assert transport.sent[-1][0] is Channel.SYSTEM_ALERTS
+
+
+async def test_idle_when_waiting_for_first_connection_then_no_outage_line() -> None:
+    transport = FakeTransport(ready=False)
+    router, _, clock, _ = make_router(transport, link_check_s=0.01)
+    await router.start()
+    await asyncio.sleep(0.05)
+    clock.advance(60)
+
+    transport.ready = True
+    await asyncio.sleep(0.05)
+    await router.stop()
+
+    assert transport.sent == []
+
+
 async def test_outage_when_waiting_for_first_connection_then_no_outage_summary() -> None:
     transport = FakeTransport(ready=False)
     router, _, _, sleep = make_router(transport)
