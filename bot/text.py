@@ -162,11 +162,10 @@ def render_flatten(r: FlattenReport) -> str:
         closed = count(len(r.outcomes), "position")
         return f"{prefix}✅ Flat in {r.elapsed_s:.1f} s ({closed} closed)."
     if not r.market_open:
-        # Said once, up front: the engine marks every symbol and the report with it too.
-        when = fmt.et_datetime(r.next_open) if r.next_open else "the next open"
-        lines = [f"{prefix}⏸️ Market closed: close orders queued, they fill at {when}."]
-        lines += [_leftover(o, _without_market_closed(o.detail)) for o in r.leftovers]
-        lines += [n for n in r.notes if not n.lower().startswith(_MARKET_CLOSED)]
+        # The engine's one sentence on the closed market, up front and as it is.
+        lines = [f"{prefix}⏸️ {r.market_note}"]
+        lines += [_leftover(o, o.detail) for o in r.leftovers]
+        lines += r.notes
         return "\n".join(lines)
     lines = [f"{prefix}⚠️ Not flat after {r.elapsed_s:.1f} s."]
     lines += [_leftover(o, o.detail) for o in r.leftovers]
@@ -174,16 +173,6 @@ def render_flatten(r: FlattenReport) -> str:
         lines.append(f"{count(r.open_orders_left, 'open order')} remain")
     lines.extend(r.notes)
     return "\n".join(lines)
-
-
-_MARKET_CLOSED = ("market closed", "market is closed")
-
-
-def _without_market_closed(detail: str) -> str:
-    for words in _MARKET_CLOSED:
-        if detail.lower().startswith(words):
-            return detail[len(words) :].lstrip(" :;,")
-    return detail
 
 
 def _leftover(o: SymbolOutcome, detail: str) -> str:

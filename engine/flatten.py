@@ -37,6 +37,7 @@ from engine.flatten_report import (
     FlattenReport,
     ProgressCallback,
     SymbolOutcome,
+    market_closed_note,
     outcomes,
     queued_outcomes,
 )
@@ -346,7 +347,6 @@ class Flattener:
             notes.append(f"could not list open orders: {exc}")
             open_orders = []
         queued = queued_outcomes(before, {o.symbol for o in open_orders})
-        notes.append("market is closed: close orders fill when it opens")
         await self._emit("done", len(before), 0, started)
         return FlattenReport(
             actor=actor,
@@ -358,4 +358,5 @@ class Flattener:
             market_open=False,
             next_open=next_open,
             notes=notes,
+            market_note=market_closed_note(next_open),
         )

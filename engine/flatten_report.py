@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+from engine.clock import NEW_YORK
 from engine.domain import ZERO
 from engine.events import FillReceived
 
@@ -47,6 +48,9 @@ class FlattenReport:
     joined: bool = False
     """True when this caller joined a flatten that was already running."""
     notes: list[str] = field(default_factory=list)
+    market_note: str = ""
+    """With the market closed, the one sentence saying so and when the close orders fill
+    (``market_closed_note``); shown as it is, once."""
 
     @property
     def leftovers(self) -> list[SymbolOutcome]:
@@ -100,6 +104,16 @@ def outcomes(
     return result
 
 
+def market_closed_note(next_open: datetime | None) -> str:
+    """The report's one word on a closed market (its symbols do not repeat it)."""
+    when = (
+        next_open.astimezone(NEW_YORK).strftime("%a %b %d %H:%M ET")
+        if next_open is not None
+        else "the next open"
+    )
+    return f"Market closed: close orders queued, they fill at {when}."
+
+
 def queued_outcomes(before: dict[str, Decimal], queued: set[str]) -> list[SymbolOutcome]:
     """Market closed: a symbol with a close order waiting for the open, or none accepted."""
     return [
@@ -108,9 +122,9 @@ def queued_outcomes(before: dict[str, Decimal], queued: set[str]) -> list[Symbol
             qty,
             "queued" if symbol in queued else "open",
             qty_left=qty,
-            detail="market closed: close order queued for the open"
+            detail="close order queued for the open"
             if symbol in queued
-            else "market closed: no close order accepted",
+            else "no close order accepted",
         )
         for symbol, qty in before.items()
     ]

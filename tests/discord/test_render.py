@@ -219,8 +219,8 @@ def test_status_embed_when_day_pnl_rounds_to_zero_then_no_minus_zero() -> None:
     assert day.value == "$0.00 (0.00%)"
 
 
-def test_render_flatten_when_market_closed_then_says_market_closed_once() -> None:
-    queued = "market closed: close order queued for the open"
+def test_render_flatten_when_market_closed_then_the_engine_sentence_once_as_it_is() -> None:
+    queued = "close order queued for the open"
     report = FlattenReport(
         actor="alice",
         started_at=NOW,
@@ -229,14 +229,12 @@ def test_render_flatten_when_market_closed_then_says_market_closed_once() -> Non
         outcomes=[
             SymbolOutcome("AAPL", Decimal(10), "queued", Decimal(10), queued),
             SymbolOutcome("MSFT", Decimal(-5), "queued", Decimal(-5), queued),
-            SymbolOutcome(
-                "SPY", Decimal(3), "open", Decimal(3), "market closed: no close order accepted"
-            ),
+            SymbolOutcome("SPY", Decimal(3), "open", Decimal(3), "no close order accepted"),
         ],
         open_orders_left=2,
         market_open=False,
         next_open=datetime(2026, 11, 23, 14, 30, tzinfo=UTC),
-        notes=["market is closed: close orders fill when it opens"],
+        market_note="Market closed: close orders queued, they fill at Mon Nov 23 09:30 ET.",
     )
 
     shown = text.render_flatten(report)

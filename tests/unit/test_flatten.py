@@ -209,7 +209,13 @@ async def test_flatten_when_market_closed_then_queued_report_with_next_open(
         ("MSFT", "queued", D(-5)),
     ]
     assert report.open_orders_left == 2
-    assert "market is closed: close orders fill when it opens" in report.notes
+    # The one sentence on the closed market is the engine's; its symbols do not repeat it.
+    assert (
+        report.market_note
+        == "Market closed: close orders queued, they fill at Wed Mar 11 09:30 ET."
+    )
+    assert report.notes == []
+    assert {o.detail for o in report.outcomes} == {"close order queued for the open"}
     assert parts.state.state is TradingState.ACTIVE
 
 
