@@ -216,6 +216,8 @@ def _field_types(cls: type) -> dict[str, type]:
 
 
 def _encode(value: object) -> object:
+    if value is None or type(value) is str:  # most fields: no isinstance chain
+        return value
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
@@ -237,8 +239,15 @@ def _decode(kind: type, raw: Any, name: str) -> Any:
     return raw
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def record_to_json(record: OrderRecord | ExecutionRecord) -> dict[str, object]:
-    return {f.name: _encode(getattr(record, f.name)) for f in fields(record)}
+    kind = type(record)
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(record))
+    return {name: _encode(getattr(record, name)) for name in names}
 
 
 def record_from_json(cls: type[R], data: dict[str, Any]) -> R:

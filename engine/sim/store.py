@@ -41,6 +41,7 @@ class SimStateStore:
         self.path = path
         self._compact_every = compact_every
         self._lines = 0
+        self._made_dir = False
 
     def load(self) -> StoredState | None:
         """The committed state, or None when there is no file. Raises ValueError when the
@@ -92,10 +93,15 @@ class SimStateStore:
         executions: list[dict[str, Any]],
     ) -> None:
         """One commit: ``account`` is a delta (``SimAccount.delta_json``)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_dir()
         with self.path.open("ab") as f:
             f.write(_line(account, orders, executions, full=False))
         self._lines += 1
+
+    def _make_dir(self) -> None:
+        if not self._made_dir:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._made_dir = True
 
     def _cut(self, size: int) -> None:
         with self.path.open("r+b") as f:
@@ -114,7 +120,7 @@ class SimStateStore:
     ) -> None:
         """Rewrite the whole state as one line, atomically: ``account`` is the whole account
         (``SimAccount.to_json``)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_dir()
         temp = self.path.with_name(f".{self.path.name}.tmp")
         temp.write_bytes(_line(account, orders, executions, full=True))
         os.replace(temp, self.path)
