@@ -144,12 +144,13 @@ def _build_sim(
     market left off, so the 'broker' and the market stay consistent."""
     sim = settings.sim
     symbols = set(strategies.symbols)
+    history_limit = max(strategies.warmup_bars(s) for s in symbols)
     bars: BarSource
     if sim.replay_start is not None:  # SIM_REPLAY_START/END: days from the history cache
         bars = cached_replay(settings, sorted(symbols))
     else:
         path = sim.replay_csv or SAMPLE_BARS_PATH
-        bars = CsvBars(path)
+        bars = CsvBars(path, keep=history_limit)  # its scan keeps the history: read once
         if not symbols & set(bars.counts):
             held = sorted(bars.counts)
             listed = ", ".join(held[:8]) + (f" and {len(held) - 8} more" if len(held) > 8 else "")
@@ -171,7 +172,7 @@ def _build_sim(
         speed=sim.replay_multiplier,
         replay_from=resume_at,
         symbols=symbols,
-        history_limit=max(strategies.warmup_bars(s) for s in symbols),
+        history_limit=history_limit,
     )
     if resume_at > replay_from:
         log.info("simulator resumes the replay at %s", resume_at.isoformat())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from bisect import bisect_left, bisect_right
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields
 from datetime import date, datetime
@@ -96,8 +96,13 @@ class CsvBars:
     streams the file again, so memory stays flat however long it is. A file not sorted by
     time cannot be streamed in order: it is held in memory, sorted, instead."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, keep: int | None = None) -> None:
         self.path = path
+        self._keep = keep
+        """Bars per symbol the scan keeps from before the last trading day (the replay's
+        history), so the replay does not read those days a second time."""
+        self._tails: dict[str, deque[Bar]] = {}
+        self._before_last_day: Mapping[str, int] = {}
         self.held: list[Bar] | None = None
         self.counts: Mapping[str, int] = {}
         """Bars per symbol."""
@@ -121,6 +126,19 @@ class CsvBars:
         for _, bar in iter_bars_csv(self.path, start, skip_lines=skip, ordered=True):
             yield bar
 
+    def history_before(
+        self, start: datetime, limit: int
+    ) -> tuple[dict[str, deque[Bar]], Mapping[str, int]] | None:
+        """Per symbol, the last ``limit`` (or fewer) bars before ``start`` and how many bars
+        come before it in all, as the scan kept them: only when ``start`` is the start of the
+        last trading day and ``limit`` is at most ``keep``; otherwise None (a pass from the
+        start of the file finds them)."""
+        if self._keep is None or limit > self._keep or start != self.last_session_start:
+            return None
+        if self.held is not None:
+            return None
+        return self._tails, self._before_last_day
+
     def _scan(self) -> None:
         days = TradingDays()
         counts: Counter[str] = Counter()
@@ -128,8 +146,11 @@ class CsvBars:
         last: Bar | None = None
         last_day: date | None = None
         last_line = 0
+        keep = self._keep
+        day_bars: dict[str, deque[Bar]] = {}  # with keep: the day's last bars per symbol
         for line, bar in iter_bars_csv(self.path):
             if last is not None and bar.ts < last.ts:
+                self._tails = {}
                 self._hold(load_bars_csv(self.path))
                 return
             if last is None or bar.ts != last.ts:
@@ -138,10 +159,21 @@ class CsvBars:
                 if day != last_day:
                     self.last_session_start, last_day = bar.ts, day
                     self._days.append((bar.ts, last_line))
+                    if keep is not None:  # the day before is history now
+                        for symbol, bars in day_bars.items():
+                            tail = self._tails.setdefault(symbol, deque(maxlen=keep))
+                            tail.extend(bars)
+                        day_bars.clear()
+                        self._before_last_day = counts.copy()
             first = minute.setdefault(bar.symbol, line)
             if first != line:
                 raise _duplicate(self.path, line, bar, first)
             counts[bar.symbol] += 1
+            if keep is not None:
+                recent = day_bars.get(bar.symbol)
+                if recent is None:
+                    recent = day_bars[bar.symbol] = deque(maxlen=keep)
+                recent.append(bar)
             last, last_line = bar, line
         self.counts = counts
 

@@ -114,12 +114,24 @@ class ReplayFeed:
             s: deque(maxlen=history_limit) for s in self._source.counts if self._wants(s)
         }
         self._history_count = 0
-        for bar in self._source.bars():
-            if bar.ts >= self._replay_from:
-                break
-            if bar.symbol in self._recent:
-                self._recent[bar.symbol].append(bar)
-                self._history_count += 1
+        # A source that kept the history when it read the file (``CsvBars(keep=...)``) is
+        # not read again from its start.
+        history_before = getattr(self._source, "history_before", None)
+        kept = None
+        if history_before is not None and history_limit is not None:
+            kept = history_before(self._replay_from, history_limit)
+        if kept is not None:
+            tails, before = kept
+            for symbol, recent in self._recent.items():
+                recent.extend(tails.get(symbol, ()))
+                self._history_count += before.get(symbol, 0)
+        else:
+            for bar in self._source.bars():
+                if bar.ts >= self._replay_from:
+                    break
+                if bar.symbol in self._recent:
+                    self._recent[bar.symbol].append(bar)
+                    self._history_count += 1
         self._delivered_ts: datetime | None = None
         self._running = False
         start = self._replay_from.isoformat()

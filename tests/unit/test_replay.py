@@ -15,7 +15,7 @@ import pytest
 from engine.clock import ReplayClock, trading_day
 from engine.domain import Bar, Tick
 from engine.feed.base import MarketDataFeed
-from engine.feed.csv_bars import CsvBars, load_bars_csv
+from engine.feed.csv_bars import BarDataError, CsvBars, load_bars_csv
 from engine.feed.replay import SAMPLE_BARS_PATH, ReplayFeed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -475,3 +475,50 @@ async def test_run_when_streamed_minutes_are_not_in_symbol_order_then_each_is_so
     assert [(b.ts, b.symbol) for b in streamed_sink.bars] == expected
     assert streamed_sink.bars == held_sink.bars
     assert streamed_sink.settled_after == [3, 6, 9]
+
+
+async def test_history_when_scan_kept_it_then_file_not_read_again_and_same_replay(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bars.csv"
+    path.write_bytes(SAMPLE_BARS_PATH.read_bytes())
+    kept_source, unkept_source = CsvBars(path, keep=31), CsvBars(path)
+    plain = ReplayFeed(CsvBars(SAMPLE_BARS_PATH), speed=0, history_limit=31)
+    # Spoil the first day after the scan, keeping every line's length: a pass from the start
+    # of the file would fail on it.
+    lines = path.read_text().splitlines()
+    spoiled = [
+        line.replace(",", ";", 1) if i and "2026-11-19" in line else line
+        for i, line in enumerate(lines)
+    ]
+    path.write_text("\n".join(spoiled) + "\n")
+
+    with pytest.raises(BarDataError, match="line 2: "):
+        ReplayFeed(unkept_source, speed=0, history_limit=31)
+    kept = ReplayFeed(kept_source, speed=0, history_limit=31)
+    kept_sink, plain_sink = RecordingSink(), RecordingSink()
+    await kept.run(kept_sink)
+    await plain.run(plain_sink)
+
+    assert (kept.history_bars, kept.replay_bars) == (plain.history_bars, plain.replay_bars)
+    assert kept.history_bars == 3 * 390
+    assert kept_sink.bars == plain_sink.bars
+    for symbol in kept.symbols:
+        assert await kept.history(symbol, DAY2, 31) == await plain.history(symbol, DAY2, 31)
+
+
+async def test_history_when_replay_resumes_mid_day_then_same_as_a_source_that_kept_none() -> None:
+    resume = DAY2 + timedelta(minutes=100)
+    kept = ReplayFeed(CsvBars(SAMPLE_BARS_PATH, keep=31), replay_from=resume, history_limit=31)
+    plain = ReplayFeed(CsvBars(SAMPLE_BARS_PATH), replay_from=resume, history_limit=31)
+    kept_sink, plain_sink = RecordingSink(), RecordingSink()
+
+    before = await kept.history("AAPL", resume, 31)
+    assert before == await plain.history("AAPL", resume, 31)
+    assert [b.ts for b in before][-1] == resume - timedelta(minutes=1)
+    await kept.run(kept_sink)
+    await plain.run(plain_sink)
+
+    assert (kept.history_bars, kept.replay_bars) == (plain.history_bars, plain.replay_bars)
+    assert kept.history_bars == 3 * 490
+    assert kept_sink.bars == plain_sink.bars
