@@ -227,7 +227,12 @@ class SimAccount:
         *,
         closed: list[str],
     ) -> dict[str, Any]:
-        stamps: dict[datetime, str] = {}  # a minute's quotes share their time: one isoformat
+        by_time: dict[datetime, dict[str, str]] = {}  # a minute's quotes share their time
+        for symbol, quote in quotes.items():
+            same_time = by_time.get(quote.ts)
+            if same_time is None:
+                same_time = by_time[quote.ts] = {}
+            same_time[symbol] = str(quote.price)
         return {
             "starting_cash": str(self.starting_cash),
             "cash": str(self.cash),
@@ -238,20 +243,15 @@ class SimAccount:
                 for p in positions.values()
             ],
             "closed": closed,
-            "quotes": {
-                s: {
-                    "price": str(q.price),
-                    "ts": stamps.get(q.ts) or stamps.setdefault(q.ts, q.ts.isoformat()),
-                }
-                for s, q in quotes.items()
-            },
+            "quotes_at": {ts.isoformat(): prices for ts, prices in by_time.items()},
             "daytrades": {d.isoformat(): n for d, n in Counter(self.daytrades).items()},
             "opened": {s: day.isoformat() for s, day in opened.items()},
         }
 
     def load_json(self, state: dict[str, Any]) -> None:
         """Restore what ``to_json`` wrote; raises KeyError/ValueError/TypeError when damaged.
-        Day trades are ``{day: count}`` (a list of days in files before version 3)."""
+        Day trades are ``{day: count}`` (a list of days in files before version 3); last
+        quotes ``{time: {symbol: price}}`` (``{symbol: {price, ts}}`` in older files)."""
         self.starting_cash = Decimal(state["starting_cash"])
         self.cash = Decimal(state["cash"])
         self.last_equity = Decimal(state["last_equity"])
@@ -260,9 +260,16 @@ class SimAccount:
             p["symbol"]: Position(p["symbol"], Decimal(p["qty"]), Decimal(p["avg_entry_price"]))
             for p in state["positions"]
         }
-        self.quotes = {
-            s: Quote(Decimal(q["price"]), parse_utc(q["ts"])) for s, q in state["quotes"].items()
-        }
+        if "quotes_at" in state:  # {time: {symbol: price}}
+            self.quotes = {}
+            for at, prices in state["quotes_at"].items():
+                ts = parse_utc(at)
+                self.quotes.update((s, Quote(Decimal(p), ts)) for s, p in prices.items())
+        else:  # {symbol: {"price", "ts"}}, as files before the grouping wrote them
+            self.quotes = {
+                s: Quote(Decimal(q["price"]), parse_utc(q["ts"]))
+                for s, q in state["quotes"].items()
+            }
         daytrades = state["daytrades"]
         if isinstance(daytrades, dict):
             days = [date.fromisoformat(d) for d, n in daytrades.items() for _ in range(int(n))]

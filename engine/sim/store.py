@@ -151,7 +151,7 @@ class _Account:
     def __init__(self) -> None:
         self.scalars: dict[str, Any] = {}
         self.positions: dict[str, dict[str, Any]] = {}
-        self.quotes: dict[str, Any] = {}
+        self.quotes: dict[str, tuple[str, str]] = {}
         self.opened: dict[str, Any] = {}
 
     def apply(self, account: dict[str, Any], *, full: bool) -> None:
@@ -160,8 +160,14 @@ class _Account:
             raise TypeError("account is not an object")
         closed = list(account.get("closed", ()))
         positions = {p["symbol"]: p for p in account["positions"]}
-        quotes, opened = dict(account["quotes"]), dict(account["opened"])
-        skip = ("positions", "quotes", "opened", "closed")
+        quotes: dict[str, tuple[str, str]] = {}  # symbol -> (price, time)
+        if "quotes_at" in account:
+            for at, prices in account["quotes_at"].items():
+                quotes.update((symbol, (price, at)) for symbol, price in prices.items())
+        else:  # {symbol: {"price", "ts"}}, as older lines hold them
+            quotes.update((s, (q["price"], q["ts"])) for s, q in account["quotes"].items())
+        opened = dict(account["opened"])
+        skip = ("positions", "quotes", "quotes_at", "opened", "closed")
         scalars = {k: v for k, v in account.items() if k not in skip}
         if full:
             self.positions, self.quotes, self.opened = {}, {}, {}
@@ -176,6 +182,6 @@ class _Account:
         """In ``SimAccount.to_json``'s shape."""
         return self.scalars | {
             "positions": list(self.positions.values()),
-            "quotes": self.quotes,
+            "quotes": {s: {"price": price, "ts": at} for s, (price, at) in self.quotes.items()},
             "opened": self.opened,
         }

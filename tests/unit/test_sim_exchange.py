@@ -802,7 +802,7 @@ def test_commit_when_many_symbols_quoted_then_line_holds_only_what_changed(
     last = json.loads(path.read_text().splitlines()[-1])["account"]
     restarted = make(path)
 
-    assert (len(last["quotes"]), len(last["positions"]), last["closed"]) == (0, 1, [])
+    assert (last["quotes_at"], len(last["positions"]), last["closed"]) == ({}, 1, [])
     assert restarted.account() == first.account()
     assert restarted.positions() == first.positions()
     assert len(restarted.positions()) == 199
