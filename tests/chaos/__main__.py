@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import random
 import sys
 import tempfile
@@ -11,9 +12,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.chaos.scenarios import Result, random_kills
+from tests.chaos.scenarios import (
+    Result,
+    discord_outage,
+    flatten_kills,
+    full_disk,
+    hung_broker,
+    poisoned_updates,
+    random_kills,
+)
 
-SCENARIOS = ("kills",)
+SCENARIOS = ("kills", "flatten", "poison", "disk", "hang", "discord")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,6 +31,11 @@ def parser() -> argparse.ArgumentParser:
         description="Issue 11's chaos suite: real faults against real processes, one row each.",
     )
     cli.add_argument("--kills", type=int, default=30, help="random SIGKILLs while trading")
+    cli.add_argument("--flatten-kills", type=int, default=10, help="SIGKILLs during !flatten")
+    cli.add_argument("--hangs", type=int, default=3, help="broker SIGSTOPs")
+    cli.add_argument(
+        "--discord-outage-s", type=float, default=8.0, help="length of the Discord outage"
+    )
     cli.add_argument("--seed", type=int, default=None, help="seed for the random delays")
     cli.add_argument(
         "--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS), help="scenarios to run"
@@ -60,8 +74,11 @@ async def run(args: argparse.Namespace, work: Path) -> list[Result]:
     results: list[Result] = []
     for name in args.only:
         began = time.monotonic()
-        if name == "kills":
-            result = await random_kills(args.kills, rng, work)
+        try:
+            result = await _one(name, args, rng, work)
+        except Exception as exc:  # a run that could not be driven is a failed row
+            result = Result(name, 0)
+            result.check(False, f"{type(exc).__name__}: {exc}")
         print(
             f"  {result.scenario}: {'pass' if result.passed else 'FAIL'} in "
             f"{time.monotonic() - began:.0f} s; {result.detail}",
@@ -73,8 +90,23 @@ async def run(args: argparse.Namespace, work: Path) -> list[Result]:
     return results
 
 
+async def _one(name: str, args: argparse.Namespace, rng: random.Random, work: Path) -> Result:
+    if name == "kills":
+        return await random_kills(args.kills, rng, work)
+    if name == "flatten":
+        return await flatten_kills(args.flatten_kills, rng, work)
+    if name == "poison":
+        return await poisoned_updates(rng, work)
+    if name == "disk":
+        return await full_disk(rng, work)
+    if name == "hang":
+        return await hung_broker(args.hangs, rng, work)
+    return await discord_outage(rng, outage_s=args.discord_outage_s)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)  # the alert router's own warnings: not here
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
         results = asyncio.run(run(args, args.keep))

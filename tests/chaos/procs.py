@@ -24,8 +24,11 @@ READY_PREFIX = "Trading console ("
 class Lines:
     """Every line a child prints on one pipe, read in the background (a pipe never fills)."""
 
-    def __init__(self, stream: asyncio.StreamReader | None, label: str) -> None:
+    def __init__(
+        self, stream: asyncio.StreamReader | None, label: str, tee: Path | None = None
+    ) -> None:
         self.items: list[str] = []
+        self._tee = tee
         self.closed = asyncio.Event()
         self._changed = asyncio.Event()
         self._label = label
@@ -35,9 +38,18 @@ class Lines:
         try:
             if stream is None:
                 return
-            while raw := await stream.readline():
-                self.items.append(raw.decode(errors="replace").rstrip("\n"))
-                self._changed.set()
+            tee = self._tee.open("a") if self._tee is not None else None
+            try:
+                while raw := await stream.readline():
+                    line = raw.decode(errors="replace").rstrip("\n")
+                    self.items.append(line)
+                    if tee is not None:
+                        tee.write(line + "\n")
+                        tee.flush()
+                    self._changed.set()
+            finally:
+                if tee is not None:
+                    tee.close()
         finally:
             self.closed.set()
             self._changed.set()
@@ -166,15 +178,18 @@ def engine_env(fake: Fake, **extra: str) -> dict[str, str]:
 class Engine:
     """``run_bot.py --console --env-file /dev/null --data-dir <dir>`` in paper mode."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, started: float) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, started: float, tee: Path) -> None:
         self.proc = proc
         self.started = started
-        self.out = Lines(proc.stdout, "the engine")
-        self.err = Lines(proc.stderr, "the engine's stderr")
+        self.out = Lines(proc.stdout, "the engine", tee)
+        self.err = Lines(proc.stderr, "the engine's stderr", tee.with_suffix(".err"))
         self.ready_s = 0.0
 
     @classmethod
-    async def start(cls, data_dir: Path, env: dict[str, str], *, within: float = 60) -> Engine:
+    async def start(
+        cls, data_dir: Path, env: dict[str, str], *, within: float = 60, logs: Path | None = None
+    ) -> Engine:
+        """``logs``: where its output is kept (default: beside ``data_dir``)."""
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -190,7 +205,9 @@ class Engine:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        engine = cls(proc, started)
+        # Everything it prints, appended beside its data dir (kept with --keep).
+        tee = (logs or data_dir.parent) / f"{data_dir.name}-console.log"
+        engine = cls(proc, started, tee)
         try:
             await engine.out.wait_for(lambda s: s.startswith(READY_PREFIX), within=within)
         except ChaosError as exc:

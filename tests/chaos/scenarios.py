@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import signal
 import statistics
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-from tests.chaos.procs import Engine, Fake, engine_env
+from tests.chaos.procs import ChaosError, Engine, Fake, engine_env
 from tests.chaos.views import Tally, broker_view, compare, journal_view
 
 SESSION_MINUTES = 390
@@ -94,18 +97,534 @@ async def random_kills(n: int, rng: random.Random, work: Path) -> Result:
 
 
 async def _restart_checked(
-    fake: Fake, data: Path, env: dict[str, str], result: Result, ready: list[float]
+    fake: Fake,
+    data: Path,
+    env: dict[str, str],
+    result: Result,
+    ready: list[float],
+    *,
+    reducing_ok: bool = False,
+    logs: Path | None = None,
 ) -> Engine:
     """Start the engine on ``data``; once ready its journal holds every execution the broker
     made while it was down (its start-up recovery), and nothing the broker did not make."""
     due = set((await broker_view(fake)).fills)
-    engine = await Engine.start(data, env)
+    engine = await Engine.start(data, env, logs=logs)
     ready.append(engine.ready_s)
     journal, broker = journal_view(data), await broker_view(fake)
     result.tally.add(compare(journal, broker, due=due, cash=False))
-    result.check(journal.state != "REDUCING", "came up REDUCING")
+    if not reducing_ok:  # a flatten a kill interrupted is still REDUCING until finished
+        result.check(journal.state != "REDUCING", "came up REDUCING")
     return engine
 
 
 def money(value: Decimal) -> str:
     return f"${value:,.2f}"
+
+
+# ---- 2. SIGKILL during a flatten ------------------------------------------------------------
+
+HAND_SYMBOLS = ("AAPL", "MSFT", "SPY")
+
+
+async def hold_by_hand(fake: Fake, qty: int = 5) -> None:
+    """Positions bought at the broker by hand while the engine is down (its start-up
+    reconcile adopts them), so every flatten has something to close."""
+    for symbol in HAND_SYMBOLS:
+        await fake.post(
+            "/v2/orders",
+            {
+                "symbol": symbol,
+                "qty": str(qty),
+                "side": "buy",
+                "type": "market",
+                "time_in_force": "day",
+            },
+        )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        broker = await broker_view(fake)
+        if not broker.open_orders and all(broker.positions.get(s) for s in HAND_SYMBOLS):
+            return
+        await asyncio.sleep(0.1)
+    raise ChaosError("the hand orders did not fill")
+
+
+async def flatten_kills(n: int, rng: random.Random, work: Path) -> Result:
+    result = Result("SIGKILL during !flatten", n)
+    # 30 ms a request: the flatten's three calls take long enough to be hit.
+    fake = await Fake.start(speed=speed_for(n * 6 + 20), args=("--latency-ms", "30"))
+    data = work / "flatten"
+    env = engine_env(fake)
+    ready: list[float] = []
+    recovered: list[float] = []
+    interrupted = 0
+    try:
+        for _ in range(n):
+            await hold_by_hand(fake)
+            engine = await _restart_checked(fake, data, env, result, ready)
+            await engine.send("!flatten")
+            await asyncio.sleep(rng.uniform(0.0, 0.25))
+            await engine.kill()
+            was = journal_view(data).state
+            engine = await _restart_checked(fake, data, env, result, ready, reducing_ok=True)
+            if was == "REDUCING":
+                interrupted += 1
+                _, line = await engine.out.wait_for(
+                    lambda s: "Interrupted flatten finished" in s, within=30
+                )
+                recovered.append(time.monotonic() - engine.started)
+                result.check("finished: flat" in line, f"recovery said: {line}")
+            state = await engine.state()
+            result.check(state != "REDUCING", "still REDUCING after the restart")
+            await engine.kill()
+            result.check(engine.tracebacks() == 0, "a traceback")
+        result.check(interrupted > 0, "no kill landed inside a flatten")
+        result.detail = (
+            f"{interrupted} of {n} kills landed inside the flatten (REDUCING persisted); "
+            "each was finished flat by the next start and ACTIVE restored"
+        )
+        if recovered:
+            result.timing = (
+                f"start to flat {ms(statistics.median(recovered))} (max {ms(max(recovered))})"
+            )
+        engine = await _restart_checked(fake, data, env, result, ready)
+        await engine.ask("!halt keep chaos check", lambda s: "HALTED by console" in s)
+        await settle(fake, data)
+        result.tally.add(compare(journal_view(data), await broker_view(fake)))
+        result.check(await engine.quit() == 0, "exit code after !quit")
+    finally:
+        await fake.stop()
+    return result
+
+
+# ---- 3. poisoned trade updates --------------------------------------------------------------
+
+
+def _poison(order: dict[str, object], now: str) -> list[tuple[str, str]]:
+    """(what, frame): fills no book can take, and a frame that cannot be read. Each fill
+    moves the order's cumulative filled quantity to a value not seen before, so its
+    execution id (order id and cumulative qty) is new and it cannot pass as a repeat of a
+    fill already journaled."""
+    filled = Decimal(str(order["filled_qty"]))
+
+    def fill(tag: str, cum: Decimal, *, qty: str = "1", price: str = "100", **over: str) -> str:
+        # The order grows with it, so the only flaw is the one named.
+        size = max(Decimal(str(order["qty"])), cum)
+        snapshot = {**order, **over, "filled_qty": str(cum), "qty": str(size)}
+        data = {
+            "event": "fill",
+            "execution_id": f"chaos-{tag}",
+            "order": snapshot,
+            "price": price,
+            "qty": qty,
+            "position_qty": str(cum),
+            "timestamp": now,
+        }
+        return json.dumps({"stream": "trade_updates", "data": data})
+
+    return [
+        ("negative qty", fill("neg", filled + 1, qty="-5")),
+        ("zero price", fill("zero", filled + 2, price="0")),
+        ("symbol never traded", fill("sym", filled + 3, symbol="ZZZZ")),
+        ("unknown order", fill("ghost", filled, id="chaos-ghost-order", client_order_id="ghost")),
+        ("cumulative qty backwards", fill("back", filled / 2)),
+        ("damaged frame", '{"stream": "trade_updates", "data": {"event": "fill", "ord'),
+    ]
+
+
+async def poisoned_updates(rng: random.Random, work: Path) -> Result:
+    fake = await Fake.start(speed=speed_for(60))
+    data = work / "poison"
+    env = engine_env(fake)
+    ready: list[float] = []
+    result = Result("poisoned trade updates", 6)
+    try:
+        await hold_by_hand(fake)
+        engine = await _restart_checked(fake, data, env, result, ready)
+        order = next(o for o in (await broker_view(fake)).orders if o.get("status") == "filled")
+        now = str(order["filled_at"])
+        poison = _poison(order, now)
+        rng.shuffle(poison)
+        result.runs = len(poison)
+        alerted: list[float] = []
+        for what, frame in poison:
+            mark = len(engine.out.items)
+            sent = time.monotonic()
+            answer = await fake.post("/_chaos/trade_frame", {"frame": frame})
+            result.check(answer.get("sent_to", 0) >= 1, f"{what}: no stream listening")
+            try:
+                await engine.out.wait_for(lambda s: "quarantined" in s, start=mark, within=15)
+                alerted.append(time.monotonic() - sent)
+            except ChaosError:
+                result.check(False, f"{what}: no quarantine alert")
+        state = await engine.state()
+        result.check(state == "ACTIVE", f"{state} after the poison")
+        deadline = time.monotonic() + 10
+        while journal_view(data).quarantined < len(poison) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        journal = journal_view(data)
+        result.check(journal.quarantined == len(poison), f"{journal.quarantined} rows quarantined")
+        result.check(
+            not any(k.startswith("chaos-") for k in journal.fills), "a poisoned fill journaled"
+        )
+        code = await engine.quit()
+        result.check(code == 0, f"exit code {code}")
+        result.check(engine.tracebacks() == 0, "a traceback")
+        engine = await _restart_checked(fake, data, env, result, ready)
+        await engine.ask("!halt keep chaos check", lambda s: "HALTED by console" in s)
+        await settle(fake, data)
+        result.tally.add(compare(journal_view(data), await broker_view(fake)))
+        code = await engine.quit()
+        result.check(code == 0 and engine.tracebacks() == 0, "the restart was not clean")
+        if alerted:
+            result.timing = (
+                f"frame to alert {ms(statistics.median(alerted))} (max {ms(max(alerted))})"
+            )
+        result.detail = (
+            f"{len(alerted)} of {len(poison)} refused with a critical alert and quarantined; "
+            "engine stayed ACTIVE; restart clean"
+        )
+    finally:
+        await fake.stop()
+    return result
+
+
+# ---- 4. full disk ---------------------------------------------------------------------------
+
+
+async def _run(*cmd: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode(errors="replace").strip()
+
+
+def _fill_disk(path: Path) -> int:
+    """Write ``path`` until the file system is full; returns the bytes written."""
+    written = 0
+    chunk = b"\0" * 65536
+    with path.open("wb", buffering=0) as f:
+        try:
+            while True:
+                written += f.write(chunk)
+        except OSError:
+            pass
+        # What is left is smaller than a chunk: take it too.
+        try:
+            while True:
+                written += f.write(b"\0" * 512)
+        except OSError:
+            pass
+    return written
+
+
+def _strategy_buys(orders: list[dict[str, object]]) -> int:
+    """Orders of the (long-only) strategy that add risk; its sells only reduce."""
+    return sum(
+        1
+        for o in orders
+        if o.get("side") == "buy"
+        and o.get("client_order_id")
+        and not str(o["client_order_id"]).startswith("flatten")
+    )
+
+
+async def full_disk(rng: random.Random, work: Path, size_mb: int = 16) -> Result:
+    result = Result("disk full (tmpfs)", 1)
+    disk = work / "disk"
+    disk.mkdir(parents=True, exist_ok=True)
+    code, why = await _run("mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(disk))
+    if code != 0:
+        result.check(False, f"tmpfs refused here ({why}): not run")
+        return result
+    fake = await Fake.start(speed=speed_for(90))
+    data = disk / "data"
+    filler = disk / "filler"
+    ready: list[float] = []
+    try:
+        await hold_by_hand(fake)
+        # SPY is held by hand and not traded by the strategy: there is always a position to
+        # flatten with the disk full.
+        env = engine_env(fake, STRATEGY_SYMBOLS="AAPL,MSFT")
+        engine = await _restart_checked(fake, data, env, result, ready, logs=work)
+        await asyncio.sleep(rng.uniform(1.0, 3.0))  # it trades
+        mark = len(engine.out.items)
+        full_at = time.monotonic()
+        await asyncio.to_thread(_fill_disk, filler)
+        _, line = await engine.out.wait_for(
+            lambda s: "journal cannot be written" in s, start=mark, within=60
+        )
+        to_reducing = time.monotonic() - full_at
+        state = await engine.state()
+        result.check(state == "REDUCING", f"{state} with the disk full")
+        before = _strategy_buys((await broker_view(fake)).orders)
+        await asyncio.sleep(3.0)
+        after = _strategy_buys((await broker_view(fake)).orders)
+        result.check(after == before, f"{after - before} new buy orders with the disk full")
+
+        began = time.monotonic()
+        flat = await engine.ask(
+            "!flatten", lambda s: "Flat in" in s or "Not flat" in s or "Nothing to flatten" in s
+        )
+        flatten_s = time.monotonic() - began
+        result.check(flat.startswith("✅ Flat in"), f"!flatten with the disk full: {flat}")
+        positions = (await broker_view(fake)).positions
+        result.check(not positions, f"not flat at the broker: {positions}")
+        began = time.monotonic()
+        await engine.ask(
+            "!halt chaos disk full", lambda s: "HALTED by console" in s or "refused" in s
+        )
+        halt_s = time.monotonic() - began
+        result.check(await engine.state() == "HALTED", "!halt with the disk full")
+
+        filler.unlink()
+        _, line = await engine.out.wait_for(
+            lambda s: "journal can be written again" in s, start=mark, within=30
+        )
+        result.check(line.startswith("[#") and "✅" in line, f"after the disk: {line}")
+        await settle(fake, data)
+        result.tally.add(compare(journal_view(data), await broker_view(fake)))
+        result.check(await engine.quit() == 0, "exit code after !quit")
+        full_run_err = list(engine.err.items)
+        result.check(journal_view(data).state == "HALTED", "the halt was not written afterwards")
+        engine = await _restart_checked(fake, data, env, result, ready, logs=work)
+        result.check(await engine.state() == "HALTED", "the halt did not survive a restart")
+        code = await engine.quit()
+        result.check(code == 0, f"exit code {code} after the restart: {engine.err.tail(5)}")
+        result.timing = (
+            f"to REDUCING {ms(to_reducing)}; !flatten {ms(flatten_s)}, !halt {ms(halt_s)}"
+        )
+        logging_errors = sum(1 for ln in full_run_err if ln == "--- Logging error ---")
+        result.detail = (
+            f"{size_mb} MB tmpfs filled while trading: REDUCING with a critical alert, no new "
+            "buy order, !flatten flat and !halt HALTED from memory, written and fills "
+            "recovered once space came back"
+            + (
+                f"; stderr had {logging_errors} '--- Logging error ---' tracebacks (the log "
+                "file on the full disk)"
+                if logging_errors
+                else ""
+            )
+        )
+    finally:
+        await fake.stop()
+        await _run("umount", "-l", str(disk))
+    return result
+
+
+# ---- 5. hung broker -------------------------------------------------------------------------
+
+HALT_AFTER_S = 5
+BREAKER_RESET_S = 2
+
+
+def _find_in_file(path: Path, needle: str, start: int) -> str | None:
+    if not path.exists():
+        return None
+    with path.open("rb") as f:
+        f.seek(start)
+        for raw in f:
+            line = raw.decode(errors="replace")
+            if needle in line:
+                return line.strip()
+    return None
+
+
+async def log_line(path: Path, needle: str, *, start: int, within: float) -> str:
+    """The first line of the engine's log file after byte ``start`` containing ``needle``."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = await asyncio.to_thread(_find_in_file, path, needle, start)
+        if found is not None:
+            return found
+        await asyncio.sleep(0.1)
+    raise ChaosError(f"{path}: no line with {needle!r} within {within:g} s")
+
+
+async def hung_broker(n: int, rng: random.Random, work: Path) -> Result:
+    result = Result(f"hung broker (SIGSTOP), halt after {HALT_AFTER_S} s", n)
+    fake = await Fake.start(speed=speed_for(n * 15 + 30))
+    env = engine_env(
+        fake,
+        ALPACA_OUTAGE_HALT_S=str(HALT_AFTER_S),
+        ALPACA_REQUEST_TIMEOUT_S="1",
+        ALPACA_BREAKER_RESET_S=str(BREAKER_RESET_S),
+    )
+    ready: list[float] = []
+    halts: list[float] = []
+    back: list[float] = []
+    try:
+        for i in range(n):
+            data = work / f"hang-{i}"
+            engine = await _restart_checked(fake, data, env, result, ready)
+            await asyncio.sleep(rng.uniform(0.5, 2.5))
+            mark = len(engine.out.items)
+            log_file = data / "trader.log"
+            log_mark = log_file.stat().st_size if log_file.exists() else 0
+            fake.signal(signal.SIGSTOP)
+            stopped = time.monotonic()
+            try:
+                _, line = await engine.out.wait_for(
+                    lambda s: "HALTED" in s and s.startswith("[#"), start=mark, within=20
+                )
+                halts.append(time.monotonic() - stopped)
+                result.check(halts[-1] <= HALT_AFTER_S + 1, f"halt after {halts[-1]:.2f} s: {line}")
+                status = await engine.ask("!status", lambda s: s.startswith("Broker:"))
+                result.check("ok" not in status.split(":", 1)[1][:10], f"hung but {status}")
+            finally:
+                fake.signal(signal.SIGCONT)
+            resumed = time.monotonic()
+            # A reconcile that finds no drift says nothing in the channels: the log has it.
+            await log_line(log_file, "broker back after an outage", start=log_mark, within=30)
+            back.append(time.monotonic() - resumed)
+            status = await engine.ask("!status", lambda s: s.startswith("Broker:"))
+            result.check("alpaca ok" in status, f"after SIGCONT: {status}")
+            result.check(await engine.state() == "HALTED", "not HALTED after the outage")
+            await settle(fake, data)
+            result.tally.add(compare(journal_view(data), await broker_view(fake)))
+            result.check(await engine.quit() == 0, "exit code after !quit")
+            result.check(engine.tracebacks() == 0, "a traceback")
+        if halts:
+            result.timing = (
+                f"to HALT {statistics.median(halts):.2f} s (max {max(halts):.2f} s); "
+                f"reconciled {ms(statistics.median(back))} after SIGCONT"
+            )
+        result.detail = (
+            f"ALPACA_OUTAGE_HALT_S={HALT_AFTER_S}, ALPACA_REQUEST_TIMEOUT_S=1, "
+            f"ALPACA_BREAKER_RESET_S={BREAKER_RESET_S}: HALTED every time, the broker "
+            "healthy and reconciled once it answered again (log: 'broker back after an outage')"
+        )
+    finally:
+        await fake.stop()
+    return result
+
+
+# ---- 6. Discord-transport outage ------------------------------------------------------------
+
+
+class FlakyDiscord:
+    """The alert router's transport seam as ``bot.discord_transport.DiscordTransport`` behaves
+    (tests/discord/test_transport.py runs that one on dpytest): ``is_ready`` follows the
+    gateway's connect/disconnect/resumed; a post raises ``SendUnavailable`` while the network
+    is down; some posts land but their reply is lost (a timeout); Discord posts a nonce once
+    (``enforce_nonce``)."""
+
+    name = "discord"
+
+    def __init__(self, rng: random.Random, lose_reply: float) -> None:
+        self.network = True
+        self.gateway = True
+        self.posted: list[tuple[str, str]] = []
+        self.by_nonce: set[str] = set()
+        self.attempts = 0
+        self._rng = rng
+        self._lose_reply = lose_reply
+
+    def is_ready(self) -> bool:
+        return self.gateway
+
+    def has_channel(self, channel: object) -> bool:
+        return True
+
+    async def send(self, channel: object, message: Any, mention: object, nonce: str) -> None:
+        from bot.alerts import SendUnavailable
+
+        self.attempts += 1
+        await asyncio.sleep(0.005)
+        if not self.network:
+            raise SendUnavailable("OSError: [Errno 101] Network is unreachable")
+        if nonce in self.by_nonce:
+            return  # Discord answers with the message it already posted
+        self.by_nonce.add(nonce)
+        self.posted.append((str(getattr(channel, "value", channel)), message.text))
+        if self._rng.random() < self._lose_reply:
+            raise SendUnavailable("TimeoutError: the reply never came")
+
+
+async def discord_outage(
+    rng: random.Random, outage_s: float = 8.0, alerts: int = 120, lose_reply: float = 0.1
+) -> Result:
+    """Fills to #trades and critical errors to #system-alerts, published all along while the
+    network and then the gateway go down for ``outage_s``; ``lose_reply`` of the posts land
+    but their reply is lost. Each channel must show every alert once, in order."""
+    from bot.alerts import AlertRouter
+    from bot.messages import AlertMessage, Channel
+    from config import ChannelSettings
+    from engine.bus import EventBus
+    from engine.clock import SystemClock
+    from engine.events import Severity
+
+    result = Result(f"Discord outage {outage_s:g} s", alerts)
+    link = FlakyDiscord(rng, 0.0)
+    router = AlertRouter(
+        EventBus(),
+        link,
+        ChannelSettings(_env_file=None),  # type: ignore[call-arg]
+        clock=SystemClock(),
+        retry_base_s=0.05,
+    )
+    await router.start()
+    router.publish(AlertMessage(Channel.SYSTEM_ALERTS, Severity.INFO, "🟢 connected", "state"))
+    while not link.posted:  # noqa: ASYNC110 - the bot is up and has posted before the outage
+        await asyncio.sleep(0.05)
+    link._lose_reply = lose_reply
+    sent: dict[str, list[str]] = {"trades": [], "system-alerts": []}
+    spread_s = outage_s + 4.0
+    began = time.monotonic()
+
+    async def outage() -> None:
+        await asyncio.sleep(1.0)
+        link.network = False  # the network goes first,
+        await asyncio.sleep(rng.uniform(0.2, 1.0))
+        link.gateway = False  # discord.py notices a heartbeat or two later
+        await asyncio.sleep(outage_s)
+        link.network = True
+        await asyncio.sleep(rng.uniform(0.0, 0.5))
+        link.gateway = True  # RESUMED
+
+    cut = asyncio.get_running_loop().create_task(outage())
+    for i in range(alerts):
+        if rng.random() < 0.1:
+            text = f"🚨 engine error {i + 1:04d}"
+            message = AlertMessage(Channel.SYSTEM_ALERTS, Severity.CRITICAL, text, "error")
+        else:
+            text = f"✅ Bought {i + 1} AAPL @ $231.97 · fill {i + 1:04d}"
+            message = AlertMessage(Channel.TRADES, Severity.INFO, text, "fill")
+        sent[message.channel.value].append(text)
+        router.publish(message)
+        await asyncio.sleep(spread_s / alerts)
+    await cut
+    deadline = time.monotonic() + 30
+    while router.queued and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    await router.stop()
+    summaries = [t for _, t in link.posted if t.startswith("📶 Discord was unreachable")]
+    hidden = 0
+    for channel, texts in sent.items():
+        lines = [ln for c, t in link.posted if c == channel for ln in t.split("\n")]
+        hidden += sum(int(ln.split()[2]) for ln in lines if ln.startswith("…and "))
+        shown = [ln for ln in lines if ln in set(texts)]
+        result.tally.duplicates += len(shown) - len(set(shown))
+        result.tally.lost += sum(1 for t in texts if t not in set(shown))
+        result.check(shown == [t for t in texts if t in set(shown)], f"#{channel} out of order")
+    long_ones = [
+        s for s in summaries if f"for {int(outage_s)}" in s or f"for {int(outage_s) + 1}" in s
+    ]
+    result.check(len(long_ones) == 1, f"no summary of the {outage_s:g} s outage: {summaries}")
+    result.check(all(s.endswith("None lost.") for s in summaries), f"summary: {summaries}")
+    result.check(router.stats.failed == 0, f"{router.stats.failed} given up")
+    result.timing = f"all delivered {ms(time.monotonic() - began)} after the first"
+    result.detail = (
+        f"{alerts} alerts over {spread_s:g} s, network down {outage_s:g} s, "
+        f"{lose_reply:.0%} of replies lost: {len(link.posted)} posts, {link.attempts} attempts, "
+        f"{hidden} lines folded into '…and N more'; "
+        + (long_ones[0] if long_ones else "")
+        + (
+            f" (+{len(summaries) - len(long_ones)} short summaries after lost replies)"
+            if len(summaries) > len(long_ones)
+            else ""
+        )
+    )
+    return result

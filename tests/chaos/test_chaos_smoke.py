@@ -65,3 +65,38 @@ def test_compare_when_journal_and_broker_differ_then_each_difference_counted() -
 
     missing = compare(JournalView({"o1:10": _fill("o1:10")}, 1, 0, "ACTIVE"), broker, cash=False)
     assert (missing.lost, missing.phantom, missing.cash_diff) == (2, 0, Decimal(0))
+
+
+async def test_chaos_frame_hook_when_posted_then_sent_as_is_to_listening_clients() -> None:
+    """The fake's loopback hook the poisoned-update scenario drives from another process."""
+    import aiohttp
+
+    from tests.fakes.alpaca import FakeAlpaca
+    from tests.fakes.alpaca.server import CHAOS_FRAME_PATH
+
+    keys = {"APCA-API-KEY-ID": "FAKEKEYID", "APCA-API-SECRET-KEY": "FAKESECRET"}
+    async with (
+        FakeAlpaca() as fake,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(fake.trade_stream_url) as ws,
+    ):
+        auth = {"action": "auth", "key": "FAKEKEYID", "secret": "FAKESECRET"}
+        await ws.send_json(auth)
+        await ws.receive()
+        await ws.send_json({"action": "listen", "data": {"streams": ["trade_updates"]}})
+        await ws.receive()
+        frame = '{"stream": "trade_updates", "data": {"event": "fill", "ord'
+        url = fake.base_url + CHAOS_FRAME_PATH
+        async with http.post(url, json={"frame": frame}, headers=keys) as sent:
+            answer = await sent.json()
+        received = await ws.receive(timeout=5)
+        async with http.post(url, json={"frame": frame}) as anonymous:
+            refused = anonymous.status
+        async with http.post(url, json={"text": 1}, headers=keys) as wrong:
+            bad = wrong.status
+
+    assert answer == {"sent_to": 1}
+    data = received.data
+    assert (data.decode() if isinstance(data, bytes) else data) == frame
+    assert refused == 401
+    assert bad == 422

@@ -22,7 +22,7 @@ from tests.fakes.alpaca.bars import BarStore
 from tests.fakes.alpaca.json_models import account_id
 from tests.fakes.alpaca.knobs import FaultPlan, Knobs
 from tests.fakes.alpaca.market_data import MarketDataApi
-from tests.fakes.alpaca.rest import fault_middleware
+from tests.fakes.alpaca.rest import fault_middleware, reply, unprocessable
 from tests.fakes.alpaca.streams import DataStreamHub, TradeStreamHub, credentials_check
 from tests.fakes.alpaca.trading import TradingApi
 from tests.fakes.alpaca.venue import AlwaysOpenCalendar, build_exchange
@@ -30,6 +30,10 @@ from tests.fakes.alpaca.venue import AlwaysOpenCalendar, build_exchange
 TRADE_STREAM_PATH = "/stream"
 DATA_STREAM_PATHS = ("/v2/iex", "/v2/sip", "/v2/test")
 SHUTDOWN_TIMEOUT_S = 2.0
+CHAOS_FRAME_PATH = "/_chaos/trade_frame"
+"""Not Alpaca's: ``POST {"frame": "<text>"}`` sends the text as it is, as one frame, to every
+listening trade-updates client (``send_trade_frame`` from another process: the chaos suite's
+poisoned updates). Authenticated like every route; the server listens on loopback only."""
 
 
 class FakeAlpaca:
@@ -249,9 +253,22 @@ class FakeAlpaca:
         app.add_routes(ActivitiesApi(exchange=self.exchange, account=self._account).routes())
         app.add_routes(MarketDataApi(self._bars, self.market_now).routes())
         app.router.add_get(TRADE_STREAM_PATH, self._trade_hub.handle)
+        app.router.add_post(CHAOS_FRAME_PATH, self._chaos_frame)
         for path in DATA_STREAM_PATHS:
             app.router.add_get(path, self._data_hub.handle)
         return app
+
+    async def _chaos_frame(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        frame = body.get("frame") if isinstance(body, dict) else None
+        if not isinstance(frame, str):
+            raise unprocessable('the body must be {"frame": "<text to send>"}')
+        listening = self._trade_hub.listening()
+        self._trade_hub.publish_frame(frame)
+        return reply({"sent_to": listening})
 
     def _netloc(self) -> str:
         self._require_started()

@@ -162,6 +162,12 @@ def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(
         prog="python -m tests.fakes.alpaca",
         description="A local Alpaca (REST v2, bars, trade and market-data streams) on loopback.",
+        epilog=(
+            "Test hook, not Alpaca's: POST /_chaos/trade_frame with the keys' headers and the "
+            'body {"frame": "<text>"} sends that text, as it is, as one frame to every '
+            "listening trade-updates client (a poisoned or damaged update; python -m "
+            'tests.chaos uses it); the answer is {"sent_to": <clients>}.'
+        ),
     )
     cli.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")
     cli.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
