@@ -67,6 +67,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class _LogFile(logging.FileHandler):
+    """The console's ``trader.log``. A line it cannot write (a full disk, an I/O error) is
+    dropped with one line on stderr for the whole outage, not logging's traceback for every
+    line (the chaos suite's full-disk run printed 27); the first line written again says how
+    many were dropped."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.dropped = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        dropped = self.dropped
+        super().emit(record)  # calls handleError on a failure
+        if dropped and self.dropped == dropped:
+            self.dropped = 0
+            sys.stderr.write(f"{self.baseFilename} written again; {dropped} log lines dropped\n")
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self.dropped == 0:
+            failure = sys.exc_info()[1]
+            sys.stderr.write(
+                f"{self.baseFilename} cannot be written ({failure}): log lines are dropped "
+                "until it can\n"
+            )
+        self.dropped += 1
+
+
 def configure_logging(
     settings: LogSettings,
     *,
@@ -91,7 +118,7 @@ def configure_logging(
         root.addHandler(err)
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
-            file = logging.FileHandler(log_dir / "trader.log", encoding="utf-8")
+            file = _LogFile(log_dir / "trader.log")
             file.setFormatter(
                 JsonFormatter(scrub) if use_json else _ScrubbingFormatter(scrub, text_format)
             )
