@@ -34,6 +34,13 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--flatten-kills", type=int, default=10, help="SIGKILLs during !flatten")
     cli.add_argument("--hangs", type=int, default=3, help="broker SIGSTOPs")
     cli.add_argument(
+        "--disk",
+        choices=("auto", "tmpfs", "fsize"),
+        default="auto",
+        help="full disk: a small tmpfs, an injected write failure (RLIMIT_FSIZE), or tmpfs "
+        "where it can be mounted (default)",
+    )
+    cli.add_argument(
         "--discord-outage-s", type=float, default=8.0, help="length of the Discord outage"
     )
     cli.add_argument("--seed", type=int, default=None, help="seed for the random delays")
@@ -98,7 +105,7 @@ async def _one(name: str, args: argparse.Namespace, rng: random.Random, work: Pa
     if name == "poison":
         return await poisoned_updates(rng, work)
     if name == "disk":
-        return await full_disk(rng, work)
+        return await full_disk(rng, work, args.disk)
     if name == "hang":
         return await hung_broker(args.hangs, rng, work)
     return await discord_outage(rng, outage_s=args.discord_outage_s)

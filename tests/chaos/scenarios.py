@@ -347,17 +347,83 @@ def _strategy_buys(orders: list[dict[str, object]]) -> int:
     )
 
 
-async def full_disk(rng: random.Random, work: Path, size_mb: int = 16) -> Result:
-    result = Result("disk full (tmpfs)", 1)
-    disk = work / "disk"
-    disk.mkdir(parents=True, exist_ok=True)
-    code, why = await _run("mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(disk))
-    if code != 0:
+class _Tmpfs:
+    """A full disk for real: the data dir on a small tmpfs, filled by a file."""
+
+    name = "disk full (16 MB tmpfs)"
+
+    def __init__(self, root: Path, size_mb: int = 16) -> None:
+        self.root = root
+        self.size_mb = size_mb
+        self._filler = root / "filler"
+
+    async def setup(self) -> str | None:
+        """None when mounted, else why not."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        opts = f"size={self.size_mb}m"
+        code, why = await _run("mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(self.root))
+        return None if code == 0 else why or f"mount exited {code}"
+
+    async def fill(self, engine: Engine) -> None:
+        await asyncio.to_thread(_fill_disk, self._filler)
+
+    async def free(self, engine: Engine) -> None:
+        self._filler.unlink()
+
+    async def teardown(self) -> None:
+        await _run("umount", "-l", str(self.root))
+
+
+class _FileSizeLimit:
+    """Where tmpfs cannot be mounted: an injected write failure in the engine's own process.
+    Its RLIMIT_FSIZE is set to 1 byte from outside (``prlimit``), so every write that would
+    extend a file past it fails (EFBIG; Python ignores SIGXFSZ), its journal's included, as
+    on a full disk; the old limit back is the space back."""
+
+    name = "write failure (RLIMIT_FSIZE 1 byte)"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._old: tuple[int, int] | None = None
+
+    async def setup(self) -> str | None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return None
+
+    async def fill(self, engine: Engine) -> None:
+        import resource
+
+        pid = engine.proc.pid
+        self._old = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, self._old[1]))
+
+    async def free(self, engine: Engine) -> None:
+        import resource
+
+        if self._old is not None:
+            resource.prlimit(engine.proc.pid, resource.RLIMIT_FSIZE, self._old)
+
+    async def teardown(self) -> None:
+        return None
+
+
+async def full_disk(rng: random.Random, work: Path, how: str = "auto") -> Result:
+    """``how``: ``tmpfs``, ``fsize`` (an injected write failure) or ``auto`` (tmpfs where it
+    can be mounted)."""
+    disk: _Tmpfs | _FileSizeLimit = (
+        _FileSizeLimit(work / "fsize") if how == "fsize" else _Tmpfs(work / "disk")
+    )
+    why = await disk.setup()
+    if why is not None and how == "auto":
+        print(f"    tmpfs refused here ({why}): an injected write failure instead", flush=True)
+        disk = _FileSizeLimit(work / "fsize")
+        why = await disk.setup()
+    result = Result(disk.name, 1)
+    if why is not None:
         result.check(False, f"tmpfs refused here ({why}): not run")
         return result
     fake = await Fake.start(speed=speed_for(90))
-    data = disk / "data"
-    filler = disk / "filler"
+    data = disk.root / "data"
     ready: list[float] = []
     try:
         await hold_by_hand(fake)
@@ -368,7 +434,7 @@ async def full_disk(rng: random.Random, work: Path, size_mb: int = 16) -> Result
         await asyncio.sleep(rng.uniform(1.0, 3.0))  # it trades
         mark = len(engine.out.items)
         full_at = time.monotonic()
-        await asyncio.to_thread(_fill_disk, filler)
+        await disk.fill(engine)
         _, line = await engine.out.wait_for(
             lambda s: "journal cannot be written" in s, start=mark, within=60
         )
@@ -395,7 +461,7 @@ async def full_disk(rng: random.Random, work: Path, size_mb: int = 16) -> Result
         halt_s = time.monotonic() - began
         result.check(await engine.state() == "HALTED", "!halt with the disk full")
 
-        filler.unlink()
+        await disk.free(engine)
         _, line = await engine.out.wait_for(
             lambda s: "journal can be written again" in s, start=mark, within=30
         )
@@ -414,7 +480,7 @@ async def full_disk(rng: random.Random, work: Path, size_mb: int = 16) -> Result
         )
         logging_errors = sum(1 for ln in full_run_err if ln == "--- Logging error ---")
         result.detail = (
-            f"{size_mb} MB tmpfs filled while trading: REDUCING with a critical alert, no new "
+            f"{disk.name} while trading: REDUCING with a critical alert, no new "
             "buy order, !flatten flat and !halt HALTED from memory, written and fills "
             "recovered once space came back"
             + (
@@ -426,7 +492,7 @@ async def full_disk(rng: random.Random, work: Path, size_mb: int = 16) -> Result
         )
     finally:
         await fake.stop()
-        await _run("umount", "-l", str(disk))
+        await disk.teardown()
     return result
 
 
