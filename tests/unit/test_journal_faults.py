@@ -71,15 +71,20 @@ async def test_durable_write_when_sqlite_cannot_commit_then_journal_write_error_
     assert words in str(error)
     assert str(tmp_path / "journal.db") in str(error)
     assert journal.writable is False
-    assert changes.seen == [(False, str(error))]
+    assert changes.seen[0] == (False, str(error))
     with pytest.raises(JournalWriteError):
         await journal.record_fill(make_fill("again"))
-    assert len(changes.seen) == 1  # one change, not one call per failed write
+    assert journal.writable is False
+    # One call per change, not one per failed write. With "full" (no new page) the flusher's
+    # small probe row can still fit in a page and flip the flag back before "again" fails,
+    # so a loaded machine may see False, True, False: never the same value twice in a row.
+    flags = [w for w, _ in changes.seen]
+    assert all(a != b for a, b in zip(flags, flags[1:])), flags
 
     await allow_writes(journal)
     # Nothing else is written: the flusher's probe finds out that writes work again.
     await wait_for(lambda: journal.writable, within=10)
-    assert [w for w, _ in changes.seen] == [False, True]
+    assert [w for w, _ in changes.seen][-2:] == [False, True]
     assert await journal.record_fill(make_fill("after")) is True
     assert len(stored_fills(tmp_path / "journal.db")) == written + 1
 
