@@ -232,15 +232,31 @@ class EngineControl:
         self._notify(Severity.INFO if report.flat else Severity.WARNING, text)
         return report
 
-    def _notify(self, severity: Severity, text: str) -> None:
+    def announce_broker_back(self, reason: str, result: ReconcileResult) -> None:
+        """#system-alerts hears that the broker is back, what the reconcile found and the
+        state trading is left in."""
+        state = self._state.record
+        after = (
+            f"Trading stays {state.state.value}, set by {state.actor}: !resume when ready."
+            if state.state is not TradingState.ACTIVE
+            else "Trading is ACTIVE."
+        )
+        self._notify(
+            Severity.WARNING,
+            f"📶 Broker reachable again: {reason}. Reconcile: {result.summary()}. {after}",
+            kind="broker-back",
+            title="Broker back",
+        )
+
+    def _notify(
+        self,
+        severity: Severity,
+        text: str,
+        kind: str = "flatten-recovery",
+        title: str = "Interrupted flatten",
+    ) -> None:
         self._bus.publish(
-            Notice(
-                ts=self._clock.now(),
-                kind="flatten-recovery",
-                title="Interrupted flatten",
-                text=text,
-                severity=severity,
-            )
+            Notice(ts=self._clock.now(), kind=kind, title=title, text=text, severity=severity)
         )
 
     # ---- automatic halts -----------------------------------------------------------------

@@ -142,7 +142,7 @@ class TradingEngine:
         self.broker_health = self.control.broker_health
         self.call_broker = self.control.call_broker
         if self.control.outage is not None:  # broker back after an outage: reconcile at once
-            self.control.outage.on_recovered = self.reconcile
+            self.control.outage.on_recovered = self._broker_back
         self.bars = BarPath(
             host=strategies,
             portfolio=self.portfolio,
@@ -287,6 +287,12 @@ class TradingEngine:
         if not result.skipped:
             self.last_reconcile = result
         return result
+
+    async def _broker_back(self, reason: str) -> None:
+        """The broker answers again after an outage: reconcile at once and say so, with the
+        state the trader finds (an outage halt stays until a person resumes)."""
+        result = await self.reconcile(reason)
+        self.control.announce_broker_back(reason, result)
 
     def beat(self) -> None:
         """The engine is alive: called by its own periodic task and by the heartbeat job."""

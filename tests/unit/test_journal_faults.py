@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -79,7 +80,7 @@ async def test_durable_write_when_sqlite_cannot_commit_then_journal_write_error_
     # small probe row can still fit in a page and flip the flag back before "again" fails,
     # so a loaded machine may see False, True, False: never the same value twice in a row.
     flags = [w for w, _ in changes.seen]
-    assert all(a != b for a, b in zip(flags, flags[1:])), flags
+    assert all(a != b for a, b in itertools.pairwise(flags)), flags
 
     await allow_writes(journal)
     # Nothing else is written: the flusher's probe finds out that writes work again.
