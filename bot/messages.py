@@ -24,6 +24,7 @@ from engine.events import (
     Severity,
     TradingStateChanged,
 )
+from engine.risk.gate import RejectReason
 
 
 class Channel(StrEnum):
@@ -59,6 +60,14 @@ _STATE_SEVERITY = {
 _STATE_ICON = {TradingState.HALTED: "🔴", TradingState.REDUCING: "🟡", TradingState.ACTIVE: "🟢"}
 
 
+_STATE_REFUSALS = frozenset(
+    {RejectReason.HALTED.value, RejectReason.REDUCING_ONLY.value, RejectReason.MARKET_CLOSED.value}
+)
+"""Refusals that follow from the trading state or the clock, not from a limit: a strategy
+signalling through a long REDUCING (a full disk) or a halt would otherwise fill
+#system-alerts with one line per bar. They stay in #trades."""
+
+
 def describe(event: Event) -> list[AlertMessage]:
     """The messages an event produces (none for events the trader need not see)."""
     if isinstance(event, TradingStateChanged):
@@ -72,10 +81,10 @@ def describe(event: Event) -> list[AlertMessage]:
             f"⛔ Risk refused {event.side.value} {fmt.qty(event.qty)} {event.symbol}: "
             f"{event.reason} ({event.detail})"
         )
-        return [
-            AlertMessage(Channel.TRADES, Severity.INFO, text, "risk-reject"),
-            AlertMessage(Channel.SYSTEM_ALERTS, Severity.WARNING, text, "risk-reject"),
-        ]
+        trades = AlertMessage(Channel.TRADES, Severity.INFO, text, "risk-reject")
+        if event.reason in _STATE_REFUSALS:  # the state change itself was announced there
+            return [trades]
+        return [trades, AlertMessage(Channel.SYSTEM_ALERTS, Severity.WARNING, text, "risk-reject")]
     if isinstance(event, ReconcileDrift):
         text = (
             f"🧮 Drift corrected ({event.kind} {event.key}): local {event.local} → "

@@ -16,7 +16,7 @@ from bot.alerts import (
     SendUnavailable,
     mention_for,
 )
-from bot.messages import AlertMessage, Channel
+from bot.messages import AlertMessage, Channel, describe
 from config.settings import ChannelSettings
 from engine.bus import EventBus
 from engine.clock import TestClock
@@ -25,6 +25,7 @@ from engine.events import (
     FillReceived,
     Notice,
     OrderUpdated,
+    RiskRejected,
     Severity,
     TradingStateChanged,
 )
@@ -597,3 +598,32 @@ async def test_retry_when_post_timed_out_then_same_nonce_each_attempt_and_new_on
     assert first == again == third
     assert other != first
     assert len(first) <= 22  # Discord takes 25 characters; the transport adds ".<part>"
+
+
+@pytest.mark.parametrize(
+    ("reason", "channels"),
+    [
+        ("reducing_only", [Channel.TRADES]),
+        ("halted", [Channel.TRADES]),
+        ("market_closed", [Channel.TRADES]),
+        ("max_position_qty", [Channel.TRADES, Channel.SYSTEM_ALERTS]),
+        ("buying_power", [Channel.TRADES, Channel.SYSTEM_ALERTS]),
+    ],
+)
+def test_describe_when_risk_refusal_then_state_refusals_stay_out_of_system_alerts(
+    reason: str, channels: list[Channel]
+) -> None:
+    """A strategy signalling every bar through a long REDUCING (a full disk) must not fill
+    #system-alerts: refusals that follow from the state (announced there once) stay in
+    #trades; a limit's refusal goes to both."""
+    event = RiskRejected(
+        ts=T0,
+        client_order_id="c1",
+        symbol="AAPL",
+        side=Side.BUY,
+        qty=Decimal(10),
+        reason=reason,
+        detail="why",
+    )
+
+    assert [m.channel for m in describe(event)] == channels
