@@ -132,12 +132,15 @@ class CsvBars:
         """Per symbol, the last ``limit`` (or fewer) bars before ``start`` and how many bars
         come before it in all, as the scan kept them: only when ``start`` is the start of the
         last trading day and ``limit`` is at most ``keep``; otherwise None (a pass from the
-        start of the file finds them)."""
+        start of the file finds them). Handed over once: the source then lets them go, so
+        they do not outlive the replay's own window; a later call gets None."""
         if self._keep is None or limit > self._keep or start != self.last_session_start:
             return None
         if self.held is not None:
             return None
-        return self._tails, self._before_last_day
+        kept = self._tails, self._before_last_day
+        self._keep, self._tails, self._before_last_day = None, {}, {}
+        return kept
 
     def _scan(self) -> None:
         days = TradingDays()

@@ -522,3 +522,17 @@ async def test_history_when_replay_resumes_mid_day_then_same_as_a_source_that_ke
     assert (kept.history_bars, kept.replay_bars) == (plain.history_bars, plain.replay_bars)
     assert kept.history_bars == 3 * 490
     assert kept_sink.bars == plain_sink.bars
+
+
+async def test_history_when_two_feeds_share_a_source_that_kept_it_then_both_have_it() -> None:
+    # The kept bars are handed over once (memory); the second feed reads them from the file.
+    source = CsvBars(SAMPLE_BARS_PATH, keep=31)
+    plain = ReplayFeed(CsvBars(SAMPLE_BARS_PATH), history_limit=31)
+
+    first = ReplayFeed(source, history_limit=31)
+    second = ReplayFeed(source, history_limit=31)
+
+    for feed in (first, second):
+        assert feed.history_bars == plain.history_bars == 3 * 390
+        for symbol in plain.symbols:
+            assert await feed.history(symbol, DAY2, 31) == await plain.history(symbol, DAY2, 31)
