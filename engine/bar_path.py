@@ -1,30 +1,36 @@
 """The bar path: market data -> mark -> strategy host -> risk gate -> order.
 
-The feed hands bars and ticks over synchronously (``on_bar``/``on_tick``, O(1)). One
-dispatcher task takes each symbol's pending data in turn: it marks the symbol, feeds every
-new bar to the strategy host, and sends an order the host asks for in a task of its own (the
-broker's answer never holds the next symbol up). It works in slices of ``SLICE_S`` and lets
-the loop run between slices and after each order, so a minute that wakes 500 symbols at once
-never keeps a command, a heartbeat or a fill waiting for long. Once everything pending has
-been handled (every symbol of the minute marked) it takes the equity snapshot and checks the
-loss limit: once per batch, not once per symbol.
+The feed hands bars and ticks over synchronously (``on_bar``/``on_tick``). When nothing is
+waiting, a bar is handled right there: marked, fed to the strategy host, and an order the
+host asks for goes through the risk gate and into the book at once; only its broker call
+waits in a task of its own (the broker's answer never holds the next symbol up). That costs
+the feed's call at most ``SLICE_S`` of bar handling per loop iteration; past it, and for
+ticks, updates wait in a per-symbol queue (O(1)) for one dispatcher task, which takes each
+symbol's pending data in turn in slices of ``SLICE_S`` and lets the loop run between slices,
+so a minute that wakes 500 symbols at once never keeps a command, a heartbeat or a fill
+waiting for long. Once everything pending has been handled (every symbol of the minute
+marked) the equity snapshot is taken and the loss limit checked: once per batch, not once
+per symbol.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from typing import Any, Protocol
 
-from engine.clock import Clock
-from engine.domain import Bar, Tick, TradingState
+from engine.clock import NEW_YORK, Clock, trading_day
+from engine.domain import Bar, OrderRequest, Tick, TradingState
 from engine.events import FillReceived, Severity
 from engine.execution import ExecutionManager, SubmitResult
 from engine.feed.base import MarketDataFeed, PriceListener
 from engine.health import LatencyStats
 from engine.order_book import OrderBook
+from engine.orders import Order
 from engine.portfolio import Portfolio
 from engine.risk import TradingStateController
 from engine.store.journal import Journal
@@ -101,6 +107,11 @@ class BarPath:
         self._submitting: set[str] = set()
         self._draining = False
         self._last_snapshot: datetime | None = None
+        self._day_ends: datetime | None = None
+        """When the trading day the dispatcher last opened ends: until then a bar may be
+        handled as it arrives (the first bar of a day waits for the day to be opened)."""
+        self._inline_s = 0.0
+        self._inline_batch = False
         host.on_pause = self._paused
 
     # ---- the feed's side: synchronous, O(1) ------------------------------------------
@@ -110,7 +121,8 @@ class BarPath:
             sink.on_bar(bar)
         if bar.symbol in self._owned:
             self._bar_seen[bar.symbol] = self._clock.monotonic()
-            self.queue.push_bar(bar)
+            if not self._handle_now(bar):
+                self.queue.push_bar(bar)
 
     def on_tick(self, tick: Tick) -> None:
         for sink in self._sinks:
@@ -169,6 +181,47 @@ class BarPath:
         )
         self._report("strategy", message, Severity.CRITICAL)
 
+    # ---- a bar handled as it arrives ---------------------------------------------------
+
+    def _handle_now(self, bar: Bar) -> bool:
+        """Handle a bar inside the feed's own call when nothing is waiting before it (so
+        every symbol's bars stay in order), the trading day is the one the dispatcher last
+        opened, and the bar path has used less than ``SLICE_S`` of CPU in this loop
+        iteration (CPU, not wall time: a slice the machine took from us is not ours):
+        its order then passes the gate microseconds after the bar arrived instead of after
+        the rest of the feed's burst. Past the slice, bars wait for the dispatcher, which
+        yields between slices. False: queue it."""
+        if (
+            self._draining
+            or self.queue.pending
+            or self._inline_s >= SLICE_S
+            or self._day_ends is None
+            or self._clock.now() >= self._day_ends
+        ):
+            return False
+        started = time.thread_time()
+        if not self._inline_batch:
+            self._inline_batch = True
+            asyncio.get_running_loop().call_soon(self._after_inline)
+        self.queue.updates += 1
+        try:
+            self._handle(Update(bar.symbol, [bar], None, 1))
+        except Exception as exc:
+            log.exception("bar path failed on %s", bar.symbol)
+            self._report("strategy", f"{bar.symbol}: {exc}", Severity.WARNING)
+        finally:
+            self._inline_s += time.thread_time() - started
+        return True
+
+    def _after_inline(self) -> None:
+        """Once per loop iteration that handled bars as they came: what the dispatcher does
+        after a batch."""
+        self._inline_batch = False
+        self._inline_s = 0.0
+        if not (self._draining or self.queue.pending):
+            self.maybe_snapshot()
+            self._check_loss_limit()
+
     # ---- the dispatcher --------------------------------------------------------------
 
     async def run(self) -> None:
@@ -179,6 +232,7 @@ class BarPath:
             self._draining = True
             try:
                 await self._roll_day()
+                self._day_ends = _next_day_start(self._clock.now())
                 slice_end = loop.time() + SLICE_S
                 any_sent = False
                 while (update := self.queue.pop()) is not None:
@@ -188,9 +242,9 @@ class BarPath:
                         log.exception("bar path failed on %s", update.symbol)
                         self._report("strategy", f"{update.symbol}: {exc}", Severity.WARNING)
                         sent = False
-                    # After an order, yield at once: its task reaches the broker before the
-                    # rest of the burst is handled.
-                    if sent or loop.time() >= slice_end:
+                    # An order has passed the gate already and its broker call waits in a
+                    # task: it runs at the end of this slice, with the other tasks.
+                    if loop.time() >= slice_end:
                         await asyncio.sleep(0)
                         slice_end = loop.time() + SLICE_S
                     any_sent = any_sent or sent
@@ -239,24 +293,35 @@ class BarPath:
             self._portfolio.mark(symbol, tick.price)
 
     def _submit(self, intent: OrderIntent) -> None:
+        """The order goes through the risk gate and into the book (and the journal's
+        write-behind buffer) now; only the broker call waits in a task of its own."""
         self.signals += 1
-        self._submitting.add(intent.symbol)
-        self._activity.begin()
-        self._spawn(self._send(intent))
-
-    async def _send(self, intent: OrderIntent) -> None:
         seen = self._bar_seen.get(intent.symbol)
         if seen is not None:
             self.order_latency.add(self._clock.monotonic() - seen)
+        request = intent.request()
         try:
-            result = await self._call_broker(self._execution.submit(intent.request()))
-            if result is not None and result.order is not None and seen is not None:
-                self.signal_latency.add(self._clock.monotonic() - seen)
+            started = self._execution.begin(request)
         except Exception as exc:
             log.exception("order for %s failed", intent.symbol)
             self._report("orders", f"{intent.symbol}: order not sent: {exc}", Severity.WARNING)
+            return
+        if isinstance(started, SubmitResult):
+            return  # refused by the gate (the refusal is published)
+        self._submitting.add(intent.symbol)
+        self._activity.begin()
+        self._spawn(self._send(started, request, seen))
+
+    async def _send(self, order: Order, request: OrderRequest, seen: float | None) -> None:
+        try:
+            result = await self._call_broker(self._execution.send(order, request))
+            if result is not None and result.rejected is None and seen is not None:
+                self.signal_latency.add(self._clock.monotonic() - seen)
+        except Exception as exc:
+            log.exception("order for %s failed", request.symbol)
+            self._report("orders", f"{request.symbol}: order not sent: {exc}", Severity.WARNING)
         finally:
-            self._submitting.discard(intent.symbol)
+            self._submitting.discard(request.symbol)
             self._activity.end()
 
     # ---- equity snapshots ------------------------------------------------------------
@@ -283,3 +348,9 @@ class BarPath:
                 net_exposure=p.net_exposure,
             )
         )
+
+
+def _next_day_start(now: datetime) -> datetime:
+    """The start of the trading day after ``now``'s (midnight in New York)."""
+    start = datetime.combine(trading_day(now) + timedelta(days=1), clock_time(0), NEW_YORK)
+    return start.astimezone(UTC)

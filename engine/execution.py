@@ -17,7 +17,7 @@ from engine.broker.port import Broker
 from engine.bus import EventBus
 from engine.clock import Clock
 from engine.daily import DayTracker
-from engine.domain import OrderRequest, OrderStatus
+from engine.domain import OrderRequest, OrderStatus, TradingState
 from engine.errors import (
     BrokerRejected,
     BrokerUnavailable,
@@ -83,6 +83,9 @@ class ExecutionManager(FillPath):
         self._market_open = market_open
         self._buying_power = buying_power
         self.duplicates_skipped = 0
+        self._checked_in: dict[str, TradingState | None] = {}
+        """Orders ``begin`` let through and ``send`` has not taken yet: the trading state
+        the gate saw (None: unchecked)."""
 
     # ---- submission -------------------------------------------------------------------
 
@@ -104,6 +107,17 @@ class ExecutionManager(FillPath):
     async def submit(self, request: OrderRequest, *, checked: bool = True) -> SubmitResult:
         """Send an order. ``checked=False`` skips the risk gate: only the kill switch's own
         closing orders use it, so a halt can never stop us getting flat."""
+        started = self.begin(request, checked=checked)
+        if isinstance(started, SubmitResult):
+            return started
+        return await self.send(started, request)
+
+    def begin(self, request: OrderRequest, *, checked: bool = True) -> Order | SubmitResult:
+        """The synchronous half of ``submit``: the risk gate, then the order in the book, in
+        the journal's write-behind buffer and in flight. Returns the order to ``send``, or
+        the refusal. Between the two, only a change of trading state matters (``send``
+        checks it); the bar path calls this as soon as the strategy asks, and sends from a
+        task of its own."""
         decision = (
             self.gate.check(request, self.risk_context(request.symbol))
             if checked
@@ -144,6 +158,38 @@ class ExecutionManager(FillPath):
             self.days.orders_today += 1  # the kill switch's own orders do not use the quota
         self.journal.save_order(order)
         self.in_flight.add(order.client_order_id)
+        self._checked_in[order.client_order_id] = self.state.state if checked else None
+        return order
+
+    async def send(self, order: Order, request: OrderRequest) -> SubmitResult:
+        """The broker half of ``submit``, for an order ``begin`` let through. A checked
+        order the gate let through while ACTIVE is not sent if trading has since become
+        REDUCING or HALTED (a flatten, a halt): it is rejected here, and the strategy asks
+        again on a later bar if it still wants to."""
+        checked_in = self._checked_in.pop(order.client_order_id, None)
+        now = self.state.state
+        if checked_in is not None and now is not checked_in and now is not TradingState.ACTIVE:
+            self.in_flight.discard(order.client_order_id)
+            detail = (
+                f"not sent: trading went from {checked_in.value} to "
+                f"{now.value} before it reached the broker"
+            )
+            self.set_status(order, S.REJECTED, detail)
+            reason = (
+                RejectReason.HALTED if now is TradingState.HALTED else RejectReason.REDUCING_ONLY
+            )
+            self.bus.publish(
+                RiskRejected(
+                    ts=self.clock.now(),
+                    client_order_id=request.client_order_id,
+                    symbol=request.symbol,
+                    side=request.side,
+                    qty=request.qty,
+                    reason=reason.value,
+                    detail=detail,
+                )
+            )
+            return SubmitResult(order, reason, detail)
         try:
             record = await self.broker.submit_order(request)
         except DuplicateClientOrderId:

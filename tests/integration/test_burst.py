@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import bar_path
-from engine.domain import Bar, Tick
+from engine.domain import Bar, OrderStatus, Side, Tick
 from engine.strategy import Signal
 from tests.support.app import sim_settings, start_app, wait_for
 
@@ -130,5 +130,61 @@ async def test_burst_when_a_minute_wakes_every_symbol_then_other_tasks_run_betwe
         assert engine.dropped_updates == pending_before
         marked_mid_burst = [n for n in handled_when_other_ran if 0 < n < len(engine.symbols)]
         assert marked_mid_burst, "another task ran only before or after the whole burst"
+    finally:
+        await app.stop()
+
+
+async def test_bar_when_nothing_waits_then_its_order_passes_the_gate_inside_the_feeds_call(
+    tmp_path: Path,
+) -> None:
+    app = await start_app(sim_settings(tmp_path, strategy={"symbols": ["AAPL"]}))
+    engine = app.engine
+    exchange = app.broker.exchange  # type: ignore[attr-defined]
+    try:
+        strategy = engine.strategies.instance("AAPL")
+        assert strategy is not None
+        before = engine.portfolio.qty("AAPL")
+        side = Side.SELL if before > 0 else Side.BUY
+        strategy.on_bar = lambda bar, position: Signal(side, "test")  # type: ignore[method-assign]
+        assert not engine.orders.has_open("AAPL")
+        measured = engine.bars.order_latency.count
+        ts = app.clock.now()
+        price = Decimal("231.00")
+
+        engine.on_bar(Bar("AAPL", ts, price, price, price, price, Decimal(1000)))
+
+        # No await yet: the strategy has seen the bar, its order has passed the gate and is
+        # in the book, and only the broker call waits for the loop.
+        [order] = engine.orders.open_orders("AAPL")
+        assert order.status is OrderStatus.PENDING
+        assert exchange.order_by_client_id(order.client_order_id) is None
+        assert engine.bars.order_latency.count == measured + 1
+        await engine.settle()
+        assert exchange.order_by_client_id(order.client_order_id) is not None
+        assert engine.portfolio.qty("AAPL") != before
+    finally:
+        await app.stop()
+
+
+async def test_bar_when_the_slice_is_used_up_then_it_waits_for_the_dispatcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await start_app(sim_settings(tmp_path, strategy={"symbols": ["AAPL"]}))
+    engine = app.engine
+    try:
+        monkeypatch.setattr(bar_path, "SLICE_S", 0.0)
+        seen: list[datetime] = []
+        strategy = engine.strategies.instance("AAPL")
+        assert strategy is not None
+        strategy.on_bar = lambda bar, position: seen.append(bar.ts)  # type: ignore[method-assign,func-returns-value]
+        ts = app.clock.now()
+        one = Decimal(1)
+
+        engine.on_bar(Bar("AAPL", ts, one, one, one, one, Decimal(10)))
+
+        assert seen == []
+        assert engine.bars.queue.pending
+        await engine.settle()
+        assert seen == [ts]
     finally:
         await app.stop()

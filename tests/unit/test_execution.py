@@ -125,6 +125,46 @@ async def test_submit_when_risk_gate_refuses_then_nothing_sent_and_rejection_pub
     assert parts.days.orders_today == 0
 
 
+async def test_begin_when_approved_then_order_booked_before_any_broker_call_and_sent_after(
+    parts: ExecParts,
+) -> None:
+    order = parts.execution.begin(request("c1"))
+
+    assert isinstance(order, Order)
+    assert parts.orders.get("c1") is order
+    assert order.status is S.PENDING
+    assert "c1" in parts.execution.in_flight
+    assert parts.days.orders_today == 1
+    assert parts.broker.submitted == [], "the gate and the book only: nothing sent yet"
+    result = await parts.execution.send(order, request("c1"))
+    assert result.rejected is None
+    assert [r.client_order_id for r in parts.broker.submitted] == ["c1"]
+    assert order.status is S.SUBMITTED
+    assert "c1" not in parts.execution.in_flight
+
+
+@pytest.mark.parametrize("halt", [True, False], ids=["halted", "reducing"])
+async def test_send_when_trading_stopped_after_the_gate_then_order_rejected_not_sent(
+    parts: ExecParts, halt: bool
+) -> None:
+    order = parts.execution.begin(request("c1"))
+    assert isinstance(order, Order)
+    if halt:
+        await parts.state.halt("trader", "lunch")
+    else:
+        await parts.state.reduce("flatten", "closing")
+
+    result = await parts.execution.send(order, request("c1"))
+
+    assert parts.broker.submitted == []
+    assert order.status is S.REJECTED
+    assert "before it reached the broker" in order.reason
+    assert result.rejected is (RejectReason.HALTED if halt else RejectReason.REDUCING_ONLY)
+    [rejected] = parts.of(RiskRejected)
+    assert rejected.client_order_id == "c1"
+    assert "c1" not in parts.execution.in_flight
+
+
 async def test_submit_when_client_id_already_used_then_skipped_quietly(
     parts: ExecParts,
 ) -> None:
