@@ -184,17 +184,20 @@ class BarPath:
     # ---- a bar handled as it arrives ---------------------------------------------------
 
     def _handle_now(self, bar: Bar) -> bool:
-        """Handle a bar inside the feed's own call when nothing is waiting before it (so
-        every symbol's bars stay in order), the trading day is the one the dispatcher last
+        """Handle a bar inside the feed's own call when that changes nothing but the wait:
+        its symbol has nothing queued (its bars stay in order) and no open order (a fill the
+        broker produced for it may still be on its way to the fill path, which the queued
+        path lets land first, as before), the trading day is the one the dispatcher last
         opened, and the bar path has used less than ``SLICE_S`` of CPU in this loop
-        iteration (CPU, not wall time: a slice the machine took from us is not ours):
-        its order then passes the gate microseconds after the bar arrived instead of after
-        the rest of the feed's burst. Past the slice, bars wait for the dispatcher, which
-        yields between slices. False: queue it."""
+        iteration (CPU, not wall time: a slice the machine took from us is not ours). Its
+        order then passes the gate microseconds after the bar arrived instead of after the
+        rest of the feed's burst. Otherwise the bar waits for the dispatcher, which yields
+        between slices. False: queue it."""
+        symbol = bar.symbol
         if (
-            self._draining
-            or self.queue.pending
-            or self._inline_s >= SLICE_S
+            self._inline_s >= SLICE_S
+            or self.queue.waiting(symbol)
+            or self._orders.has_open(symbol)
             or self._day_ends is None
             or self._clock.now() >= self._day_ends
         ):
@@ -205,10 +208,10 @@ class BarPath:
             asyncio.get_running_loop().call_soon(self._after_inline)
         self.queue.updates += 1
         try:
-            self._handle(Update(bar.symbol, [bar], None, 1))
+            self._handle(Update(symbol, [bar], None, 1))
         except Exception as exc:
-            log.exception("bar path failed on %s", bar.symbol)
-            self._report("strategy", f"{bar.symbol}: {exc}", Severity.WARNING)
+            log.exception("bar path failed on %s", symbol)
+            self._report("strategy", f"{symbol}: {exc}", Severity.WARNING)
         finally:
             self._inline_s += time.thread_time() - started
         return True

@@ -60,6 +60,10 @@ class MarketDataQueue:
         """An update is waiting to be handled."""
         return bool(self._pending)
 
+    def waiting(self, symbol: str) -> bool:
+        """``symbol`` has an update waiting to be handled."""
+        return symbol in self._pending
+
     async def wait(self) -> None:
         """Until something is pending."""
         while not self._pending:
