@@ -112,6 +112,8 @@ class BarPath:
         handled as it arrives (the first bar of a day waits for the day to be opened)."""
         self._inline_s = 0.0
         self._inline_batch = False
+        self._sends: list[tuple[Order, OrderRequest, float | None]] = []
+        """Orders past the gate whose broker call starts at the end of this slice."""
         host.on_pause = self._paused
 
     # ---- the feed's side: synchronous, O(1) ------------------------------------------
@@ -222,8 +224,18 @@ class BarPath:
         self._inline_batch = False
         self._inline_s = 0.0
         if not (self._draining or self.queue.pending):
+            # Otherwise the dispatcher, woken for what is queued, runs first and sends these
+            # at the end of its first slice: its bars reach the gate before those broker
+            # calls take the loop.
+            self._start_sends()
             self.maybe_snapshot()
             self._check_loss_limit()
+
+    def _start_sends(self) -> None:
+        """Start the broker call of every order that passed the gate, each in its task."""
+        sends, self._sends = self._sends, []
+        for order, request, seen in sends:
+            self._spawn(self._send(order, request, seen))
 
     # ---- the dispatcher --------------------------------------------------------------
 
@@ -245,13 +257,13 @@ class BarPath:
                         log.exception("bar path failed on %s", update.symbol)
                         self._report("strategy", f"{update.symbol}: {exc}", Severity.WARNING)
                         sent = False
-                    # An order has passed the gate already and its broker call waits in a
-                    # task: it runs at the end of this slice, with the other tasks.
                     if loop.time() >= slice_end:
+                        self._start_sends()  # they run now, before the next slice
                         await asyncio.sleep(0)
                         slice_end = loop.time() + SLICE_S
                     any_sent = any_sent or sent
                 self._draining = False
+                self._start_sends()
                 if not any_sent:
                     # With orders sent, their fills are still on the way: the replay's settle
                     # (or the next batch, or the periodic beat) takes the snapshot instead.
@@ -259,6 +271,7 @@ class BarPath:
                 self._check_loss_limit()
             finally:
                 self._draining = False
+                self._start_sends()
                 self._activity.end()
 
     def _handle(self, update: Update) -> bool:
@@ -297,7 +310,8 @@ class BarPath:
 
     def _submit(self, intent: OrderIntent) -> None:
         """The order goes through the risk gate and into the book (and the journal's
-        write-behind buffer) now; only the broker call waits in a task of its own."""
+        write-behind buffer) now; its broker call starts in a task of its own at the end of
+        the slice (the dispatcher's, or the feed's call that handled the bar)."""
         self.signals += 1
         seen = self._bar_seen.get(intent.symbol)
         if seen is not None:
@@ -313,7 +327,7 @@ class BarPath:
             return  # refused by the gate (the refusal is published)
         self._submitting.add(intent.symbol)
         self._activity.begin()
-        self._spawn(self._send(started, request, seen))
+        self._sends.append((started, request, seen))
 
     async def _send(self, order: Order, request: OrderRequest, seen: float | None) -> None:
         try:

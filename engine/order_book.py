@@ -80,6 +80,10 @@ class OrderBook:
                     ids.discard(cid)  # closed since it was indexed
                 else:
                     found.append(order)
+            if not ids:
+                # Keep only symbols with something maybe open: "every open order" (the
+                # buying power, on each order) then costs the open orders, not the symbols.
+                del self._maybe_open[sym]
         return sorted(found, key=lambda o: o.created_at)
 
     def has_open(self, symbol: str) -> bool:

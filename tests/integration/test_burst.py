@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from engine import bar_path
-from engine.domain import Bar, OrderStatus, Side, Tick
+from engine.broker.port import BrokerOrder
+from engine.domain import Bar, OrderRequest, OrderStatus, Side, Tick
 from engine.strategy import Signal
 from tests.support.app import sim_settings, start_app, wait_for
 
@@ -176,7 +177,7 @@ async def test_bar_when_the_slice_is_used_up_then_it_waits_for_the_dispatcher(
         seen: list[datetime] = []
         strategy = engine.strategies.instance("AAPL")
         assert strategy is not None
-        strategy.on_bar = lambda bar, position: seen.append(bar.ts)  # type: ignore[method-assign,func-returns-value]
+        strategy.on_bar = lambda bar, position: seen.append(bar.ts)  # type: ignore[method-assign]
         ts = app.clock.now()
         one = Decimal(1)
 
@@ -186,5 +187,43 @@ async def test_bar_when_the_slice_is_used_up_then_it_waits_for_the_dispatcher(
         assert engine.bars.queue.pending
         await engine.settle()
         assert seen == [ts]
+    finally:
+        await app.stop()
+
+
+async def test_burst_when_the_slice_runs_out_then_queued_bars_reach_the_gate_before_broker_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await start_app(sim_settings(tmp_path, strategy={"symbols": ["AAPL", "MSFT"]}))
+    engine = app.engine
+    try:
+        happened: list[str] = []
+        for symbol in ("AAPL", "MSFT"):
+            strategy = engine.strategies.instance(symbol)
+            assert strategy is not None
+            side = Side.SELL if engine.portfolio.qty(symbol) > 0 else Side.BUY
+
+            def signal(bar: Bar, position: Decimal, side: Side = side) -> Signal:
+                happened.append(f"{bar.symbol} seen")
+                return Signal(side, "test")
+
+            strategy.on_bar = signal  # type: ignore[method-assign]
+        submit = app.broker.submit_order
+
+        async def recording(request: OrderRequest) -> BrokerOrder:
+            happened.append(f"{request.symbol} sent")
+            return await submit(request)
+
+        monkeypatch.setattr(app.broker, "submit_order", recording)
+        ts = app.clock.now()
+        price = Decimal("231.00")
+        # AAPL's bar is handled at once; MSFT's queues behind a tick of MSFT waiting.
+        engine.on_bar(Bar("AAPL", ts, price, price, price, price, Decimal(1000)))
+        engine.on_tick(Tick("MSFT", ts, price, Decimal(1)))
+        engine.on_bar(Bar("MSFT", ts, price, price, price, price, Decimal(1000)))
+        assert happened == ["AAPL seen"]
+        await engine.settle()
+
+        assert happened == ["AAPL seen", "MSFT seen", "AAPL sent", "MSFT sent"]
     finally:
         await app.stop()
