@@ -199,6 +199,7 @@ class BarPath:
         if (
             self._inline_s >= SLICE_S
             or self.queue.waiting(symbol)
+            or symbol in self._submitting
             or self._orders.has_open(symbol)
             or self._day_ends is None
             or self._clock.now() >= self._day_ends
@@ -210,7 +211,11 @@ class BarPath:
             asyncio.get_running_loop().call_soon(self._after_inline)
         self.queue.updates += 1
         try:
-            self._handle(Update(symbol, [bar], None, 1))
+            self._mark(symbol, bar, None)
+            may_trade = self._may_trade_now()
+            intent = self.host.on_bar(bar, self._portfolio.qty(symbol), may_trade=may_trade)
+            if intent is not None:
+                self._submit(intent)
         except Exception as exc:
             log.exception("bar path failed on %s", symbol)
             self._report("strategy", f"{symbol}: {exc}", Severity.WARNING)
@@ -241,6 +246,12 @@ class BarPath:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        try:
+            # Start-up has opened the day: its first bars need not wait for the dispatcher.
+            await self._roll_day()
+            self._day_ends = _next_day_start(self._clock.now())
+        except Exception:
+            log.exception("opening the trading day failed; the first batch tries again")
         while True:
             await self.queue.wait()
             self._activity.begin()
@@ -294,12 +305,15 @@ class BarPath:
 
     def _may_trade(self, symbol: str) -> bool:
         return not (
-            self.stopped
-            or self._state.state is TradingState.HALTED
-            or self._flattening()
-            or symbol in self._submitting
-            or self._orders.has_open(symbol)
+            symbol in self._submitting or self._orders.has_open(symbol) or self._stopped_now()
         )
+
+    def _may_trade_now(self) -> bool:
+        """``_may_trade`` for a symbol known to have no order open or on its way."""
+        return not self._stopped_now()
+
+    def _stopped_now(self) -> bool:
+        return self.stopped or self._state.state is TradingState.HALTED or self._flattening()
 
     def _mark(self, symbol: str, bar: Bar | None, tick: Tick | None) -> None:
         """Mark to the newer of the bar's close (as of the bar's end) and the last trade."""
