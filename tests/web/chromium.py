@@ -78,7 +78,13 @@ class Tab:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         while True:
-            value = await self.evaluate(expression)
+            try:
+                value = await self.evaluate(expression)
+            except CdpError as exc:
+                # A form submit navigates: an evaluation caught in between is asked again.
+                if "navigated or closed" not in str(exc):
+                    raise
+                value = None
             if value:
                 return value
             if loop.time() > deadline:
