@@ -3,11 +3,14 @@ applied twice (adapter level and through the real engine with a real journal).""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from engine.broker.alpaca import build_alpaca
+from engine.broker.alpaca.trade_stream import YIELD_EVERY
 from engine.broker.port import RejectedUpdate
 from engine.bus import EventBus
 from engine.clock import SystemClock
@@ -176,3 +179,36 @@ async def test_stream_when_heartbeats_and_unreadable_updates_then_skipped_or_rej
     assert broker.stream.skipped == 26
     assert broker.stream.health.malformed == 2
     assert requests_after == []
+
+
+async def test_stream_when_a_burst_of_updates_arrives_then_the_loop_gets_turns_throughout(
+    make_broker: BrokerMaker,
+) -> None:
+    # A close-all of 1,000 positions: 2,000 updates sent at once, already buffered when read.
+    clock = SystemClock()
+    exchange = build_exchange(clock=clock, always_open=True)
+    async with FakeAlpaca(exchange=exchange) as fake, make_broker(fake) as (broker, _):
+        await broker.connect()
+        collected = Collector(broker)
+        seen: list[int] = []  # updates handed on, each time another task got a turn
+        done = asyncio.Event()
+
+        async def other_task() -> None:
+            while not done.is_set():
+                seen.append(len(collected.items))
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_task())
+        try:
+            for i in range(1000):
+                exchange.on_price(f"S{i:04d}", Decimal(100), clock.now())
+                exchange.submit(f"S{i:04d}", Side.BUY, Decimal(1))
+            await wait_for(lambda: len(collected.items) >= 2000, 20)
+        finally:
+            done.set()
+            await other
+            await collected.stop()
+
+    stretches = [b - a for a, b in itertools.pairwise(seen)]
+    assert len(collected.updates) == 2000
+    assert max(stretches) <= 2 * YIELD_EVERY  # without turns: hundreds in one stretch
