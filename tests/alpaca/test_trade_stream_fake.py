@@ -10,12 +10,13 @@ from decimal import Decimal
 from pathlib import Path
 
 from engine.broker.alpaca import build_alpaca
-from engine.broker.alpaca.trade_stream import YIELD_EVERY
+from engine.broker.alpaca.trade_stream import YIELD_EVERY, TradeUpdateStream
 from engine.broker.port import RejectedUpdate
 from engine.bus import EventBus
 from engine.clock import SystemClock
 from engine.domain import OrderRequest, OrderStatus, Side, Tick
 from engine.engine import TradingEngine
+from engine.health import BrokerHealth
 from engine.store.journal import Journal
 from engine.strategy import StrategyHost, load_strategies
 from tests.alpaca.conftest import BrokerMaker, Collector, Connections, fake_settings, fast
@@ -212,3 +213,38 @@ async def test_stream_when_a_burst_of_updates_arrives_then_the_loop_gets_turns_t
     stretches = [b - a for a, b in itertools.pairwise(seen)]
     assert len(collected.updates) == 2000
     assert max(stretches) <= 2 * YIELD_EVERY  # without turns: hundreds in one stretch
+
+
+async def test_liveness_when_cancelled_as_the_pong_arrives_then_the_pinger_stops() -> None:
+    # On Python 3.11 asyncio.wait_for swallowed a cancel landing with the pong: the pinger
+    # pinged on for ever and a stop waiting for it never finished.
+    class PongOnDemand:
+        def __init__(self) -> None:
+            self.pongs: list[asyncio.Future[float]] = []
+            self.pinged = asyncio.Event()
+
+        async def ping(self) -> asyncio.Future[float]:
+            pong: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            self.pongs.append(pong)
+            self.pinged.set()
+            return pong
+
+    stream = TradeUpdateStream(
+        "ws://127.0.0.1:9/stream",
+        "key",
+        "secret",
+        SystemClock(),
+        liveness=BrokerHealth(),
+        liveness_s=0.2,
+    )
+    ws = PongOnDemand()
+    pinger = asyncio.create_task(stream._watch_liveness(ws))  # type: ignore[arg-type]
+    await asyncio.wait_for(ws.pinged.wait(), 5)  # the pinger now waits for its pong
+    ws.pongs[0].set_result(0.001)
+    pinger.cancel()  # in the same turn as the pong
+
+    done, _ = await asyncio.wait({pinger}, timeout=1)
+
+    assert pinger in done
+    assert pinger.cancelled()
+    assert len(ws.pongs) == 1

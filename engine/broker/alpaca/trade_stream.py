@@ -199,8 +199,10 @@ class TradeUpdateStream:
                 if read % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
         finally:
-            pinger.cancel()
-            await asyncio.gather(pinger, return_exceptions=True)
+            # Cancelled until it is done: a stop must never wait on a pinger still pinging.
+            while not pinger.done():
+                pinger.cancel()
+                await asyncio.wait({pinger}, timeout=0.1)
 
     async def _watch_liveness(self, ws: ClientConnection) -> None:
         """Ping every ``liveness_s`` (pings cost no request budget): a pong missing for that
@@ -215,7 +217,10 @@ class TradeUpdateStream:
                 sent = self._clock.monotonic()
                 pong = await ws.ping()
                 try:
-                    await asyncio.wait_for(asyncio.shield(pong), self.liveness_s)
+                    # Not asyncio.wait_for: on Python 3.11 it swallows a cancel that lands
+                    # as the pong arrives, and the pinger then pings on for ever.
+                    async with asyncio.timeout(self.liveness_s):
+                        await asyncio.shield(pong)
                 except TimeoutError:
                     health.suspect(sent)
                     await pong
