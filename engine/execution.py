@@ -130,17 +130,7 @@ class ExecutionManager(FillPath):
                 self.duplicates_skipped += 1
                 log.info("skipping known order %s", request.client_order_id)
             else:
-                self.bus.publish(
-                    RiskRejected(
-                        ts=self.clock.now(),
-                        client_order_id=request.client_order_id,
-                        symbol=request.symbol,
-                        side=request.side,
-                        qty=request.qty,
-                        reason=decision.reason.value,
-                        detail=decision.detail,
-                    )
-                )
+                self._publish_refusal(request, decision.reason, decision.detail)
             return SubmitResult(None, decision.reason, decision.detail)
 
         tracked = self.orders.get(request.client_order_id)
@@ -161,6 +151,19 @@ class ExecutionManager(FillPath):
         self._checked_in[order.client_order_id] = self.state.state if checked else None
         return order
 
+    def _publish_refusal(self, request: OrderRequest, reason: RejectReason, detail: str) -> None:
+        self.bus.publish(
+            RiskRejected(
+                ts=self.clock.now(),
+                client_order_id=request.client_order_id,
+                symbol=request.symbol,
+                side=request.side,
+                qty=request.qty,
+                reason=reason.value,
+                detail=detail,
+            )
+        )
+
     async def send(self, order: Order, request: OrderRequest) -> SubmitResult:
         """The broker half of ``submit``, for an order ``begin`` let through. A checked
         order the gate let through while ACTIVE is not sent if trading has since become
@@ -178,17 +181,7 @@ class ExecutionManager(FillPath):
             reason = (
                 RejectReason.HALTED if now is TradingState.HALTED else RejectReason.REDUCING_ONLY
             )
-            self.bus.publish(
-                RiskRejected(
-                    ts=self.clock.now(),
-                    client_order_id=request.client_order_id,
-                    symbol=request.symbol,
-                    side=request.side,
-                    qty=request.qty,
-                    reason=reason.value,
-                    detail=detail,
-                )
-            )
+            self._publish_refusal(request, reason, detail)
             return SubmitResult(order, reason, detail)
         try:
             record = await self.broker.submit_order(request)
