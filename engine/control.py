@@ -187,7 +187,8 @@ class EngineControl:
         flatten runs: an order the broker has and we do not know yet, or a close-all's fills
         arriving, would look like drift. Resting open orders (a limit waiting for its
         price) do not stop it: they are normal, and would keep a book from ever being
-        reconciled."""
+        reconciled; one that fills while the broker is read makes the ``Reconciler`` leave
+        the comparison to the next run rather than count that fill twice."""
         now = self._clock.now()
         if not at_startup and (self.flattener.running or self._execution.in_flight):
             log.info("reconcile (%s) skipped: orders in flight", reason)

@@ -154,6 +154,12 @@ class FillPath(OrderTracker):
             return True
         return fill.execution_id in self._committing or self.journal.holds_fill(fill.execution_id)
 
+    def settled(self, broker_fills: Sequence[Fill]) -> bool:
+        """True when the book has applied every one of ``broker_fills`` (the broker's
+        executions) and no fill is between the stream and the book: only then can a snapshot
+        of the broker be compared with the book without taking a fill in flight for drift."""
+        return not self._committing and all(self._already_applied(f) for f in broker_fills)
+
     # ---- applying fills ---------------------------------------------------------------
 
     async def apply_fill(self, fill: Fill, *, source: str = "broker") -> bool:

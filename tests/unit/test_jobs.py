@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +36,7 @@ from engine.app import EngineApp
 from engine.calendar import MarketCalendar
 from engine.clock import NEW_YORK, TestClock
 from engine.commands import PnLReport
-from engine.domain import OrderRequest, OrderType, Side, TimeInForce
+from engine.domain import Fill, OrderRequest, OrderType, Position, Side, TimeInForce
 from engine.portfolio import Portfolio
 from tests.support.app import sim_settings, start_app, wait_for
 
@@ -358,6 +359,73 @@ async def test_reconcile_when_an_order_rests_open_then_it_runs_and_corrects_drif
     assert [(d.kind, d.key) for d in result.drifts] == [("position", position.symbol)]
     assert engine.portfolio.qty(position.symbol) == position.qty
     assert [o.client_order_id for o in engine.orders.open_orders()] == ["resting-1"]
+
+
+async def test_reconcile_when_a_resting_order_fills_while_the_broker_is_read_then_not_doubled(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resting buy fills at the broker between the reconcile's read of the fills and its
+    read of the positions: the broker's positions and cash hold it, the book not yet.
+    Correcting to the broker then would count it twice once its trade update arrives."""
+    engine = rig.app.engine
+    broker = engine.execution.broker
+    request = OrderRequest(
+        client_order_id="resting-2",
+        symbol="AAPL",
+        side=Side.BUY,
+        qty=Decimal(1),
+        order_type=OrderType.LIMIT,
+        limit_price=Decimal(1),
+        time_in_force=TimeInForce.GTC,
+        strategy="t",
+    )
+    await engine.execution.submit(request, checked=False)
+    resting = engine.orders.get("resting-2")
+    assert resting is not None
+    assert resting.is_open
+    before = engine.portfolio.qty("AAPL")
+    now = rig.app.clock.now()
+    fill = Fill(
+        "late-x1",
+        "resting-2",
+        resting.broker_order_id or "",
+        "AAPL",
+        Side.BUY,
+        Decimal(1),
+        Decimal(1),
+        now,
+    )
+    filled = False
+    real_positions, real_fills, real_account = (
+        broker.get_positions,
+        broker.get_fills_since,
+        broker.get_account,
+    )
+
+    async def positions() -> list[Position]:
+        nonlocal filled
+        filled = True  # it fills at the broker now, its trade update still on the way
+        return [
+            replace(p, qty=p.qty + 1) if p.symbol == "AAPL" else p for p in await real_positions()
+        ]
+
+    async def fills_since(since: datetime) -> list[Fill]:
+        return [*await real_fills(since), *([fill] if filled else [])]
+
+    async def account() -> Any:
+        real = await real_account()
+        return replace(real, cash=real.cash - 1) if filled else real
+
+    monkeypatch.setattr(broker, "get_positions", positions)
+    monkeypatch.setattr(broker, "get_fills_since", fills_since)
+    monkeypatch.setattr(broker, "get_account", account)
+
+    result = await rig.jobs(ny(20, 12, 15)).reconcile()
+    await engine.execution.apply_fill(fill)  # the trade update arrives
+
+    assert engine.portfolio.qty("AAPL") == before + 1  # once, not twice
+    assert result.skipped == "a fill arrived while the broker was read"
+    assert result.drifts == []
 
 
 async def test_reconcile_when_a_submit_awaits_the_broker_then_skipped(
