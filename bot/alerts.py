@@ -239,8 +239,11 @@ class AlertRouter:
             if not self._queue:
                 self._idle.set()
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
+                # lands as the event is set, and this loop would never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._link_check_s)
+                    async with asyncio.timeout(self._link_check_s):
+                        await self._wake.wait()
                 self._watch_link()
                 continue
             self._idle.clear()

@@ -82,8 +82,9 @@ class ChangeStream:
             await response.prepare(request)
             await response.write(b"retry: 3000\nevent: hello\ndata: {}\n\n")
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(client.wake.wait(), self._keepalive_s)
+                with contextlib.suppress(TimeoutError):  # (not wait_for: see bot/alerts.py)
+                    async with asyncio.timeout(self._keepalive_s):
+                        await client.wake.wait()
                 if self.closed:
                     break
                 if not client.wake.is_set():

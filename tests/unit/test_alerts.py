@@ -627,3 +627,21 @@ def test_describe_when_risk_refusal_then_state_refusals_stay_out_of_system_alert
     )
 
     assert [m.channel for m in describe(event)] == channels
+
+
+async def test_router_when_cancelled_as_it_is_woken_then_it_stops() -> None:
+    # On Python 3.11 asyncio.wait_for swallows a cancel that lands as the awaited event is
+    # set: the idle loop went round again and a stop waiting for it never finished.
+    transport = FakeTransport()
+    router, _, _, _ = make_router(transport)
+    await router.start()
+    task = router._task
+    assert task is not None
+    await wait_for(router._idle.is_set)  # the loop now waits for a wake-up
+    router._wake.set()
+    task.cancel()  # in the same turn as the wake-up
+
+    done, _ = await asyncio.wait({task}, timeout=1)
+
+    assert task in done
+    assert task.cancelled()
