@@ -334,22 +334,27 @@ async def test_reconcile_when_local_position_drifted_then_corrected_and_alerted(
     assert alert.text.startswith(f"🧮 Drift corrected (position {position.symbol})")
 
 
+def resting_buy(client_order_id: str) -> OrderRequest:
+    """A buy of 1 AAPL limited far below the market: it rests at the broker."""
+    return OrderRequest(
+        client_order_id=client_order_id,
+        symbol="AAPL",
+        side=Side.BUY,
+        qty=Decimal(1),
+        order_type=OrderType.LIMIT,
+        limit_price=Decimal(1),
+        time_in_force=TimeInForce.GTC,
+        strategy="t",
+    )
+
+
 async def test_reconcile_when_an_order_rests_open_then_it_runs_and_corrects_drift(
     rig: Rig,
 ) -> None:
     engine = rig.app.engine
     position = engine.portfolio.positions()[0]
     engine.portfolio.set_position(position.symbol, position.qty + 5, position.avg_price)
-    request = OrderRequest(
-        client_order_id="resting-1",
-        symbol="AAPL",
-        side=Side.BUY,
-        qty=Decimal(1),
-        order_type=OrderType.LIMIT,
-        limit_price=Decimal(1),  # far below the market: it rests
-        time_in_force=TimeInForce.GTC,
-        strategy="t",
-    )
+    request = resting_buy("resting-1")
     await engine.execution.submit(request, checked=False)
     assert engine.orders.open_orders()
 
@@ -369,16 +374,7 @@ async def test_reconcile_when_a_resting_order_fills_while_the_broker_is_read_the
     Correcting to the broker then would count it twice once its trade update arrives."""
     engine = rig.app.engine
     broker = engine.execution.broker
-    request = OrderRequest(
-        client_order_id="resting-2",
-        symbol="AAPL",
-        side=Side.BUY,
-        qty=Decimal(1),
-        order_type=OrderType.LIMIT,
-        limit_price=Decimal(1),
-        time_in_force=TimeInForce.GTC,
-        strategy="t",
-    )
+    request = resting_buy("resting-2")
     await engine.execution.submit(request, checked=False)
     resting = engine.orders.get("resting-2")
     assert resting is not None
@@ -443,16 +439,7 @@ async def test_reconcile_when_a_submit_awaits_the_broker_then_skipped(
         return await real_submit(request)
 
     monkeypatch.setattr(broker, "submit_order", slow_submit)
-    request = OrderRequest(
-        client_order_id="in-flight-1",
-        symbol="AAPL",
-        side=Side.BUY,
-        qty=Decimal(1),
-        order_type=OrderType.LIMIT,
-        limit_price=Decimal(1),  # far below the market: it rests
-        time_in_force=TimeInForce.GTC,
-        strategy="t",
-    )
+    request = resting_buy("in-flight-1")
     submit = asyncio.create_task(engine.execution.submit(request, checked=False))
     await wait_for(lambda: bool(engine.execution.in_flight), within=5)
 
