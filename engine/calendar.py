@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 
-from engine.clock import NEW_YORK, trading_day
+from engine.clock import NEW_YORK, TradingDays, trading_day
 from engine.domain import MarketClock, TradingSession, ensure_utc
 
 REGULAR_OPEN = time(9, 30)
@@ -128,6 +128,7 @@ class MarketCalendar:
     def __init__(self, *, extra_closures: Iterable[date] = ()) -> None:
         self._closures = SPECIAL_CLOSURES | frozenset(extra_closures)
         self._cache: dict[date, TradingSession | None] = {}
+        self._days = TradingDays()  # is_open is asked once per bar: one zone change a day
 
     def session(self, day: date) -> TradingSession | None:
         """The session on exchange-local date ``day``, or None when the market is closed."""
@@ -161,7 +162,7 @@ class MarketCalendar:
     def is_open(self, ts: datetime) -> bool:
         """True inside a regular session; the open is included, the close is not."""
         ts = ensure_utc(ts)
-        session = self.session(trading_day(ts))
+        session = self.session(self._days.of(ts))
         return session is not None and session.open <= ts < session.close
 
     def next_session(self, after: datetime) -> TradingSession:

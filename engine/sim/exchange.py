@@ -32,12 +32,12 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from engine.calendar import MarketCalendar
-from engine.clock import Clock, TradingDays
+from engine.clock import Clock
 from engine.domain import (
     ZERO,
     Account,
@@ -46,7 +46,6 @@ from engine.domain import (
     Position,
     Side,
     TimeInForce,
-    TradingSession,
     ensure_utc,
 )
 from engine.errors import BrokerRejected, OrderNotFound
@@ -109,9 +108,6 @@ class SimExchange:
         """The start of the minute after ``_last_ts``: prices are saved when time reaches it."""
         self._next_expiry = FOREVER
         """No open order expires before this (an order closed since may make it early)."""
-        self._days = TradingDays()
-        self._session_day: date | None = None
-        self._session: TradingSession | None = None
         saved_at = self._ledger.load(self._account)
         if saved_at is not None:
             self._last_ts = max(now, saved_at)
@@ -234,7 +230,7 @@ class SimExchange:
         try:
             self._account.set_quote(symbol, price, now)
             self._prices_unsaved = True
-            if self._ledger.has_open(symbol) and self._is_open(now):
+            if self._ledger.has_open(symbol) and self._calendar.is_open(now):
                 for order in list(self._ledger.open_for(symbol)):
                     order = self._ledger.orders[order.id]  # an earlier match may change it
                     if order.is_open:
@@ -397,14 +393,6 @@ class SimExchange:
             (o.expires_at for o in self._ledger.open_orders() if o.expires_at is not None),
             default=FOREVER,
         )
-
-    def _is_open(self, now: datetime) -> bool:
-        """``calendar.is_open(now)``, the session looked up once per trading day."""
-        day = self._days.of(now)
-        if day != self._session_day:
-            self._session_day, self._session = day, self._calendar.session(day)
-        session = self._session
-        return session is not None and session.open <= now < session.close
 
     # -- state, events, persistence ---------------------------------------------------------
 
