@@ -82,18 +82,19 @@ class Reconciler:
         """
         drifts: list[ReconcileDrift] = []
         known_before = {o.client_order_id for o in self._orders.created_since(since)}
-        started = self._clock.now()
+        settle_since = self._clock.now() - SETTLE_MARGIN
         recovered = await self._execution.recover(since)
         resting = not at_startup and bool(self._orders.open_orders())
         applied_before = self._execution.fills_applied
         positions = {p.symbol: p for p in await self._broker.get_positions()}
         account = await self._broker.get_account()
         broker_open = await self._broker.get_open_orders()
-        if resting and not await self._snapshot_settled(started, applied_before):
+        if resting and not await self._snapshot_settled(settle_since, applied_before):
             # A resting order filled while the broker was read: its fill is in the broker's
             # positions and cash but not (or not yet consistently) in the book. Correcting
             # now would count it twice once it is applied; the next reconcile compares.
-            recovered += await self._execution.recover(since)
+            # (What came before this reconcile was recovered above.)
+            recovered += await self._execution.recover(settle_since)
             log.info("reconcile: a fill arrived while the broker was read; not compared")
             return ReconcileResult(
                 fills_recovered=recovered, skipped="a fill arrived while the broker was read"
@@ -159,13 +160,13 @@ class Reconciler:
             account=account,
         )
 
-    async def _snapshot_settled(self, started: datetime, applied_before: int) -> bool:
+    async def _snapshot_settled(self, settle_since: datetime, applied_before: int) -> bool:
         """With orders resting at the broker, one may fill while positions, cash and open
         orders are read: the snapshot is compared with the book only when no fill was
         applied meanwhile and the broker has no execution the book lacks. Only the fills
         since this reconcile began are asked for (the ones before it were recovered), with a
         margin for the broker's clock: one page, not the whole lookback again."""
-        broker_fills = await self._broker.get_fills_since(started - SETTLE_MARGIN)
+        broker_fills = await self._broker.get_fills_since(settle_since)
         return self._execution.fills_applied == applied_before and self._execution.settled(
             broker_fills
         )
