@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from engine.clock import NEW_YORK
+from engine.clock import NEW_YORK, et_minute
 from engine.domain import usd
 
 
@@ -72,7 +72,7 @@ def et_time(ts: datetime | None) -> str:
 def et_datetime(ts: datetime | None) -> str:
     if ts is None:
         return "n/a"
-    return ts.astimezone(NEW_YORK).strftime("%a %b %d %H:%M ET")
+    return et_minute(ts)
 
 
 def millis(value: float | None) -> str:

@@ -27,6 +27,11 @@ def trading_day(ts: datetime) -> date:
     return ensure_utc(ts).astimezone(NEW_YORK).date()
 
 
+def et_minute(ts: datetime) -> str:
+    """``ts`` as the trader reads it, in exchange time: ``Fri Nov 20 09:30 ET``."""
+    return ensure_utc(ts).astimezone(NEW_YORK).strftime("%a %b %d %H:%M ET")
+
+
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)

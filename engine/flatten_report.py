@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from engine.clock import NEW_YORK
+from engine.clock import et_minute
 from engine.domain import ZERO
 from engine.events import FillReceived
 
@@ -106,11 +106,7 @@ def outcomes(
 
 def market_closed_note(next_open: datetime | None) -> str:
     """The report's one word on a closed market (its symbols do not repeat it)."""
-    when = (
-        next_open.astimezone(NEW_YORK).strftime("%a %b %d %H:%M ET")
-        if next_open is not None
-        else "the next open"
-    )
+    when = et_minute(next_open) if next_open is not None else "the next open"
     return f"Market closed: close orders queued, they fill at {when}."
 
 
