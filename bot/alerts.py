@@ -293,12 +293,7 @@ class AlertRouter:
             return
         lasted = self._clock.monotonic() - self._down_since
         self._down_since = None
-        log.warning("%s transport back after %.1f s", self._transport.name, lasted)
-        losses = self._take_losses()
-        self._append_summary(
-            f"📶 Discord was unreachable for {duration(lasted)}: no alerts were waiting. "
-            + (losses or "None lost.")
-        )
+        self._announce_back(lasted, "no alerts were waiting.")
 
     def _posted(self) -> None:
         """A post landed. The first after an outage says how long it was, how many alerts it
@@ -313,11 +308,17 @@ class AlertRouter:
             return  # waiting for the first connection at start-up is no outage
         late = len(self._queue) + 1  # the message just posted was held too
         self.stats.held_late += late
+        self._announce_back(
+            lasted, f"the {count(late, 'alert')} before this one waited and are late."
+        )
+
+    def _announce_back(self, lasted: float, waited: str) -> None:
+        """The one summary of an outage that ended: how long, what waited, what was lost."""
         log.warning("%s transport back after %.1f s", self._transport.name, lasted)
         losses = self._take_losses()
         self._append_summary(
-            f"📶 Discord was unreachable for {duration(lasted)}: the {count(late, 'alert')} "
-            "before this one waited and are late. " + (losses or "None lost.")
+            f"📶 Discord was unreachable for {duration(lasted)}: {waited} "
+            + (losses or "None lost.")
         )
 
     def _lost(self, n: int) -> None:

@@ -212,7 +212,8 @@ class BarPath:
         self.queue.updates += 1
         try:
             self._mark(symbol, bar, None)
-            may_trade = self._may_trade_now()
+            # (no order open or on its way: checked above)
+            may_trade = not self._stopped_now()
             intent = self.host.on_bar(bar, self._portfolio.qty(symbol), may_trade=may_trade)
             if intent is not None:
                 self._submit(intent)
@@ -307,10 +308,6 @@ class BarPath:
         return not (
             symbol in self._submitting or self._orders.has_open(symbol) or self._stopped_now()
         )
-
-    def _may_trade_now(self) -> bool:
-        """``_may_trade`` for a symbol known to have no order open or on its way."""
-        return not self._stopped_now()
 
     def _stopped_now(self) -> bool:
         return self.stopped or self._state.state is TradingState.HALTED or self._flattening()

@@ -49,6 +49,9 @@ class HaltResult:
     flatten: FlattenReport | None
 
 
+_FLATTEN_RECOVERY = {"kind": "flatten-recovery", "title": "Interrupted flatten"}
+
+
 class EngineControl:
     def __init__(
         self,
@@ -215,6 +218,7 @@ class EngineControl:
             Severity.WARNING,
             f"⚠️ The flatten asked by {mark.actor} at {when} ET was interrupted by a restart. "
             "Finishing it: closing what is left and confirming flat with the broker.",
+            **_FLATTEN_RECOVERY,
         )
         report = await self.flattener.finish_interrupted(mark)
         record = self._state.record
@@ -230,7 +234,7 @@ class EngineControl:
             text += f" Trading is {record.state.value} again, as before the flatten."
         else:
             text += f" Trading stays {record.state.value} (set by {record.actor})."
-        self._notify(Severity.INFO if report.flat else Severity.WARNING, text)
+        self._notify(Severity.INFO if report.flat else Severity.WARNING, text, **_FLATTEN_RECOVERY)
         return report
 
     def announce_broker_back(self, reason: str, result: ReconcileResult) -> None:
@@ -249,13 +253,7 @@ class EngineControl:
             title="Broker back",
         )
 
-    def _notify(
-        self,
-        severity: Severity,
-        text: str,
-        kind: str = "flatten-recovery",
-        title: str = "Interrupted flatten",
-    ) -> None:
+    def _notify(self, severity: Severity, text: str, *, kind: str, title: str) -> None:
         self._bus.publish(
             Notice(ts=self._clock.now(), kind=kind, title=title, text=text, severity=severity)
         )
