@@ -19,11 +19,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import UTC, datetime, timedelta
-from datetime import time as clock_time
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from engine.clock import NEW_YORK, Clock, trading_day
+from engine.clock import Clock, TradingDays
 from engine.domain import Bar, OrderRequest, Tick, TradingState
 from engine.events import FillReceived, Severity
 from engine.execution import ExecutionManager, SubmitResult
@@ -107,6 +106,7 @@ class BarPath:
         self._submitting: set[str] = set()
         self._draining = False
         self._last_snapshot: datetime | None = None
+        self._days = TradingDays()
         self._day_ends: datetime | None = None
         """When the trading day the dispatcher last opened ends: until then a bar may be
         handled as it arrives (the first bar of a day waits for the day to be opened)."""
@@ -250,7 +250,7 @@ class BarPath:
         try:
             # Start-up has opened the day: its first bars need not wait for the dispatcher.
             await self._roll_day()
-            self._day_ends = _next_day_start(self._clock.now())
+            self._day_ends = self._opened_day_ends()
         except Exception:
             log.exception("opening the trading day failed; the first batch tries again")
         while True:
@@ -259,7 +259,7 @@ class BarPath:
             self._draining = True
             try:
                 await self._roll_day()
-                self._day_ends = _next_day_start(self._clock.now())
+                self._day_ends = self._opened_day_ends()
                 slice_end = loop.time() + SLICE_S
                 any_sent = False
                 while (update := self.queue.pop()) is not None:
@@ -285,6 +285,11 @@ class BarPath:
                 self._draining = False
                 self._start_sends()
                 self._activity.end()
+
+    def _opened_day_ends(self) -> datetime:
+        """When the trading day just opened ends (the next midnight in New York)."""
+        self._days.of(self._clock.now())
+        return self._days.ends_at
 
     def _handle(self, update: Update) -> bool:
         symbol = update.symbol
@@ -376,9 +381,3 @@ class BarPath:
                 net_exposure=p.net_exposure,
             )
         )
-
-
-def _next_day_start(now: datetime) -> datetime:
-    """The start of the trading day after ``now``'s (midnight in New York)."""
-    start = datetime.combine(trading_day(now) + timedelta(days=1), clock_time(0), NEW_YORK)
-    return start.astimezone(UTC)
