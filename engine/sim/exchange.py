@@ -134,9 +134,11 @@ class SimExchange:
         return self._last_ts
 
     def flush(self) -> None:
-        """Save the prices seen since the last save (on a clean stop)."""
+        """Save the prices seen since the last save and close the state file (on a clean
+        stop; the next change opens it again)."""
         if self._prices_unsaved:
             self._save()
+        self._ledger.release()
 
     def set_listener(self, callback: Listener | None) -> None:
         """Receive every trade update, after the state that produced it is saved."""

@@ -122,6 +122,11 @@ class OrderLedger:
         self._changed.clear()
         self._saved_executions = len(self.executions)
 
+    def release(self) -> None:
+        """Close the state file until the next save (a clean stop)."""
+        if self._store is not None:
+            self._store.release()
+
     def load(self, account: SimAccount) -> datetime | None:
         """Restore the records and ``account`` from the state file; returns the market time
         of the last save, None when there is no state yet. Raises ValueError when it is

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -782,6 +784,53 @@ def test_restart_when_torn_line_then_next_commit_starts_a_clean_line_and_survive
     assert third.positions()[0].qty == D(15)
     assert third.account() == second.account()
     assert all(json.loads(line) for line in path.read_text().splitlines())
+
+
+def test_commit_when_write_fails_part_way_then_torn_bytes_cut_and_next_commit_survives(
+    make: MakeExchange, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: the bytes a failed append (a full disk) had written stayed in the file, the
+    # next commit was glued onto them, and the restart refused the damaged line.
+    path = tmp_path / "state.jsonl"
+    first = make(path)
+    first.on_price("AAPL", D("100"), OPEN_TS)
+    first.submit("AAPL", Side.BUY, D(10), client_order_id="buy-1")
+    first.flush()  # the next commit opens the file again
+    real_open = Path.open
+
+    class DiskFull:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def write(self, data: bytes) -> int:
+            self.real.write(data[: len(data) // 2])
+            self.real.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+        def __enter__(self) -> DiskFull:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.real.close()
+
+    def full_open(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(self, mode, *args, **kwargs)
+        return DiskFull(handle) if self == path and mode == "ab" else handle
+
+    monkeypatch.setattr(Path, "open", full_open)
+    with pytest.raises(OSError, match="No space"):
+        first.submit("AAPL", Side.BUY, D(2), client_order_id="buy-2")
+    monkeypatch.setattr(Path, "open", real_open)  # space again
+    first.submit("AAPL", Side.BUY, D(5), client_order_id="buy-3")
+
+    second = make(path)
+
+    assert all(json.loads(line) for line in path.read_text().splitlines())
+    assert second.order_by_client_id("buy-3") is not None
+    assert second.account() == first.account()
 
 
 def test_commit_when_many_symbols_quoted_then_line_holds_only_what_changed(
