@@ -18,7 +18,7 @@ from functools import partial
 from engine.errors import JournalWriteError
 from engine.store import schema
 from engine.store.write_behind import Params, WriteBehind, Writes, is_row_error
-from engine.store.writer import Writer
+from engine.store.writer import Writer, write_rows
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class FillCommitter:
         new: set[str] = set()
         async with self._writer.begin() as db:
             for sql, params in before:
-                await db.executemany(sql, params)
+                await write_rows(db, sql, params)
             for start in range(0, len(rows), _CHUNK):
                 chunk = rows[start : start + _CHUNK]
                 flat = [value for row in chunk for value in row]

@@ -35,7 +35,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +48,7 @@ from config import load_settings
 from engine.app import EngineApp, build_app
 from engine.broker.alpaca import AlpacaBroker, build_alpaca
 from engine.clock import NEW_YORK
-from engine.domain import OrderType, Side, TimeInForce
-from tests.fakes.alpaca import FakeAlpaca
-from tests.fakes.alpaca.venue import build_exchange
+from tests.bench.remote_fake import RemoteFake
 from tests.support.app import ShiftedClock
 
 OPEN = datetime(2026, 11, 20, 11, 0, tzinfo=NEW_YORK)
@@ -80,28 +77,11 @@ def error_seed(size: int) -> int:
         seed += 1
 
 
-def count_errors(fake: FakeAlpaca) -> list[int]:
-    """Counts the 500s the fake serves from now on (its error draws that failed)."""
-    served = [0]
-    plan = fake._faults
-    roll = plan.roll_error
-
-    def counted() -> bool:
-        failed = roll()
-        served[0] += failed
-        return failed
-
-    plan.roll_error = counted  # type: ignore[method-assign]
-    return served
-
-
 async def with_book(size: int, body: Any, *, errors: bool = False) -> Result:
-    """A fresh fake with ``size`` positions and open orders, the engine started on it, and
-    ``body(app, fake)`` timed."""
-    clock = ShiftedClock(OPEN)
-    exchange = build_exchange(clock=clock, starting_cash=Decimal(100_000_000))
-    fill_book(exchange, clock, size)
-    async with FakeAlpaca(clock=clock, exchange=exchange) as fake:
+    """A fresh fake with ``size`` positions and open orders in its own process, the engine
+    started on it, and ``body(app, fake)`` timed."""
+    clock, wall0 = ShiftedClock(OPEN), time.time()
+    async with RemoteFake(size, OPEN, wall0) as fake:
         with tempfile.TemporaryDirectory() as tmp:
             settings = load_settings(
                 None,
@@ -110,8 +90,8 @@ async def with_book(size: int, body: Any, *, errors: bool = False) -> Result:
                     "api_key": fake.key_id,
                     "secret_key": fake.secret_key,
                     "trading_url": fake.base_url,
-                    "data_url": fake.data_url,
-                    "data_stream_url": fake.data_stream_url,
+                    "data_url": fake.info["data_url"],
+                    "data_stream_url": fake.info["data_stream_url"],
                 },
                 strategy={"symbols": ["S0000"]},
                 storage={"data_dir": Path(tmp)},
@@ -125,36 +105,32 @@ async def with_book(size: int, body: Any, *, errors: bool = False) -> Result:
             app = await build_app(settings)
             await app.start()
             try:
-                fake.knobs.latency_ms = LATENCY_MS
-                served = count_errors(fake)
+                knobs: dict[str, object] = {"latency_ms": LATENCY_MS}
                 if errors:
-                    fake.knobs.seed = error_seed(size)
-                    fake.knobs.error_rate = ERROR_RATE
-                mark = len(fake.requests)
+                    knobs |= {"seed": error_seed(size), "error_rate": ERROR_RATE}
+                await fake.ask("knobs", **knobs)
+                await fake.ask("mark")
                 started = time.perf_counter()
                 flat = await body(app, fake)
                 seconds = time.perf_counter() - started
-                requests = len(fake.requests) - mark
+                stats = await fake.ask("stats")
             finally:
-                fake.knobs.error_rate = 0.0
-                fake.knobs.latency_ms = 0
+                await fake.ask("knobs", error_rate=0.0, latency_ms=0)
                 await app.stop()
-    return Result(seconds, requests, flat, served[0])
+    return Result(seconds, stats["requests"], flat, stats["errors"])
 
 
 async def broker_floor(size: int, *, listen: bool = False) -> float:
     """Close-all, positions and open orders through raw alpaca-py on a fresh book of ``size``
-    at the same latency: what a flatten cannot go below. ``listen``: with a raw trade-update
-    listener connected, so the in-process fake encodes every update as it does for ours."""
-    clock = ShiftedClock(OPEN)
-    exchange = build_exchange(clock=clock, starting_cash=Decimal(100_000_000))
-    fill_book(exchange, clock, size)
-    async with FakeAlpaca(clock=clock, exchange=exchange) as fake:
+    (the same out-of-process fake) at the same latency: what a flatten cannot go below.
+    ``listen``: with a raw trade-update listener connected, which receives and decodes every
+    update the close-all makes, as ours must."""
+    async with RemoteFake(size, OPEN, time.time()) as fake:
         client = TradingClient(fake.key_id, fake.secret_key, url_override=fake.base_url)
         async with contextlib.AsyncExitStack() as stack:
             if listen:
                 await stack.enter_async_context(listener(fake))
-            fake.knobs.latency_ms = LATENCY_MS
+            await fake.ask("knobs", latency_ms=LATENCY_MS)
             started = time.perf_counter()
             await asyncio.to_thread(client.close_all_positions, cancel_orders=True)
             await asyncio.to_thread(client.get_all_positions)
@@ -165,9 +141,9 @@ async def broker_floor(size: int, *, listen: bool = False) -> float:
 
 
 @contextlib.asynccontextmanager
-async def listener(fake: FakeAlpaca) -> Any:
+async def listener(fake: RemoteFake) -> Any:
     """A raw trade-update client: authenticate, listen, decode every frame and drop it."""
-    async with websockets.connect(fake.trade_stream_url) as ws:
+    async with websockets.connect(fake.info["trade_stream_url"]) as ws:
         auth = {"key_id": fake.key_id, "secret_key": fake.secret_key}
         await ws.send(json.dumps({"action": "authenticate", "data": auth}))
         await ws.recv()
@@ -187,33 +163,23 @@ async def listener(fake: FakeAlpaca) -> Any:
                 await reader
 
 
-def fill_book(exchange: Any, clock: ShiftedClock, size: int) -> None:
-    for i in range(size):
-        symbol = f"S{i:04d}"
-        exchange.on_price(symbol, Decimal(100 + i % 50), clock.now())
-        exchange.submit(symbol, Side.BUY, Decimal(10))
-        exchange.submit(
-            symbol, Side.SELL, Decimal(10), OrderType.LIMIT, TimeInForce.GTC, Decimal(10_000)
-        )
-
-
-async def fast_path(app: EngineApp, fake: FakeAlpaca) -> bool:
+async def fast_path(app: EngineApp, fake: RemoteFake) -> bool:
     report = await app.commands.flatten("bench")
-    return report.flat and not fake.exchange.positions()
+    return report.flat and not (await fake.ask("stats"))["positions"]
 
 
-async def fast_path_with_stream_drop(app: EngineApp, fake: FakeAlpaca) -> bool:
+async def fast_path_with_stream_drop(app: EngineApp, fake: RemoteFake) -> bool:
     async def drop_soon() -> None:
         await asyncio.sleep(0.05)
-        await fake.drop_trade_streams()
+        await fake.ask("drop")
 
     dropper = asyncio.create_task(drop_soon())
     report = await app.commands.flatten("bench")
     await dropper
-    return report.flat and not fake.exchange.positions()
+    return report.flat and not (await fake.ask("stats"))["positions"]
 
 
-async def naive_loop(app: EngineApp, fake: FakeAlpaca) -> bool:
+async def naive_loop(app: EngineApp, fake: RemoteFake) -> bool:
     broker = app.broker
     assert isinstance(broker, AlpacaBroker)
     calls = broker.calls  # one cancel and one close per item, through the same call path

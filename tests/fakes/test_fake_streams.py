@@ -16,8 +16,8 @@ from alpaca.trading.models import TradeUpdate
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from engine.domain import Tick
-from tests.fakes.alpaca import FakeAlpaca
+from engine.domain import Side, Tick
+from tests.fakes.alpaca import FakeAlpaca, streams
 from tests.fakes.alpaca.standalone import split_and_shift
 from tests.fakes.alpaca.streams import SLOW_CLIENT_FRAMES
 from tests.fakes.conftest import AUTH, KEY, OPEN_TS, ROOT, SECRET, bar, buy, call
@@ -87,6 +87,40 @@ async def test_trade_stream_when_auth_fails_then_unauthorized_and_closed(
         "stream": "authorization",
         "data": {"status": "unauthorized", "action": "authenticate"},
     }
+
+
+async def test_trade_stream_when_venue_makes_updates_then_encoded_as_sent_once_each(
+    fake: FakeAlpaca, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Alpaca's stream is not its REST server: a close-all's answer must not wait while the
+    # fake encodes the thousands of updates the request made (the flatten benchmark's floor).
+    encoded: list[str] = []
+    real = streams.trade_update_json
+
+    def counted(update: Any) -> Any:
+        encoded.append(update.event)
+        return real(update)
+
+    monkeypatch.setattr(streams, "trade_update_json", counted)
+    first, second = await listening_trade_stream(fake), await listening_trade_stream(fake)
+    await wait_for(lambda: fake.connected_trade_streams() == 2, within=5)
+
+    for i in range(20):  # as a request handler does, without a turn for the loop
+        symbol = f"S{i:02d}"
+        fake.exchange.on_price(symbol, Decimal(100), OPEN_TS)
+        fake.exchange.submit(symbol, Side.BUY, Decimal(2))
+    at_return = len(encoded)
+    frames = [[json.loads(await ws.recv()) for _ in range(40)] for ws in (first, second)]
+    await first.close()
+    await second.close()
+
+    assert at_return == 0
+    assert frames[0] == frames[1]
+    assert [f["data"]["event"] for f in frames[0]] == ["new", "fill"] * 20
+    assert [f["data"]["order"]["symbol"] for f in frames[0][::2]] == [
+        f"S{i:02d}" for i in range(20)
+    ]
+    assert len(encoded) == 40  # once per update, not once per listener
 
 
 # -- market-data stream ---------------------------------------------------------------------

@@ -426,6 +426,33 @@ async def test_save_order_when_saved_twice_before_flush_then_one_row_with_latest
     assert raw(db_path, "SELECT status, reason FROM orders") == [("submitted", "accepted")]
 
 
+async def test_flush_when_many_rows_then_few_statements_and_every_row_in_order(
+    journal: Journal, db_path: Path
+) -> None:
+    # One statement per row (executemany) hands the GIL to SQLite's thread and back per row:
+    # behind a busy event loop each hand-back waits a switch interval, 8,000 rows 8 s.
+    for i in range(1200):
+        journal.append_event(f"e{i:04d}", {"i": i}, T0)
+    for i in range(700):
+        journal.save_order(make_order(f"cid-{i:03d}"))
+    late = make_order("cid-000")
+    late.transition(OrderStatus.SUBMITTED, T0, reason="accepted")
+    journal.save_order(late)  # replaces the first save of cid-000
+    statements: list[str] = []
+    await journal._writer.conn.set_trace_callback(statements.append)
+
+    await journal.flush()
+
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    assert 2 <= len(inserts) <= 6
+    kinds = raw(db_path, "SELECT kind FROM events ORDER BY id")
+    assert kinds == [(f"e{i:04d}",) for i in range(1200)]
+    assert raw(db_path, "SELECT count(*) FROM orders") == [(700,)]
+    assert raw(db_path, "SELECT status FROM orders WHERE client_order_id = 'cid-000'") == [
+        ("submitted",)
+    ]
+
+
 async def test_flusher_when_interval_passes_then_rows_written_without_flush(
     db_path: Path, clock: TestClock
 ) -> None:

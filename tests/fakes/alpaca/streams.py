@@ -2,6 +2,9 @@
 
 Each connection has one sender task fed by a queue, so control replies and pushed data
 leave in the order they were produced and nothing on the event loop waits for a client.
+A trade update is encoded by the sender, when it leaves, not when the venue produces it: a
+close-all of 2,000 positions makes 6,000 updates inside its request, and encoding them there
+would hold its answer back, which Alpaca (whose stream is not its REST server) does not do.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from tests.fakes.alpaca.json_models import bar_message, trade_message, trade_upd
 from tests.fakes.alpaca.knobs import FaultPlan
 
 SLOW_CLIENT_FRAMES = 10_000
+YIELD_EVERY = 16
+"""Frames a sender sends between two turns given to the rest of the fake (its REST answers):
+a burst of thousands would otherwise hold them all back."""
 CLOSE_TIMEOUT_S = 2.0
 DONE = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 DATA_CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "lulds")
@@ -54,7 +60,7 @@ class Connection:
         self.authenticated = False
         self._transport = request.transport
         self._binary = binary
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._outbox: asyncio.Queue[str | _Update | None] = asyncio.Queue()
         self._closing = False  # a clean close is queued: nothing more is accepted
         self._aborted = False
         self._sender = asyncio.create_task(self._send_loop())
@@ -71,7 +77,7 @@ class Connection:
     def send(self, message: object) -> None:
         self.send_text(json.dumps(message, separators=(",", ":")))
 
-    def send_text(self, text: str) -> None:
+    def send_text(self, text: str | _Update) -> None:
         if not (self._closing or self._aborted):
             self._outbox.put_nowait(text)
 
@@ -99,6 +105,7 @@ class Connection:
         await asyncio.gather(self._sender, return_exceptions=True)
 
     async def _send_loop(self) -> None:
+        sent = 0
         while True:
             item = await self._outbox.get()
             if item is None:
@@ -106,13 +113,33 @@ class Connection:
                 return
             if self._thawed is not None:
                 await self._thawed.wait()
+            text = item if isinstance(item, str) else item.text()
             try:
                 if self._binary:
-                    await self.ws.send_bytes(item.encode())
+                    await self.ws.send_bytes(text.encode())
                 else:
-                    await self.ws.send_str(item)
+                    await self.ws.send_str(text)
             except ConnectionError:
                 return
+            sent += 1
+            if sent % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+
+
+class _Update:
+    """A trade update as JSON text, encoded once, the first time a sender needs it (the
+    record is frozen: what is sent is what the venue produced)."""
+
+    __slots__ = ("_record", "_text")
+
+    def __init__(self, record: TradeUpdateRecord) -> None:
+        self._record = record
+        self._text: str | None = None
+
+    def text(self) -> str:
+        if self._text is None:
+            self._text = json.dumps(trade_update_json(self._record), separators=(",", ":"))
+        return self._text
 
 
 async def _accept(request: web.Request, *, autoping: bool = True) -> web.WebSocketResponse:
@@ -147,10 +174,10 @@ class TradeStreamHub:
         """The exchange's listener: fan one update out to every listening connection."""
         if not self._connections:
             return
-        text = json.dumps(trade_update_json(update), separators=(",", ":"))
+        frame = _Update(update)
         for conn, on in self._connections.items():
             if on and conn.live:
-                conn.send_text(text)
+                conn.send_text(frame)
 
     def publish_frame(self, frame: str) -> None:
         """Send ``frame`` as it is to every listening connection (tests: heartbeats, damaged
