@@ -195,7 +195,7 @@ async def _console(settings: Settings) -> int:
     from engine.app import StartupError, build_app
 
     try:
-        app = await build_app(settings)
+        app = await build_app(settings, settle_heap=True)
     except StartupError as exc:
         print(f"Cannot start: {exc}", file=sys.stderr)
         return 1
@@ -204,8 +204,10 @@ async def _console(settings: Settings) -> int:
 
 async def _discord(settings: Settings) -> int:
     from bot.runner import run_discord
+    from engine.app import build_app
 
-    return await run_discord(settings)  # handles SIGTERM/SIGINT itself
+    # handles SIGTERM/SIGINT itself
+    return await run_discord(settings, build=lambda s: build_app(s, settle_heap=True))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ take an ``EngineApp`` and own its lifetime: ``await app.start()`` ... ``await ap
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,9 +45,14 @@ class EngineApp:
     feed: MarketDataFeed
     engine: TradingEngine
     commands: CommandService
+    settle_heap: bool = False
+    """After start-up, freeze what is alive (``settle_heap()``): the entry point's choice
+    (``run_bot.py``), not a test's, whose process starts many engines."""
 
     async def start(self) -> None:
         await self.engine.start()
+        if self.settle_heap:
+            settle_heap()
 
     async def stop(self) -> None:
         try:
@@ -55,18 +61,31 @@ class EngineApp:
             self.feed.close()
 
 
+def settle_heap() -> None:
+    """Collect once, then take every object alive after start-up (settings, strategies and
+    their history, the book, caches) out of the cyclic garbage collector's sight
+    (``gc.freeze``). Its oldest generation walked all of them on each pass, holding the loop
+    for 20+ ms in a replay of 100 symbols; reference counting still frees them as before."""
+    gc.collect()
+    gc.freeze()
+
+
 class StartupError(DomainError):
     """The app cannot be built from what it was given: a one-line reason for the trader."""
 
 
-async def build_app(settings: Settings, *, bus: EventBus | None = None) -> EngineApp:
-    """Wire everything; raises ``StartupError`` for a bad bars file, an unreadable simulator
-    state, a journal that cannot be opened (or newer than this code), or a data dir that
-    cannot be written."""
+async def build_app(
+    settings: Settings, *, bus: EventBus | None = None, settle_heap: bool = False
+) -> EngineApp:
+    """Wire everything (``settle_heap``: see ``EngineApp.settle_heap``); raises
+    ``StartupError`` for a bad bars file, an unreadable simulator state, a journal that
+    cannot be opened (or newer than this code), or a data dir that cannot be written."""
     try:
-        return await _build(settings, bus)
+        app = await _build(settings, bus)
     except (ValueError, OSError, SchemaError, JournalOpenError) as exc:  # BarDataError: ValueError
         raise StartupError(str(exc)) from exc
+    app.settle_heap = settle_heap
+    return app
 
 
 async def _build(settings: Settings, bus: EventBus | None) -> EngineApp:

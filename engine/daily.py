@@ -16,11 +16,14 @@ class DayTracker:
         """The broker's own count of day trades in the last five days, when it reports one."""
         self._day_trades: dict[date, int] = {}
         self._counted_orders: set[str] = set()
+        self._window: tuple[date | None, tuple[date, ...]] = (None, ())
+        """The day the five-day window was found for, and its trading days."""
 
     def start(self, day: date, orders_today: int = 0) -> None:
         self.day = day
         self.orders_today = orders_today
         self._counted_orders.clear()
+        self._window = (None, ())  # the calendar may have been read again for the new day
 
     def load_day_trades(self, counts: dict[date, int]) -> None:
         self._day_trades.update(counts)
@@ -36,6 +39,8 @@ class DayTracker:
         """Day trades in the last five trading days, including today."""
         if self.day is None:
             return self.broker_day_trades
-        days = [s.day for s in self._market.sessions if s.day <= self.day][-5:]
-        local = sum(self._day_trades.get(d, 0) for d in days)
+        if self._window[0] != self.day:  # asked on every order: the window once per day
+            days = [s.day for s in self._market.sessions if s.day <= self.day][-5:]
+            self._window = (self.day, tuple(days))
+        local = sum(self._day_trades.get(d, 0) for d in self._window[1])
         return max(local, self.broker_day_trades)

@@ -15,6 +15,7 @@ class MarketHours:
         self._clock = clock
         self._sessions: list[TradingSession] = []
         self._loaded_for: date | None = None
+        self._open_session: TradingSession | None = None
 
     async def refresh(self) -> None:
         today = trading_day(self._clock.now())
@@ -22,13 +23,22 @@ class MarketHours:
             today - timedelta(days=10), today + timedelta(days=14)
         )
         self._loaded_for = today
+        self._open_session = None
 
     async def ensure_fresh(self) -> None:
         if self._loaded_for != trading_day(self._clock.now()):
             await self.refresh()
 
     def is_open(self, ts: datetime) -> bool:
-        return any(s.open <= ts < s.close for s in self._sessions)
+        """Asked on every order: the session found last is tried first."""
+        found = self._open_session
+        if found is not None and found.open <= ts < found.close:
+            return True
+        for session in self._sessions:
+            if session.open <= ts < session.close:
+                self._open_session = session
+                return True
+        return False
 
     def session(self, day: date) -> TradingSession | None:
         return next((s for s in self._sessions if s.day == day), None)

@@ -87,7 +87,16 @@ class OrderBook:
         return sorted(found, key=lambda o: o.created_at)
 
     def has_open(self, symbol: str) -> bool:
-        return bool(self.open_orders(symbol))
+        """Asked on every bar: an open order found ends it, no list, no sort."""
+        ids = self._maybe_open.get(symbol)
+        if not ids:
+            return False
+        orders = self._orders
+        for cid in ids:
+            order = orders.get(cid)
+            if order is not None and order.is_open:
+                return True
+        return bool(self.open_orders(symbol))  # none open: drop them from the index
 
     def open_qty(self, symbol: str) -> Decimal:
         """Signed quantity still to be executed by this symbol's open orders."""

@@ -121,7 +121,7 @@ async def one_run(scenario: Scenario, csv_path: Path) -> dict[str, float]:
             },
             engine={"loop_lag_interval_s": 0.01},
         )
-        app = await build_app(settings)
+        app = await build_app(settings, settle_heap=True)  # as run_bot.py does
         await app.start()
         started, cpu_started = clock.perf_counter(), clock.process_time()
         await wait_for(lambda: app.feed.health.finished, within=1200, interval=0.05)

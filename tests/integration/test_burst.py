@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import bar_path
+from engine.app import EngineApp
 from engine.broker.port import BrokerOrder
 from engine.domain import Bar, OrderRequest, OrderStatus, Side, Tick
 from engine.strategy import Signal
@@ -197,24 +198,7 @@ async def test_burst_when_the_slice_runs_out_then_queued_bars_reach_the_gate_bef
     app = await start_app(sim_settings(tmp_path, strategy={"symbols": ["AAPL", "MSFT"]}))
     engine = app.engine
     try:
-        happened: list[str] = []
-        for symbol in ("AAPL", "MSFT"):
-            strategy = engine.strategies.instance(symbol)
-            assert strategy is not None
-            side = Side.SELL if engine.portfolio.qty(symbol) > 0 else Side.BUY
-
-            def signal(bar: Bar, position: Decimal, side: Side = side) -> Signal:
-                happened.append(f"{bar.symbol} seen")
-                return Signal(side, "test")
-
-            strategy.on_bar = signal  # type: ignore[method-assign]
-        submit = app.broker.submit_order
-
-        async def recording(request: OrderRequest) -> BrokerOrder:
-            happened.append(f"{request.symbol} sent")
-            return await submit(request)
-
-        monkeypatch.setattr(app.broker, "submit_order", recording)
+        happened = _record_orders(app, ["AAPL", "MSFT"], monkeypatch)
         ts = app.clock.now()
         price = Decimal("231.00")
         # AAPL's bar is handled at once; MSFT's queues behind a tick of MSFT waiting.
@@ -227,3 +211,77 @@ async def test_burst_when_the_slice_runs_out_then_queued_bars_reach_the_gate_bef
         assert happened == ["AAPL seen", "MSFT seen", "AAPL sent", "MSFT sent"]
     finally:
         await app.stop()
+
+
+async def test_burst_when_yielding_between_slices_then_every_order_decided_before_any_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: the broker calls of a slice's orders started at its end, so every later bar
+    # of the burst waited for them (in the simulator ~0.3 ms of the loop per order).
+    app = await start_app(sim_settings(tmp_path))
+    engine = app.engine
+    try:
+        monkeypatch.setattr(bar_path, "SLICE_S", 0.0)  # a yield after every symbol
+        symbols = list(engine.symbols)[:3]
+        assert len(symbols) == 3
+        happened = _record_orders(app, symbols, monkeypatch)
+        ts = app.clock.now()
+        price = Decimal("231.00")
+        for symbol in symbols:
+            engine.on_bar(Bar(symbol, ts, price, price, price, price, Decimal(1000)))
+        await engine.settle()
+
+        assert happened == [f"{s} seen" for s in symbols] + [f"{s} sent" for s in symbols]
+    finally:
+        await app.stop()
+
+
+async def test_burst_when_long_then_orders_waiting_past_the_limit_are_sent_mid_burst(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A burst that never ends (ticks keep coming) must not hold its orders back for ever.
+    app = await start_app(sim_settings(tmp_path))
+    engine = app.engine
+    try:
+        monkeypatch.setattr(bar_path, "SLICE_S", 0.0)
+        monkeypatch.setattr(bar_path, "MAX_SEND_DELAY_S", 0.0)
+        symbols = list(engine.symbols)[:3]
+        happened = _record_orders(app, symbols, monkeypatch)
+        ts = app.clock.now()
+        price = Decimal("231.00")
+        for symbol in symbols:
+            engine.on_bar(Bar(symbol, ts, price, price, price, price, Decimal(1000)))
+        await engine.settle()
+
+        first, second = symbols[0], symbols[1]
+        assert happened.index(f"{first} sent") < happened.index(f"{second} seen")
+        assert sorted(happened) == sorted([f"{s} {w}" for s in symbols for w in ("seen", "sent")])
+    finally:
+        await app.stop()
+
+
+def _record_orders(
+    app: EngineApp, symbols: list[str], monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """Each symbol's strategy asks for an order on every bar; the list records, in order,
+    each bar the strategies see and each broker call."""
+    engine = app.engine
+    happened: list[str] = []
+    for symbol in symbols:
+        strategy = engine.strategies.instance(symbol)
+        assert strategy is not None
+        side = Side.SELL if engine.portfolio.qty(symbol) > 0 else Side.BUY
+
+        def signal(bar: Bar, position: Decimal, side: Side = side) -> Signal:
+            happened.append(f"{bar.symbol} seen")
+            return Signal(side, "test")
+
+        strategy.on_bar = signal  # type: ignore[method-assign]
+    submit = app.broker.submit_order
+
+    async def recording(request: OrderRequest) -> BrokerOrder:
+        happened.append(f"{request.symbol} sent")
+        return await submit(request)
+
+    monkeypatch.setattr(app.broker, "submit_order", recording)
+    return happened
