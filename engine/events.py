@@ -4,10 +4,12 @@ decide what to do with them; the engine never calls the chat layer."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum, StrEnum
+from typing import Any
 
 from engine.domain import Fill, OrderStatus, Side, TradingState
 
@@ -118,21 +120,63 @@ class Notice(Event):
 
 
 def event_payload(event: Event) -> dict[str, object]:
-    """A JSON-friendly view of an event (attachments left out)."""
+    """A JSON-friendly view of an event (attachments left out): enums as their value,
+    ``Decimal`` and ``datetime`` as text, a nested record (a fill) as a dict of the same.
+    Journaled for every event, three per order: what to do with a value is found once per
+    type (``dataclasses.asdict`` deep-copied every value of a fill, most of the cost)."""
     payload: dict[str, object] = {}
-    for f in dataclasses.fields(event):
-        value = getattr(event, f.name)
-        if isinstance(value, bytes):
+    for name in _field_names(type(event)):
+        value = getattr(event, name)
+        convert = _converter(type(value))
+        if convert is _SKIP:
             continue
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            value = {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
-        payload[f.name] = _plain(value)
+        payload[name] = value if convert is None else convert(value)
     return payload
 
 
-def _plain(value: object) -> object:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Decimal | datetime):
-        return str(value)
+def _record(value: Any) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for name in _field_names(type(value)):
+        field_value = getattr(value, name)
+        convert = _converter(type(field_value))
+        out[name] = field_value if convert is None or convert is _SKIP else convert(field_value)
+    return out
+
+
+def _enum_value(value: Enum) -> object:
+    return value.value
+
+
+def _skip(value: object) -> object:
     return value
+
+
+_SKIP: Callable[[Any], object] = _skip
+_CONVERTERS: dict[type, Callable[[Any], object] | None] = {}
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _converter(kind: type) -> Callable[[Any], object] | None:
+    """None: the value as it is."""
+    try:
+        return _CONVERTERS[kind]
+    except KeyError:
+        pass
+    convert: Callable[[Any], object] | None = None
+    if issubclass(kind, bytes):
+        convert = _SKIP
+    elif issubclass(kind, Enum):
+        convert = _enum_value
+    elif issubclass(kind, Decimal | datetime):
+        convert = str
+    elif dataclasses.is_dataclass(kind):
+        convert = _record
+    _CONVERTERS[kind] = convert
+    return convert
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
