@@ -94,6 +94,9 @@ class BarPath:
         self.signal_latency = LatencyStats()
         """Bar handed over by the feed -> order acknowledged by the broker."""
         self.stopped = False
+        self.receiving = False
+        """The feed hands one timestamp's bars over in parts (``MarketDataSink.receiving``):
+        no equity snapshot until it says the minute is in (or the replay's settle takes it)."""
         self._portfolio = portfolio
         self._orders = orders
         self._execution = execution
@@ -378,7 +381,7 @@ class BarPath:
         snapshot is taken once every symbol of that minute has been marked and the orders
         it caused have been answered. Called after each batch, by the periodic beat, and by
         the replay's settle once the fills are in too."""
-        if not self.idle:
+        if self.receiving or not self.idle:
             return
         now = self._clock.now()
         if self._last_snapshot is not None and now - self._last_snapshot < self._snapshot_every:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from engine.domain import Bar, Tick
+
+FEED_SLICE_S = 0.002
+"""Longest stretch of a feed's own work (reading its source, handing data to the engine,
+which handles a bar inside that call when it can) before the feed lets the loop run."""
+RUN_BARS = 64
+"""Bars of one timestamp a replay source hands over at most in one piece (a run): the
+replay checks its slice of the loop between runs."""
 
 
 class PriceListener(Protocol):
@@ -28,6 +38,39 @@ class MarketDataSink(PriceListener, Protocol):
         paced replays never call it.
         """
         ...
+
+    def receiving(self, more: bool) -> None:
+        """A replay hands one timestamp's bars over in parts, letting the loop run between
+        them: ``True`` before the first such turn. Until ``receiving(False)`` (a paced replay,
+        after the last part) or the end of the next ``settle`` (at full speed: it takes the
+        snapshot once the minute's marks and fills are all in), the minute is not all in, so
+        the engine takes no equity snapshot, as when the minute came in one call. Live feeds
+        never call it."""
+        ...
+
+
+class Turns:
+    """A feed's share of the loop: ``over()`` once the feed has run ``slice_s`` (wall time:
+    what everything else waiting on the loop feels) since it last let the loop run;
+    ``give()`` lets it run and starts a new slice. After any other ``await`` the feed calls
+    ``restart()``."""
+
+    def __init__(self, slice_s: float = FEED_SLICE_S) -> None:
+        self.slice_s = slice_s
+        self.given = 0
+        """Turns given so far."""
+        self._ends = time.perf_counter() + slice_s
+
+    def restart(self) -> None:
+        self._ends = time.perf_counter() + self.slice_s
+
+    def over(self) -> bool:
+        return time.perf_counter() >= self._ends
+
+    async def give(self) -> None:
+        self.given += 1
+        await asyncio.sleep(0)
+        self._ends = time.perf_counter() + self.slice_s
 
 
 @dataclass
@@ -61,3 +104,21 @@ class MarketDataFeed(Protocol):
     def close(self) -> None:
         """Release what the feed holds outside the loop (threads); idempotent."""
         ...
+
+
+def bar_runs(bars: Iterable[Bar], symbols: Container[str] | None = None) -> Iterator[list[Bar]]:
+    """``bars`` (in time order) of ``symbols`` (None: all) as runs: lists of consecutive bars
+    of one timestamp, at most ``RUN_BARS`` long."""
+    run: list[Bar] = []
+    ts: datetime | None = None
+    for bar in bars:
+        if symbols is not None and bar.symbol not in symbols:
+            continue
+        if bar.ts != ts or len(run) >= RUN_BARS:
+            if run:
+                yield run
+            run, ts = [bar], bar.ts
+        else:
+            run.append(bar)
+    if run:
+        yield run

@@ -4,6 +4,11 @@ Bars before ``replay_from`` are history (served by ``history()``, as a live feed
 its REST backfill); bars from ``replay_from`` on are delivered by ``run()`` one timestamp
 group at a time, with the clock set to each bar's close before the sink sees it. The bars
 come from a ``BarSource``: a list in memory, or a CSV streamed on each pass.
+
+The feed's own work never holds the loop for long: reading the next minute and handing a
+minute over both stop every ``FEED_SLICE_S`` to let the loop run (a 500-symbol minute is
+handed over in parts, the sink told with ``receiving``), in the same order as in one call;
+at full speed the next minute still waits until the engine has settled the last one.
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ from collections.abc import (
     Sequence,
 )
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from pathlib import Path
 from typing import Protocol
 
 from engine.clock import trading_day
 from engine.domain import Bar, ensure_utc
-from engine.feed.base import FeedHealth, MarketDataSink
+from engine.feed.base import FEED_SLICE_S, FeedHealth, MarketDataSink, Turns, bar_runs
 
 BAR_LENGTH = timedelta(minutes=1)
 SAMPLE_BARS_PATH = Path(__file__).resolve().parent / "data" / "sample_bars.csv"
@@ -78,7 +84,8 @@ class ReplayFeed:
     groups longer than ``max_gap`` of market time (overnight, halts) are shortened to it, so a
     multi-day replay does not sit idle through the night. ``sleep`` is injectable for tests.
     ``history_limit``: bars per symbol kept for ``history()`` (None: all); with a streamed
-    source that keeps memory flat in the length of the file.
+    source that keeps memory flat in the length of the file. ``slice_s``: the longest stretch
+    of the feed's own work before it lets the loop run.
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class ReplayFeed:
         max_gap: timedelta = timedelta(minutes=5),
         sleep: Sleep = asyncio.sleep,
         history_limit: int | None = None,
+        slice_s: float = FEED_SLICE_S,
     ) -> None:
         if speed < 0:
             raise ValueError("speed must be 0 (as fast as possible) or positive")
@@ -132,7 +140,14 @@ class ReplayFeed:
                 if bar.symbol in self._recent:
                     self._recent[bar.symbol].append(bar)
                     self._history_count += 1
+        self.slice_s = slice_s
+        """Read when ``run`` starts."""
         self._delivered_ts: datetime | None = None
+        self._held = False
+        """The sink was told a minute comes in parts (``receiving``) and nothing ended it."""
+        self._rest: list[Bar] = []
+        """The bars of the timestamp being handed over that the sink has not seen yet (a run
+        cancelled in the middle of a minute: the next one starts with them)."""
         self._running = False
         start = self._replay_from.isoformat()
         self.health.detail = f"{self.replay_bars} bars to replay from {start}"
@@ -162,15 +177,18 @@ class ReplayFeed:
         self._running = True
         self.health.connected = True
         self.health.detail = "replaying"
-        groups = self._groups()
+        turns = Turns(self.slice_s)
+        groups = self._groups(turns)
         try:
-            group = next(groups, None)
+            group = self._rest or await self._next(groups, turns)
             while group is not None:
-                self._deliver(group, sink)
-                following = next(groups, None)
+                await self._deliver(group, sink, turns)
+                following = await self._next(groups, turns)
                 await self._sleep(self._wait_between(group, following))
                 if self._speed == 0:
                     await sink.settle()
+                    self._held = False  # the settle ended it
+                turns.restart()
                 group = following
             self.health.finished = True
             self.health.detail = f"replay finished ({self.health.messages} bars)"
@@ -179,6 +197,9 @@ class ReplayFeed:
             raise
         finally:
             groups.close()
+            if self._held:
+                self._held = False
+                sink.receiving(False)
             self.health.connected = False
             self._running = False
 
@@ -196,43 +217,80 @@ class ReplayFeed:
     def _wants(self, symbol: str) -> bool:
         return self._wanted is None or symbol in self._wanted
 
-    def _groups(self) -> Generator[list[Bar]]:
-        """The bars still to deliver, one timestamp at a time, each sorted by symbol (a
-        minute already in symbol order, as files usually are, is not sorted again)."""
+    def _groups(self, turns: Turns) -> Generator[list[Bar]]:
+        """The bars still to deliver, one timestamp at a time, each sorted by symbol; an empty
+        list in between whenever the feed has used up its slice of the loop (``_next`` lets
+        the loop run then)."""
         after = self._delivered_ts
         start = self._replay_from if after is None else max(after, self._replay_from)
         wanted = self._recent
+        over = turns.over
         group: list[Bar] = []
-        ts: datetime | None = None
-        previous = ""
-        ordered = True
-        for bar in self._source.bars(start):
-            symbol = bar.symbol
-            if symbol not in wanted or (after is not None and bar.ts <= after):
+        for run in _runs(self._source, start, wanted):
+            if not run:  # the source is skipping lines
+                if over():
+                    yield []
                 continue
-            if bar.ts != ts:
-                if group:
-                    yield group if ordered else sorted(group, key=_symbol)
-                group, ts, ordered = [bar], bar.ts, True
+            ts = run[0].ts
+            if after is not None and ts <= after:
+                continue
+            if not group:
+                group = run
+            elif ts == group[0].ts:
+                group += run
             else:
-                if symbol < previous:
-                    ordered = False
-                group.append(bar)
-            previous = symbol
+                group.sort(key=_SYMBOL)  # O(n) when the file had it in symbol order
+                yield group
+                group = run
+            if over():
+                yield []
         if group:
-            yield group if ordered else sorted(group, key=_symbol)
+            group.sort(key=_SYMBOL)
+            yield group
 
-    def _deliver(self, group: list[Bar], sink: MarketDataSink) -> None:
+    @staticmethod
+    async def _next(groups: Iterator[list[Bar]], turns: Turns) -> list[Bar] | None:
+        while (group := next(groups, None)) is not None:
+            if group:
+                return group
+            await turns.give()
+        return None
+
+    async def _deliver(self, group: list[Bar], sink: MarketDataSink, turns: Turns) -> None:
+        """Hand one timestamp's bars to the sink in order, letting the loop run whenever the
+        slice is used up (the sink is told the minute comes in parts)."""
         ts = group[0].ts
         if self._clock is not None:
             self._clock.set(ts + BAR_LENGTH)
         self._delivered_ts = ts
-        recent, on_bar, health = self._recent, sink.on_bar, self.health
-        for bar in group:
-            recent[bar.symbol].append(bar)
-            on_bar(bar)
-            health.messages += 1
-        health.last_message_at = ts
+        recent, on_bar, over = self._recent, sink.on_bar, turns.over
+        end = len(group)
+        done = 0  # bars of ``group`` the sink has seen
+        try:
+            while done < end:
+                bar = group[done]
+                done += 1
+                recent[bar.symbol].append(bar)
+                on_bar(bar)
+                if done < end and over():
+                    self._delivered(done, group)
+                    group, end, done = group[done:], end - done, 0
+                    self._rest = group
+                    if not self._held:
+                        self._held = True
+                        sink.receiving(True)
+                    await turns.give()
+        finally:
+            self._delivered(done, group)
+        self._rest = []
+        if self._held and self._speed != 0:  # at full speed the settle ends it
+            self._held = False
+            sink.receiving(False)
+
+    def _delivered(self, count: int, group: list[Bar]) -> None:
+        health = self.health
+        health.messages += count
+        health.last_message_at = group[0].ts
         health.last_message_mono = (
             self._clock.monotonic() if self._clock is not None else time.monotonic()
         )
@@ -245,8 +303,16 @@ class ReplayFeed:
         return min(gap, self._max_gap_s) / self._speed
 
 
-def _symbol(bar: Bar) -> str:
-    return bar.symbol
+_SYMBOL = attrgetter("symbol")
+
+
+def _runs(source: BarSource, start: datetime, wanted: Collection[str]) -> Iterator[list[Bar]]:
+    """The source's bars of ``wanted`` symbols from ``start`` on, as runs (``bar_runs``);
+    a source with its own ``runs`` (``CsvBars``) makes them for less CPU."""
+    runs = getattr(source, "runs", None)
+    if runs is not None:
+        return iter(runs(start, wanted))
+    return bar_runs(source.bars(start), wanted)
 
 
 def _last_session_start(bars: Sequence[Bar]) -> datetime:

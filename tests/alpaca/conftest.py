@@ -177,6 +177,9 @@ class Sink:
     async def settle(self) -> None:
         return None
 
+    def receiving(self, more: bool) -> None:
+        return None
+
 
 class Connections:
     """An ``on_connection`` callback that records ``(up, detail)``."""

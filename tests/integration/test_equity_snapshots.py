@@ -7,12 +7,16 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
+from engine.app import build_app
 from engine.clock import NEW_YORK
 from engine.domain import Bar, Fill
 from engine.feed.csv_bars import load_bars_csv
+from engine.feed.replay import ReplayFeed
 from engine.portfolio import Portfolio
 from engine.store.records import EquitySnapshot
-from tests.support.app import REPLAY_DAY, sim_settings, start_app
+from tests.support.app import REPLAY_DAY, sim_settings, wait_for
 
 
 def _recomputed(
@@ -36,12 +40,20 @@ def _recomputed(
     return book
 
 
+@pytest.mark.parametrize("slice_s", [None, 0.0], ids=["minute-in-one-call", "bar-by-bar"])
 async def test_replay_when_day_ends_then_final_snapshot_equals_recomputed_equity(
-    tmp_path: Path,
+    tmp_path: Path, slice_s: float | None
 ) -> None:
     settings = sim_settings(tmp_path, until=time(16, 0))
-    app = await start_app(settings)
+    app = await build_app(settings)
+    if slice_s is not None:
+        # The feed lets the loop run after every bar: the snapshot still waits for the minute.
+        assert isinstance(app.feed, ReplayFeed)
+        app.feed.slice_s = slice_s
+    await app.start()
     try:
+        await wait_for(lambda: app.feed.health.finished, within=60)
+        await app.engine.settle()
         assert app.engine.signals >= 3, "the golden cross should trade the sample day"
         snapshots = await app.journal.equity_snapshots(since=app.clock.now() - timedelta(hours=7))
         fills = await app.journal.load_fills()

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from engine.domain import Bar
-from engine.feed.csv_bars import BarDataError, CsvBars, load_bars_csv
+from engine.feed import csv_bars
+from engine.feed.base import RUN_BARS
+from engine.feed.csv_bars import BarDataError, CsvBars, iter_runs_csv, load_bars_csv
 
 HEADER = "timestamp,symbol,open,high,low,close,volume"
 
@@ -80,24 +82,24 @@ def test_load_when_bom_and_blank_lines_then_they_are_ignored(tmp_path: Path) -> 
     assert bars[0].close == Decimal("590.5")
 
 
-@pytest.mark.parametrize(
-    ("row", "problem"),
-    [
-        ("2026-11-19T14:31:00Z,AAPL,abc,230.5,230,230.4,1", "bad number in 'open': 'abc'"),
-        ("2026-11-19T14:31:00Z,AAPL,230.1,229,230,229.5,1", "high 229 is below low 230"),
-        ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230,230.9,1", "close 230.9 is outside [low 230"),
-        ("2026-11-19T14:31:00Z,AAPL,231.1,231.5,231,231.2,-5", "negative volume -5"),
-        ("2026-11-19T14:31:00,AAPL,230.1,230.5,230,230.4,1", "naive datetime"),
-        ("yesterday,AAPL,230.1,230.5,230,230.4,1", "'yesterday' is not an ISO-8601 timestamp"),
-        ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230", "expected 7 fields, found 5"),
-        ("2026-11-19T14:31:00Z, ,230.1,230.5,230,230.4,1", "empty symbol"),
-        ("2026-11-19T14:31:00Z,AAPL,0,230.5,0,230.4,1", "prices must be positive"),
-        ("2026-11-19T14:31:00Z,AAPL,229.9,230.5,230,230.4,1", "open 229.9 is outside [low 230"),
-        ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230,NaN,1", "bad number in 'close': 'NaN'"),
-        ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230,230.2,Infinity", "bad number in 'volume'"),
-        ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,-230,230.2,1", "prices must be positive"),
-    ],
-)
+BAD_ROWS = [
+    ("2026-11-19T14:31:00Z,AAPL,abc,230.5,230,230.4,1", "bad number in 'open': 'abc'"),
+    ("2026-11-19T14:31:00Z,AAPL,230.1,229,230,229.5,1", "high 229 is below low 230"),
+    ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230,230.9,1", "close 230.9 is outside [low 230"),
+    ("2026-11-19T14:31:00Z,AAPL,231.1,231.5,231,231.2,-5", "negative volume -5"),
+    ("2026-11-19T14:31:00,AAPL,230.1,230.5,230,230.4,1", "naive datetime"),
+    ("yesterday,AAPL,230.1,230.5,230,230.4,1", "'yesterday' is not an ISO-8601 timestamp"),
+    ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230", "expected 7 fields, found 5"),
+    ("2026-11-19T14:31:00Z, ,230.1,230.5,230,230.4,1", "empty symbol"),
+    ("2026-11-19T14:31:00Z,AAPL,0,230.5,0,230.4,1", "prices must be positive"),
+    ("2026-11-19T14:31:00Z,AAPL,229.9,230.5,230,230.4,1", "open 229.9 is outside [low 230"),
+    ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230,NaN,1", "bad number in 'close': 'NaN'"),
+    ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,230,230.2,Infinity", "bad number in 'volume'"),
+    ("2026-11-19T14:31:00Z,AAPL,230.1,230.5,-230,230.2,1", "prices must be positive"),
+]
+
+
+@pytest.mark.parametrize(("row", "problem"), BAD_ROWS)
 def test_load_when_row_is_invalid_then_error_names_file_line_and_problem(
     tmp_path: Path, row: str, problem: str
 ) -> None:
@@ -272,6 +274,127 @@ def test_load_then_bars_are_frozen_and_equal_to_bars_built_directly(tmp_path: Pa
         Decimal("1000"),
     )
 
+    assert bar == direct
+    assert hash(bar) == hash(direct)
+    assert repr(bar) == repr(direct)
+    with pytest.raises(FrozenInstanceError):
+        bar.close = Decimal(1)  # type: ignore[misc]
+
+
+# --- runs: the replay's pass ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("row", "problem"), BAD_ROWS)
+def test_runs_when_row_is_invalid_then_same_error_as_loading_names_file_and_line(
+    tmp_path: Path, row: str, problem: str
+) -> None:
+    path = _write(
+        tmp_path,
+        [HEADER, "2026-11-19T14:30:00Z,AAPL,230.00,230.20,229.90,230.10,1000", "", row],
+    )
+    with pytest.raises(BarDataError) as loading:
+        load_bars_csv(path)
+
+    with pytest.raises(BarDataError) as replaying:
+        list(iter_runs_csv(path, None))
+
+    assert str(replaying.value) == str(loading.value)
+    assert str(replaying.value).startswith(f"{path}, line 4: ")
+    assert problem in str(replaying.value)
+
+
+def test_runs_when_file_changed_after_the_scan_then_the_pass_names_the_bad_line(
+    tmp_path: Path,
+) -> None:
+    path = _write(
+        tmp_path,
+        [
+            HEADER,
+            "2026-11-19T14:30:00Z,AAPL,230,231,229,230,1000",
+            "2026-11-19T14:31:00Z,AAPL,230,231,229,230,1000",
+        ],
+    )
+    source = CsvBars(path)
+    path.write_text(path.read_text().replace("14:31:00Z,AAPL,230,231", "14:31:00Z,AAPL,230,2x1"))
+
+    runs = source.runs(None)
+
+    assert [b.close for b in next(runs)] == [Decimal(230)]
+    with pytest.raises(BarDataError, match=r"bars.csv, line 3: bad number in 'high': '2x1'"):
+        next(runs)
+
+
+def test_runs_then_the_bars_of_bars_in_runs_of_one_timestamp_each(tmp_path: Path) -> None:
+    symbols = [f"S{i:03d}" for i in range(RUN_BARS + 6)]
+    lines = ["\ufeff" + HEADER, ""]
+    for minute in (30, 31):
+        lines += [f"2026-11-19T14:{minute}:00Z,{s.lower()},2,3,1,2,5" for s in symbols]
+        lines.append("")
+    path = _write(tmp_path, lines)
+    source = CsvBars(path)
+
+    runs = list(source.runs(None))
+
+    assert [len(r) for r in runs] == [RUN_BARS, 6, RUN_BARS, 6]
+    assert all(len({b.ts for b in r}) == 1 for r in runs)
+    assert [b for r in runs for b in r] == list(source.bars()) == load_bars_csv(path)
+    later = datetime(2026, 11, 19, 14, 31, tzinfo=UTC)
+    assert [b for r in source.runs(later) for b in r] == list(source.bars(later))
+
+
+def test_runs_when_symbols_given_then_only_theirs(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        [
+            HEADER,
+            "2026-11-19T14:30:00Z,AAPL,230,231,229,230,1000",
+            "2026-11-19T14:30:00Z,MSFT,420,421,419,420,800",
+            "2026-11-19T14:31:00Z,msft,421,422,420,421,800",
+        ],
+    )
+    single = _write(
+        tmp_path,
+        [HEADER.replace("symbol,", ""), "2026-11-19T14:30:00Z,1,1,1,1,1"],
+        name="spy.csv",
+    )
+
+    assert [(b.symbol, b.close) for r in CsvBars(path).runs(None, {"MSFT"}) for b in r] == [
+        ("MSFT", Decimal(420)),
+        ("MSFT", Decimal(421)),
+    ]
+    assert list(iter_runs_csv(single, None, {"AAPL"})) == []
+    assert [b.symbol for r in iter_runs_csv(single, None, {"SPY"}) for b in r] == ["SPY"]
+
+
+def test_runs_when_pass_skips_earlier_days_then_empty_runs_while_skipping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csv_bars, "SKIP_BLOCK", 10)
+    lines = [HEADER] + [f"2026-11-18T14:{m:02d}:00Z,AAPL,2,3,1,2,5" for m in range(25)]
+    lines += ["2026-11-19T14:30:00Z,AAPL,2,3,1,2,7"]
+    source = CsvBars(_write(tmp_path, lines))
+
+    runs = list(source.runs(datetime(2026, 11, 19, 14, 30, tzinfo=UTC)))
+
+    assert runs[:3] == [[], [], []]  # 25 lines skipped unread, 10 at a time
+    assert [[b.volume for b in r] for r in runs[3:]] == [[Decimal(7)]]
+
+
+def test_runs_then_bars_are_frozen_and_equal_to_bars_built_directly(tmp_path: Path) -> None:
+    path = _write(tmp_path, [HEADER, "2026-11-19T14:30:00Z,AAPL,230.00,230.20,229.90,230.10,1000"])
+
+    ((bar,),) = CsvBars(path).runs(None)
+    direct = Bar(
+        "AAPL",
+        datetime(2026, 11, 19, 14, 30, tzinfo=UTC),
+        Decimal("230.00"),
+        Decimal("230.20"),
+        Decimal("229.90"),
+        Decimal("230.10"),
+        Decimal("1000"),
+    )
+
+    assert type(bar) is Bar
     assert bar == direct
     assert hash(bar) == hash(direct)
     assert repr(bar) == repr(direct)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import itertools
 import random
 import sys
 from collections import Counter
@@ -14,6 +15,7 @@ import pytest
 
 from engine.clock import ReplayClock, trading_day
 from engine.domain import Bar, Tick
+from engine.feed import csv_bars
 from engine.feed.base import MarketDataFeed
 from engine.feed.csv_bars import BarDataError, CsvBars, load_bars_csv
 from engine.feed.replay import SAMPLE_BARS_PATH, ReplayFeed
@@ -43,9 +45,14 @@ class RecordingSink:
         self._feed = feed
         self.first = asyncio.Event()
         self.settled_after: list[int] = []
+        self.receiving_calls: list[tuple[bool, int]] = []
+        """``receiving(more)`` calls, each with the bars seen by then."""
 
     async def settle(self) -> None:
         self.settled_after.append(len(self.bars))
+
+    def receiving(self, more: bool) -> None:
+        self.receiving_calls.append((more, len(self.bars)))
 
     def on_bar(self, bar: Bar) -> None:
         self.bars.append(bar)
@@ -335,6 +342,139 @@ async def test_run_when_no_bars_then_finishes_immediately() -> None:
 
     assert feed.health.finished is True
     assert feed.health.messages == 0
+
+
+class Ticker:
+    """Another task on the loop: counts its turns, and the sink notes the count per bar."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Ticker:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0)
+
+
+class TickingSink(RecordingSink):
+    def __init__(self, ticker: Ticker) -> None:
+        super().__init__()
+        self.ticker = ticker
+        self.ticks_at: list[int] = []
+
+    def on_bar(self, bar: Bar) -> None:
+        super().on_bar(bar)
+        self.ticks_at.append(self.ticker.ticks)
+
+
+SHUFFLED = [
+    _bar(s, DAY1 + timedelta(minutes=m))
+    for m, symbols in enumerate([("MSFT", "AAPL", "SPY"), ("SPY", "AAPL", "MSFT")] * 2)
+    for s in symbols
+]
+
+
+async def test_run_when_slice_used_up_then_each_minute_comes_in_parts_in_the_same_order() -> None:
+    whole = RecordingSink()
+    await ReplayFeed(SHUFFLED, speed=0, slice_s=60.0).run(whole)
+
+    async with Ticker() as ticker:
+        parts = TickingSink(ticker)
+        await ReplayFeed(SHUFFLED, speed=0, slice_s=0.0).run(parts)
+
+    assert parts.bars == whole.bars
+    assert [(b.ts.minute, b.symbol) for b in parts.bars[:3]] == [
+        (30, "AAPL"),
+        (30, "MSFT"),
+        (30, "SPY"),
+    ]
+    # Every bar its own part, the loop running between two of them.
+    assert all(later > earlier for earlier, later in itertools.pairwise(parts.ticks_at))
+    # Told before the first turn inside each minute; at full speed the settle ends it.
+    assert parts.receiving_calls == [(True, 1), (True, 4), (True, 7), (True, 10)]
+    assert parts.settled_after == whole.settled_after == [3, 6, 9, 12]
+    assert whole.receiving_calls == []
+
+
+async def test_run_when_paced_and_a_minute_comes_in_parts_then_the_sink_is_told_when_it_is_in() -> (
+    None
+):
+    sink = RecordingSink()
+
+    await ReplayFeed(SHUFFLED, speed=60, slice_s=0.0, sleep=FakeSleep()).run(sink)
+
+    assert sink.receiving_calls == [
+        call for m in range(4) for call in ((True, 3 * m + 1), (False, 3 * m + 3))
+    ]
+    assert sink.settled_after == []
+
+
+async def test_run_when_slice_not_used_up_then_a_minute_is_one_call() -> None:
+    async with Ticker() as ticker:
+        sink = TickingSink(ticker)
+        await ReplayFeed(SHUFFLED, speed=0, slice_s=60.0).run(sink)
+
+    assert sink.receiving_calls == []
+    for minute in range(4):
+        assert len(set(sink.ticks_at[3 * minute : 3 * minute + 3])) == 1
+
+
+async def test_run_when_cancelled_inside_a_minute_then_the_next_run_delivers_its_rest() -> None:
+    feed = ReplayFeed(SHUFFLED, speed=0, slice_s=0.0)
+    task: asyncio.Task[None] | None = None
+
+    class Stopping(RecordingSink):
+        def on_bar(self, bar: Bar) -> None:
+            super().on_bar(bar)
+            if len(self.bars) == 5:  # the second bar of the second minute
+                assert task is not None
+                task.cancel()
+
+    sink = Stopping()
+    task = asyncio.create_task(feed.run(sink))
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=5)
+
+    assert len(sink.bars) == 5
+    assert feed.health.messages == 5
+    assert sink.receiving_calls[-1] == (False, 5)  # released: snapshots are not held for good
+    await feed.run(sink)
+
+    assert sink.bars == sorted(SHUFFLED, key=lambda b: (b.ts, b.symbol))
+    assert feed.health.messages == 12
+    assert feed.health.finished
+
+
+async def test_run_when_source_skips_earlier_days_then_the_loop_runs_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csv_bars, "SKIP_BLOCK", 10)
+    path = tmp_path / "bars.csv"
+    lines = ["timestamp,symbol,open,high,low,close,volume"]
+    lines += [f"{(DAY1 + timedelta(minutes=m)).isoformat()},AAPL,1,1,1,1,1" for m in range(50)]
+    lines += [f"{DAY2.isoformat()},AAPL,1,1,1,1,1"]
+    path.write_text("\n".join(lines) + "\n")
+    feed = ReplayFeed(CsvBars(path, keep=5), speed=0, history_limit=5, slice_s=0.0)
+
+    async with Ticker() as ticker:
+        before = ticker.ticks
+        sink = TickingSink(ticker)
+        await feed.run(sink)
+
+    assert [b.ts for b in sink.bars] == [DAY2]
+    assert sink.ticks_at[0] - before >= 5  # 50 lines skipped, 10 at a time
 
 
 def test_replay_feed_when_speed_negative_then_value_error() -> None:

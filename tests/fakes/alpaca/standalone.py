@@ -51,6 +51,9 @@ class _Pusher:
     async def settle(self) -> None:
         await asyncio.sleep(0)
 
+    def receiving(self, more: bool) -> None:
+        return None
+
 
 def banner(fake: FakeAlpaca) -> list[str]:
     return [
