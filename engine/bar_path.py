@@ -94,9 +94,8 @@ class BarPath:
         self.signal_latency = LatencyStats()
         """Bar handed over by the feed -> order acknowledged by the broker."""
         self.stopped = False
-        self.receiving = False
-        """The feed hands one timestamp's bars over in parts (``MarketDataSink.receiving``):
-        no equity snapshot until it says the minute is in (or the replay's settle takes it)."""
+        self._receiving = False
+        """More parts of this timestamp's bars are coming (``receiving``)."""
         self._portfolio = portfolio
         self._orders = orders
         self._execution = execution
@@ -251,8 +250,20 @@ class BarPath:
             self.maybe_snapshot()
             self._check_loss_limit()
 
+    def receiving(self, more: bool) -> None:
+        """The feed hands one timestamp's bars over in parts (``MarketDataSink.receiving``).
+        Until the last is in, its orders pass the gate as their bars come but their broker
+        calls wait, and no equity snapshot is taken: the minute is decided, sent and
+        snapshotted as when it came in one call."""
+        self._receiving = more
+        if not more and not self._inline_batch:  # what ends a batch, once the minute is in
+            self._inline_batch = True
+            asyncio.get_running_loop().call_soon(self._after_inline)
+
     def _start_sends(self) -> None:
         """Start the broker call of every order that passed the gate, each in its task."""
+        if self._receiving:
+            return  # the rest of the minute is still coming: ``receiving(False)`` sends them
         sends, self._sends = self._sends, []
         for order, request, seen in sends:
             self._spawn(self._send(order, request, seen))
@@ -381,7 +392,7 @@ class BarPath:
         snapshot is taken once every symbol of that minute has been marked and the orders
         it caused have been answered. Called after each batch, by the periodic beat, and by
         the replay's settle once the fills are in too."""
-        if self.receiving or not self.idle:
+        if self._receiving or not self.idle:
             return
         now = self._clock.now()
         if self._last_snapshot is not None and now - self._last_snapshot < self._snapshot_every:

@@ -240,7 +240,7 @@ class TradingEngine:
         self.bars.on_tick(tick)
 
     def receiving(self, more: bool) -> None:
-        self.bars.receiving = more
+        self.bars.receiving(more)
 
     async def settle(self) -> None:
         """Replay pacing (see ``MarketDataSink.settle``): return once the bar path, the
@@ -250,7 +250,6 @@ class TradingEngine:
             for _ in range(3):
                 await asyncio.sleep(0)
             if self._activity.busy == 0 and self.bars.idle and not self.execution.unacknowledged:
-                self.bars.receiving = False  # (see MarketDataSink.receiving)
                 self.bars.maybe_snapshot()  # the minute's marks and fills are all in
                 return
             await self._activity.wait_idle()

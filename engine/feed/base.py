@@ -41,11 +41,10 @@ class MarketDataSink(PriceListener, Protocol):
 
     def receiving(self, more: bool) -> None:
         """A replay hands one timestamp's bars over in parts, letting the loop run between
-        them: ``True`` before the first such turn. Until ``receiving(False)`` (a paced replay,
-        after the last part) or the end of the next ``settle`` (at full speed: it takes the
-        snapshot once the minute's marks and fills are all in), the minute is not all in, so
-        the engine takes no equity snapshot, as when the minute came in one call. Live feeds
-        never call it."""
+        them: ``True`` before the first such turn, ``False`` once the last part is in.
+        Meanwhile the engine decides on each bar as it comes but holds what depends on the
+        whole minute (its orders' broker calls, the equity snapshot), as when the minute came
+        in one call. Live feeds never call it."""
         ...
 
 

@@ -143,8 +143,6 @@ class ReplayFeed:
         self.slice_s = slice_s
         """Read when ``run`` starts."""
         self._delivered_ts: datetime | None = None
-        self._held = False
-        """The sink was told a minute comes in parts (``receiving``) and nothing ended it."""
         self._rest: list[Bar] = []
         """The bars of the timestamp being handed over that the sink has not seen yet (a run
         cancelled in the middle of a minute: the next one starts with them)."""
@@ -187,7 +185,6 @@ class ReplayFeed:
                 await self._sleep(self._wait_between(group, following))
                 if self._speed == 0:
                     await sink.settle()
-                    self._held = False  # the settle ended it
                 turns.restart()
                 group = following
             self.health.finished = True
@@ -197,9 +194,6 @@ class ReplayFeed:
             raise
         finally:
             groups.close()
-            if self._held:
-                self._held = False
-                sink.receiving(False)
             self.health.connected = False
             self._running = False
 
@@ -266,6 +260,7 @@ class ReplayFeed:
         recent, on_bar, over = self._recent, sink.on_bar, turns.over
         end = len(group)
         done = 0  # bars of ``group`` the sink has seen
+        parts = False
         try:
             while done < end:
                 bar = group[done]
@@ -276,16 +271,15 @@ class ReplayFeed:
                     self._delivered(done, group)
                     group, end, done = group[done:], end - done, 0
                     self._rest = group
-                    if not self._held:
-                        self._held = True
+                    if not parts:
+                        parts = True
                         sink.receiving(True)
                     await turns.give()
         finally:
             self._delivered(done, group)
+            if parts:  # the minute is in (or the run was cancelled: the next starts afresh)
+                sink.receiving(False)
         self._rest = []
-        if self._held and self._speed != 0:  # at full speed the settle ends it
-            self._held = False
-            sink.receiving(False)
 
     def _delivered(self, count: int, group: list[Bar]) -> None:
         health = self.health

@@ -402,8 +402,9 @@ async def test_run_when_slice_used_up_then_each_minute_comes_in_parts_in_the_sam
     ]
     # Every bar its own part, the loop running between two of them.
     assert all(later > earlier for earlier, later in itertools.pairwise(parts.ticks_at))
-    # Told before the first turn inside each minute; at full speed the settle ends it.
-    assert parts.receiving_calls == [(True, 1), (True, 4), (True, 7), (True, 10)]
+    assert parts.receiving_calls == [
+        call for m in range(4) for call in ((True, 3 * m + 1), (False, 3 * m + 3))
+    ]
     assert parts.settled_after == whole.settled_after == [3, 6, 9, 12]
     assert whole.receiving_calls == []
 
