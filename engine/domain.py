@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from enum import StrEnum
 
 ZERO = Decimal(0)
+EXACT = Context(prec=80)
+"""For running totals of market values: wide enough that adding and removing them never
+rounds (28-digit values whose magnitudes differ by up to 50 orders)."""
 CENT = Decimal("0.01")
 
 

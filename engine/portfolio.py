@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from decimal import Context, Decimal
+from decimal import Decimal
 
 from engine.clock import trading_day
-from engine.domain import ZERO, Fill, Side, ensure_utc, settlement
+from engine.domain import EXACT, ZERO, Fill, Side, ensure_utc, settlement
 
 
 @dataclass(slots=True)
@@ -82,11 +82,6 @@ class PnLSummary:
     gross_exposure: Decimal
     net_exposure: Decimal
     by_symbol: list[SymbolPnL]
-
-
-_EXACT = Context(prec=80)
-"""Wide enough that adding and removing market values never rounds (28-digit values whose
-magnitudes differ by up to 50 orders)."""
 
 
 def _by_size(state: PositionState) -> tuple[Decimal, str]:
@@ -350,5 +345,5 @@ class Portfolio:
         """One position's market value moved from ``before`` to ``after``."""
         if before == after:
             return
-        self._net = _EXACT.add(self._net, _EXACT.subtract(after, before))
-        self._gross = _EXACT.add(self._gross, _EXACT.subtract(after.copy_abs(), before.copy_abs()))
+        self._net = EXACT.add(self._net, EXACT.subtract(after, before))
+        self._gross = EXACT.add(self._gross, EXACT.subtract(after.copy_abs(), before.copy_abs()))

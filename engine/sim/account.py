@@ -27,7 +27,16 @@ from typing import Any, NamedTuple
 from engine.buying_power import margin_buying_power, opening_qty
 from engine.calendar import MarketCalendar
 from engine.clock import trading_day
-from engine.domain import ZERO, Account, Position, Side, money, parse_utc, settlement
+from engine.domain import (
+    EXACT,
+    ZERO,
+    Account,
+    Position,
+    Side,
+    money,
+    parse_utc,
+    settlement,
+)
 from engine.sim.models import OrderRecord
 
 DAYTRADE_WINDOW_SESSIONS = 5
@@ -60,10 +69,21 @@ class SimAccount:
         """Symbols whose quote changed since the last save."""
         self._unsaved_symbols: set[str] = set()
         """Symbols whose position or opening day changed since the last save."""
+        self._net = ZERO
+        self._gross = ZERO
+        """Sums of the positions' signed and absolute values at ``mark``: running totals,
+        moved by each quote and each execution, so equity and buying power (asked on every
+        order) do not walk every position."""
 
     def set_quote(self, symbol: str, price: Decimal, ts: datetime) -> None:
         """A trade price seen at ``ts`` (saved with the next save)."""
-        self.quotes[symbol] = Quote(price, ts)
+        held = self.positions.get(symbol)
+        if held is None:
+            self.quotes[symbol] = Quote(price, ts)
+        else:
+            before = self._value(held)
+            self.quotes[symbol] = Quote(price, ts)
+            self._revalued(before, self._value(held))
         self._unsaved_quotes.add(symbol)
 
     # -- executions -------------------------------------------------------------------------
@@ -81,6 +101,7 @@ class SimAccount:
         self.cash -= order.side.sign * settlement(qty, price) + commission
         self._unsaved_symbols.add(order.symbol)
         held = self.positions.get(order.symbol)
+        before = ZERO if held is None else self._value(held)
         old_qty = held.qty if held is not None else ZERO
         old_avg = held.avg_entry_price if held is not None else ZERO
         delta = qty * order.side.sign
@@ -100,8 +121,10 @@ class SimAccount:
             self.opened[order.symbol] = day
         if new_qty == ZERO:
             del self.positions[order.symbol]
+            self._revalued(before, ZERO)
         else:
-            self.positions[order.symbol] = Position(order.symbol, new_qty, avg)
+            position = self.positions[order.symbol] = Position(order.symbol, new_qty, avg)
+            self._revalued(before, self._value(position))
         return new_qty
 
     # -- valuation --------------------------------------------------------------------------
@@ -123,7 +146,21 @@ class SimAccount:
         return quote if session is not None and quote.ts >= session.open else None
 
     def equity(self) -> Decimal:
-        return self.cash + sum((p.qty * self.mark(s) for s, p in self.positions.items()), ZERO)
+        return self.cash + self._net
+
+    def _value(self, position: Position) -> Decimal:
+        """The position's signed value at ``mark``."""
+        return EXACT.multiply(position.qty, self.mark(position.symbol))
+
+    def _revalued(self, before: Decimal, after: Decimal) -> None:
+        self._net = EXACT.add(self._net, EXACT.subtract(after, before))
+        self._gross = EXACT.add(self._gross, EXACT.subtract(after.copy_abs(), before.copy_abs()))
+
+    def _total(self) -> None:
+        """The running totals from scratch (after loading a saved state)."""
+        values = [self._value(p) for p in self.positions.values()]
+        self._net = EXACT.add(ZERO, sum(values, ZERO))
+        self._gross = EXACT.add(ZERO, sum((v.copy_abs() for v in values), ZERO))
 
     def opening_qty(self, symbol: str, side: Side, qty: Decimal) -> Decimal:
         """The part of an order that would open or add exposure rather than reduce it."""
@@ -134,7 +171,7 @@ class SimAccount:
         return order.limit_price if order.limit_price is not None else self.last_price(order.symbol)
 
     def buying_power(self, open_orders: Iterable[OrderRecord]) -> Decimal:
-        gross = sum((abs(p.qty) * self.mark(s) for s, p in self.positions.items()), ZERO)
+        gross = self._gross
         reserved = ZERO
         for order in open_orders:
             price = self.order_price(order)
@@ -277,4 +314,5 @@ class SimAccount:
             days = [date.fromisoformat(d) for d in daytrades]
         self.daytrades = sorted(days)
         self.opened = {s: date.fromisoformat(d) for s, d in state["opened"].items()}
+        self._total()
         self.saved()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import errno
 import json
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -921,3 +922,37 @@ def test_load_when_file_from_version_2_then_state_restored(
     assert restored.last_price("AAPL") == D("101")
     restored.submit("AAPL", Side.SELL, D(1))
     assert make(path).positions() == []
+
+
+def test_account_totals_when_prices_and_fills_move_then_running_sums_match_a_walk(
+    make: MakeExchange, clock: TestClock, tmp_path: Path
+) -> None:
+    # Equity and gross exposure are running totals (asked on every order); a walk over every
+    # position, as they were computed before, must agree after every step and a restart.
+    rng = random.Random(14)
+    path = tmp_path / "state.jsonl"
+    exchange = make(path, cash="1000000")
+    account = exchange._account
+    symbols = ["AAPL", "MSFT", "NVDA", "TSLA"]
+
+    def walked() -> tuple[Decimal, Decimal]:
+        values = [p.qty * account.mark(s) for s, p in account.positions.items()]
+        return account.cash + sum(values, D(0)), sum((abs(v) for v in values), D(0))
+
+    for step in range(400):
+        ts = OPEN_TS + timedelta(seconds=step)
+        clock.set(ts)
+        symbol = rng.choice(symbols)
+        if rng.random() < 0.6:
+            exchange.on_price(symbol, D(rng.randint(5000, 30000)) / 100, ts)
+        else:
+            side = rng.choice([Side.BUY, Side.SELL])
+            exchange.submit(symbol, side, D(rng.randint(1, 40)))
+        equity, gross = walked()
+        assert account.equity() == equity
+        assert account._gross == gross
+
+    exchange.flush()  # the last minute's prices too
+    restarted = make(path, cash="1000000")._account
+    assert restarted.equity() == account.equity()
+    assert restarted._gross == account._gross
