@@ -13,7 +13,8 @@ account's one market-data slot: explained to the trader and retried slowly (60 s
 capped at 5 minutes). 407 slow client, 404 auth timeout, 400/401 protocol slips and 500
 reconnect with backoff; 403 already authenticated is harmless. Every reconnect
 re-authenticates and re-subscribes. Frames that are not JSON, or messages of the wrong shape,
-are counted in ``health.malformed`` and skipped.
+are counted in ``health.malformed`` and skipped. A burst (a minute's bars for every symbol,
+frames piled up while the loop was busy) lets the loop run every ``FEED_SLICE_S`` of work.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from engine.clock import Clock
 from engine.domain import Bar, Tick, parse_utc, to_decimal
 from engine.errors import DomainError
 from engine.feed.alpaca_history import AlpacaHistory, bar_from_json
-from engine.feed.base import FeedHealth, MarketDataSink
+from engine.feed.base import FEED_SLICE_S, FeedHealth, MarketDataSink, Turns
 from engine.reconnect import Drop, Link, keep_connected
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class AlpacaDataFeed:
         updated_bars: bool = True,
         link: Link | None = None,
         sleep: Sleep = asyncio.sleep,
+        slice_s: float = FEED_SLICE_S,
     ) -> None:
         self._link = link if link is not None else Link(url)
         """Timeouts and keepalive; ``url`` with the defaults unless given."""
@@ -105,6 +107,9 @@ class AlpacaDataFeed:
         self.limit_backoff = limit_backoff or Backoff(base_s=60.0, cap_s=300.0, jitter=0.1)
         self._updated_bars = updated_bars
         self._sleep = sleep
+        self.slice_s = slice_s
+        """Longest stretch of the feed's own work before it lets the loop run (read when
+        a connection starts serving)."""
         self._announced: bool | None = None
         self._cause_announced = False
         self._running = False
@@ -161,8 +166,17 @@ class AlpacaDataFeed:
         return self._on_server_error(exc) if isinstance(exc, _ServerError) else None
 
     async def _serve(self, ws: ClientConnection, *, sink: MarketDataSink) -> None:
+        """Deliver every frame's data. A burst (a minute's bars for every symbol in one
+        frame, or frames piled up while the loop was busy, which ``async for`` then hands
+        over without waiting) lets the loop run every ``slice_s`` of the feed's work."""
+        turns = Turns(self.slice_s)
+        over = turns.over
+        for_message = self._on_message
         async for frame in ws:
-            self._on_frame(frame, sink)
+            for message in self._messages(frame):
+                for_message(message, sink)
+                if over():
+                    await turns.give()
 
     # -- protocol -----------------------------------------------------------------------
 
@@ -197,6 +211,10 @@ class AlpacaDataFeed:
 
     def _on_frame(self, frame: str | bytes, sink: MarketDataSink) -> list[dict[str, Any]]:
         """Deliver a frame's data; return its control messages. Raises ``_ServerError``."""
+        return [m for m in self._messages(frame) if self._on_message(m, sink)]
+
+    def _messages(self, frame: str | bytes) -> list[Any]:
+        """A frame's messages (an empty list for one that is not a JSON array: counted)."""
         try:
             messages = json.loads(frame, parse_float=Decimal)
         except (ValueError, UnicodeDecodeError):
@@ -205,24 +223,23 @@ class AlpacaDataFeed:
         if not isinstance(messages, list):
             self._malformed("frame is not an array")
             return []
-        control: list[dict[str, Any]] = []
-        for message in messages:
-            if not isinstance(message, dict) or not isinstance(message.get("T"), str):
-                self._malformed("message without a type")
-                continue
-            kind = message["T"]
-            if kind in ("t", "b", "u"):
-                self._deliver(kind, message, sink)
-            elif kind == "error":
-                code = message.get("code")
-                if isinstance(code, int) and code == _ALREADY_AUTHENTICATED:
-                    continue
-                raise _ServerError(
-                    code if isinstance(code, int) else 0, str(message.get("msg") or "")
-                )
-            else:
-                control.append(message)
-        return control
+        return messages
+
+    def _on_message(self, message: Any, sink: MarketDataSink) -> bool:
+        """Deliver a data message; True for a control message. Raises ``_ServerError``."""
+        if not isinstance(message, dict) or not isinstance(message.get("T"), str):
+            self._malformed("message without a type")
+            return False
+        kind = message["T"]
+        if kind in ("t", "b", "u"):
+            self._deliver(kind, message, sink)
+            return False
+        if kind == "error":
+            code = message.get("code")
+            if isinstance(code, int) and code == _ALREADY_AUTHENTICATED:
+                return False
+            raise _ServerError(code if isinstance(code, int) else 0, str(message.get("msg") or ""))
+        return True
 
     def _deliver(self, kind: str, message: dict[str, Any], sink: MarketDataSink) -> None:
         symbol = message.get("S")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -175,3 +176,38 @@ async def test_history_when_bars_stored_then_complete_bars_before_end_oldest_fir
     assert got == stored[19:29]
     assert got[-1].close == Decimal("128.25")
     assert none == []
+
+
+async def test_feed_when_a_frame_holds_a_burst_then_the_loop_runs_between_its_messages() -> None:
+    burst = [bar(n, symbol=s) for n in range(50) for s in SYMBOLS]
+    ticks = 0
+    ticks_at: list[int] = []
+
+    class Counting(Sink):
+        def on_bar(self, b: Bar) -> None:
+            super().on_bar(b)
+            ticks_at.append(ticks)
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    sink = Counting()
+    async with FakeAlpaca() as fake:
+        feed = feed_for(fake)
+        feed.slice_s = 0.0  # a turn after every message
+        task = asyncio.get_running_loop().create_task(feed.run(sink))
+        other = asyncio.get_running_loop().create_task(ticker())
+        try:
+            await wait_for(lambda: fake.data_subscriptions("bars") == set(SYMBOLS), 5)
+            fake.push_bars(burst)  # one frame
+            await wait_for(lambda: len(sink.bars) == len(burst), 5)
+        finally:
+            await _cancel(other)
+            await _cancel(task)
+
+    assert sink.bars == burst
+    assert all(later > earlier for earlier, later in itertools.pairwise(ticks_at))
+    assert feed.health.messages == len(burst)

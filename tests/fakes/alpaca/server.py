@@ -172,6 +172,14 @@ class FakeAlpaca:
         self._bars.add(bar)
         self._data_hub.publish_bar(bar)
 
+    def push_bars(self, bars: Sequence[Bar]) -> None:
+        """Several minute bars at once, each as ``push_bar`` does, sent to data-stream
+        clients in one frame (as Alpaca sends a minute's bars)."""
+        for bar in bars:
+            self.exchange.on_bar(bar)
+            self._bars.add(bar)
+        self._data_hub.publish_bars(bars)
+
     def push_trade(self, tick: Tick) -> None:
         """A trade print: matched by the exchange, sent as a ``t`` frame to subscribers."""
         self.exchange.on_price(tick.symbol, tick.price, tick.ts)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -286,6 +286,14 @@ class DataStreamHub:
 
     def publish_bar(self, bar: Bar) -> None:
         self._publish("bars", bar.symbol, bar_message(bar))
+
+    def publish_bars(self, bars: Sequence[Bar]) -> None:
+        """Several bars in one frame, as Alpaca sends a minute's bars: to each subscriber,
+        those of its symbols."""
+        for sub in list(self._subscribers.values()):
+            messages = [bar_message(b) for b in bars if sub.wants("bars", b.symbol)]
+            if sub.conn.live and messages:
+                sub.conn.send(messages)
 
     def publish_trade(self, tick: Tick) -> None:
         self._trade_ids += 1
