@@ -4,8 +4,8 @@ A caller queues its fill and gets a future that resolves only after the COMMIT h
 row (True: new, False: that execution id was already stored), so a fill acknowledged is a
 fill on disk, while a burst of fills (a flatten's closes, a recovery) costs a few
 transactions instead of one each. A group goes in one multi-row ``INSERT ... ON CONFLICT DO
-NOTHING RETURNING``, after the pending write-behind rows, exactly like any durable write.
-"""
+NOTHING RETURNING``, after the pending write-behind rows (the file never holds a fill
+without the events appended before it)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,10 @@
 Two kinds of writes:
 
 * durable (fills, trading state, audit, counters, meta): the awaited call returns only after
-  COMMIT. Rows waiting in the write-behind buffer go first, in the same transaction, so the
-  file never holds a fill without the events appended before it.
+  COMMIT. Held rows (durable rows a failed write left waiting) go first, in the same
+  transaction. A fill also takes every row waiting in the write-behind buffer with it, so the
+  file never holds a fill without the events appended before it; the other durable rows do
+  not wait for them (``Writer.durable``).
 * write-behind (events, order upserts, equity snapshots): buffered in memory and written by a
   flusher task, all pending rows in one transaction (``engine.store.write_behind``). The hot
   path never waits on disk.
@@ -73,6 +75,7 @@ class Journal:
         self._behind = WriteBehind(
             path, flush_interval=flush_interval, batch_size=batch_size, max_pending=max_pending
         )
+        self._batch_size = batch_size
         self.path = path
         self._clock = clock
         self._writer = Writer(path, self._behind, self._now)
@@ -121,7 +124,8 @@ class Journal:
         self._writer.db, before = await connect(self.path, self._clock.now(), self._now())
         if before != len(schema.MIGRATIONS):
             log.info("journal %s: schema %d -> %d", self.path, before, len(schema.MIGRATIONS))
-        self._behind.start(partial(self._writer.locked, self._writer.write_pending))
+        some = partial(self._writer.write_some, self._batch_size)
+        self._behind.start(partial(self._writer.locked, some))
 
     async def close(self) -> None:
         """Write what is pending, stop the flusher and close the file. Safe to call twice."""

@@ -115,6 +115,8 @@ def opt_text_to_dec(text: str | None) -> Decimal | None:
 
 def ts_to_text(value: datetime, *, field: str = "timestamp") -> str:
     # Always six fractional digits: equal widths make text order the same as time order.
+    if value.tzinfo is UTC:  # already UTC (nearly every call): no conversion to make
+        return value.isoformat(timespec="microseconds")
     return ensure_utc(value, field=field).isoformat(timespec="microseconds")
 
 

@@ -2,9 +2,10 @@
 durable rows the journal could not write (held until writes work again).
 
 Rows wait in memory and a flusher task writes them every ``flush_interval`` seconds, or sooner
-once ``batch_size`` rows wait, all pending rows in one transaction, so the hot path never waits
-on disk. The buffer knows nothing of the connection: the journal hands it a transaction runner
-and the flush to run (under the journal's lock).
+once ``batch_size`` rows wait, up to ``batch_size`` rows a transaction (the next one at once
+while more wait), so the hot path never waits on disk. The buffer knows nothing of the
+connection: the journal hands it a transaction runner and the flush to run (under the
+journal's lock).
 """
 
 from __future__ import annotations
@@ -160,15 +161,32 @@ class WriteBehind:
         if self.pending >= self._batch_size and self.failures == 0:
             self._wake.set()
 
-    def take(self) -> Batch:
+    def take(self, limit: int | None = None) -> Batch:
+        """Every pending row; with ``limit``, every held row and then the oldest others up to
+        ``limit`` rows in all."""
+        held = [(key, sql, row) for key, (sql, row) in self._held.items()]
+        room = None if limit is None else max(0, limit - len(held))
+        events = list(itertools.islice(self._events, room))
+        if room is not None:
+            room -= len(events)
+        orders = list(itertools.islice(self._orders.items(), room))
+        if room is not None:
+            room -= len(orders)
+        snapshots = list(itertools.islice(self._snapshots, room))
         return Batch(
-            held=[(key, sql, row) for key, (sql, row) in self._held.items()],
-            events=[row for _, row in self._events],
-            events_upto=self._events[-1][0] if self._events else 0,
-            orders=list(self._orders.items()),
-            snapshots=[row for _, row in self._snapshots],
-            snapshots_upto=self._snapshots[-1][0] if self._snapshots else 0,
+            held=held,
+            events=[row for _, row in events],
+            events_upto=events[-1][0] if events else 0,
+            orders=orders,
+            snapshots=[row for _, row in snapshots],
+            snapshots_upto=snapshots[-1][0] if snapshots else 0,
         )
+
+    def take_held(self) -> Batch:
+        """Only the held rows (durable rows that must go before any later one), not the
+        events, orders and snapshots: what a durable row other than a fill carries."""
+        held = [(key, sql, row) for key, (sql, row) in self._held.items()]
+        return Batch(held=held, events=[], events_upto=0, orders=[], snapshots=[], snapshots_upto=0)
 
     def written(self, batch: Batch) -> None:
         """Forget what ``batch`` held: it is committed."""
@@ -188,11 +206,14 @@ class WriteBehind:
 
     # ----- writing --------------------------------------------------------------------------
 
-    async def write(self, transaction: Transaction, outcome: Outcome) -> bool:
-        """Write every pending row in one transaction (the caller holds the journal's lock).
-        False when the rows could not be written; they stay pending. ``outcome`` hears of each
-        attempt: the error, or None when rows were written."""
-        batch = self.take()
+    async def write(
+        self, transaction: Transaction, outcome: Outcome, *, limit: int | None = None
+    ) -> bool:
+        """Write every pending row (``limit``: at most that many, see ``take``) in one
+        transaction (the caller holds the journal's lock). False when the rows could not be
+        written; they stay pending. ``outcome`` hears of each attempt: the error, or None when
+        rows were written."""
+        batch = self.take(limit)
         writes = batch.writes()
         if not writes:
             if self.probe is None:
@@ -242,7 +263,10 @@ class WriteBehind:
     # ----- the flusher ----------------------------------------------------------------------
 
     def start(self, flush: Callable[[], Awaitable[bool]]) -> None:
-        """Run ``flush`` (which takes the lock and calls ``write``) whenever rows are due."""
+        """Run ``flush`` (which takes the lock and calls ``write`` with ``limit=batch_size``)
+        whenever rows are due: in transactions of ``batch_size`` rows, so that a durable write
+        (a trading state, an audit row) queued behind the flusher during a burst waits for
+        one small transaction, not for everything the burst left."""
         self._flusher = asyncio.create_task(self._run(flush), name="journal-flusher")
 
     async def stop(self) -> None:
@@ -272,6 +296,8 @@ class WriteBehind:
                 continue
             try:
                 await flush()
+                if self.pending >= self._batch_size and self.failures == 0:
+                    self._wake.set()  # a burst: the next transaction at once
             except Exception:
                 # Never let the flusher die: rows stay pending and the next round retries.
                 self.failures += 1

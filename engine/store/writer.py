@@ -167,12 +167,18 @@ class Writer:
             log.error("journal %s: a write whose caller went away failed", self.path, exc_info=exc)
 
     async def durable(self, sql: str, row: Params) -> int:
-        """Commit one row (after the pending write-behind rows, in the same transaction when
-        they can be written); its row count. Raises ``JournalWriteError`` when it cannot be
-        committed."""
+        """Commit one row (a trading state, an audit, a counter, a meta value, a quarantined
+        update) after the held rows, in the same transaction when they can be written; its
+        row count. Raises ``JournalWriteError`` when it cannot be committed.
+
+        Not the events, orders and snapshots waiting: they are written behind, by the flusher
+        or with the next fill (which must never be on disk without the events before it).
+        Carrying them made every durable row wait for them: at the end of a flatten of
+        2,000 positions the trading state, the flatten's mark and the command's audit each
+        carried the thousands of rows its trade updates had left pending."""
 
         async def work() -> int:
-            batch = self._behind.take()
+            batch = self._behind.take_held()
             if batch:
                 try:
                     counts = await self.transaction([*batch.writes(), (sql, [row])])
@@ -201,6 +207,10 @@ class Writer:
     async def write_pending(self) -> bool:
         """Write the write-behind rows (the caller holds the lock); False if they stay."""
         return await self._behind.write(self.transaction, self.outcome)
+
+    async def write_some(self, limit: int) -> bool:
+        """``write_pending`` of at most ``limit`` rows (the flusher's transactions)."""
+        return await self._behind.write(self.transaction, self.outcome, limit=limit)
 
     async def transaction(self, writes: Iterable[tuple[str, Sequence[Params]]]) -> list[int]:
         """One BEGIN IMMEDIATE ... COMMIT; returns each statement's row count."""

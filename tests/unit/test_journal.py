@@ -310,6 +310,27 @@ async def test_durable_call_when_rows_pending_then_they_are_committed_with_it(
     assert raw(db_path, "SELECT execution_id FROM fills") == [("e-1",)]
 
 
+async def test_durable_row_when_not_a_fill_then_held_rows_go_with_it_and_events_wait(
+    journal: Journal, db_path: Path
+) -> None:
+    # A flatten's last writes (state, mark, audit) must not carry the thousands of rows its
+    # trade updates left pending; a held row (a durable row still owed) still goes first.
+    journal.append_event("before-state", {"i": 1}, T0)
+    journal.save_order(make_order())
+    journal.record_audit_later("alice", "status", "", True, "shown", T0)
+
+    await journal.record_trading_state(TradingState.HALTED, "bob", "why", "manual", T0)
+
+    assert raw(db_path, "SELECT state FROM trading_state") == [("HALTED",)]
+    assert raw(db_path, "SELECT actor FROM audit") == [("alice",)]
+    assert raw(db_path, "SELECT count(*) FROM events") == [(0,)]
+    assert raw(db_path, "SELECT count(*) FROM orders") == [(0,)]
+    assert journal.pending == 2
+    await journal.flush()
+    assert raw(db_path, "SELECT kind FROM events") == [("before-state",)]
+    assert raw(db_path, "SELECT client_order_id FROM orders") == [("cid-1",)]
+
+
 async def test_durable_call_when_caller_cancelled_then_write_still_completes(
     journal: Journal,
 ) -> None:
@@ -476,6 +497,25 @@ async def test_flusher_when_batch_size_reached_then_writes_before_interval(
         j.append_event("c", {}, T0)
         await wait_for(lambda: j.pending == 0)
         assert raw(db_path, "SELECT kind FROM events ORDER BY id") == [("a",), ("b",), ("c",)]
+    finally:
+        await j.close()
+
+
+async def test_flusher_when_a_burst_waits_then_written_in_transactions_of_batch_size(
+    db_path: Path, clock: TestClock
+) -> None:
+    # A durable write queued behind the flusher waits for one small transaction, not for
+    # everything a burst left pending.
+    j = await Journal.open(db_path, clock, flush_interval=MANUAL, batch_size=3)
+    try:
+        statements: list[str] = []
+        await j._writer.conn.set_trace_callback(statements.append)
+        for i in range(9):
+            j.append_event(f"e{i}", {}, T0)
+        await wait_for(lambda: j.pending == 0)
+        commits = [s for s in statements if s.strip().upper() == "COMMIT"]
+        assert len(commits) == 3
+        assert raw(db_path, "SELECT kind FROM events ORDER BY id") == [(f"e{i}",) for i in range(9)]
     finally:
         await j.close()
 

@@ -30,10 +30,11 @@ unique per execution of an order, so ``execution_key`` builds the id from those 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
-from datetime import date, datetime, time
-from decimal import Decimal
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from engine.broker.port import BrokerOrder, CloseResult, TradeUpdate
@@ -319,6 +320,13 @@ def _dec(raw: Json, key: str) -> Decimal | None:
     value = raw.get(key)
     if value is None or value == "":
         return None
+    if type(value) is str:  # how Alpaca sends numbers; every trade update has several
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            raise ValueError(f"{key}: {value!r} is not a number") from None
+        if number.is_finite():
+            return number
     return to_decimal(value, field=key)
 
 
@@ -330,6 +338,11 @@ def _time(raw: Json, key: str) -> datetime | None:
     value = raw.get(key)
     if value is None or value == "":
         return None
+    if type(value) is str:  # Alpaca's RFC 3339 in UTC ("...Z"): nothing to convert
+        with contextlib.suppress(ValueError):
+            parsed = datetime.fromisoformat(value)
+            if parsed.tzinfo is UTC:
+                return parsed
     return parse_utc(str(value), field=key)
 
 
