@@ -56,6 +56,8 @@ CLOSE_ALL_BACKOFF_S = 0.1
 CLOSE_ALL_BACKOFF_CAP_S = 1.0
 ASK_AGAIN_S = 0.05
 """First wait before asking the broker again (doubles up to ``confirm_interval_s``)."""
+TRACK_SLICE = 200
+"""Close orders registered between two turns of the loop."""
 
 
 class Flattener:
@@ -177,16 +179,26 @@ class Flattener:
         await self._emit("closing", total, 0, started)
         closes = Closes(before)
         unsubscribe = self._bus.subscribe(FillReceived, closes.on_fill)
+        first_view: asyncio.Task[tuple[list[Position], list[BrokerOrder]]] | None = None
         try:
-            refused = await self._close_everything(notes)
+            refused, placed = await self._close_everything(notes)
             if not market_open:
+                await self._track(placed)
                 return await self._queued_report(actor, started_at, started, before, notes)
+            # Ask the broker at once; its close orders are registered while it answers.
+            first_view = asyncio.get_running_loop().create_task(self._broker_view())
+            await self._track(placed)
             await self._emit("confirming", total, closes.done, started)
             result, open_left = await self._confirm_and_retry(
-                before, refused, deadline, started, closes
+                before, refused, deadline, started, closes, first_view
             )
         finally:
             unsubscribe()
+            if first_view is not None:
+                if not first_view.done():
+                    first_view.cancel()
+                elif not first_view.cancelled():
+                    first_view.exception()  # awaited, or dropped by a failure: retrieved
         flat = all(o.status == "closed" for o in result) and open_left == 0
         await self._emit("done", total, sum(o.status == "closed" for o in result), started)
         return FlattenReport(
@@ -200,9 +212,11 @@ class Flattener:
             notes=notes,
         )
 
-    async def _close_everything(self, notes: list[str]) -> dict[str, str]:
-        """Close-all (cancel-all when it failed); returns the symbols refused, with why."""
+    async def _close_everything(self, notes: list[str]) -> tuple[dict[str, str], list[BrokerOrder]]:
+        """Close-all (cancel-all when it failed); returns the symbols refused, with why, and
+        the close orders the broker placed (to ``_track``)."""
         refused: dict[str, str] = {}
+        placed: list[BrokerOrder] = []
         results = await self._close_all(notes)
         if results is None:
             try:
@@ -211,10 +225,19 @@ class Flattener:
                 notes.append(f"cancel-all failed: {cancel_exc}")
         for result in results or []:
             if result.order is not None:
-                self._execution.track_broker_order(result.order, strategy="flatten")
+                placed.append(result.order)
             if not result.ok:
                 refused[result.symbol] = result.message or f"status {result.status}"
-        return refused
+        return refused, placed
+
+    async def _track(self, placed: list[BrokerOrder]) -> None:
+        """Register the close orders (those whose updates beat the answer are known already),
+        a slice at a time: the broker's answer to the first check is read meanwhile."""
+        for start in range(0, len(placed), TRACK_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            for order in placed[start : start + TRACK_SLICE]:
+                self._execution.track_broker_order(order, strategy="flatten")
 
     async def _close_all(self, notes: list[str]) -> list[CloseResult] | None:
         """Cancel every order and close every position in one call; None when it failed.
@@ -248,13 +271,19 @@ class Flattener:
         deadline: float,
         started: float,
         closes: Closes,
+        first_view: asyncio.Task[tuple[list[Position], list[BrokerOrder]]],
     ) -> tuple[list[SymbolOutcome], int]:
         attempts: dict[str, int] = {}
         errors: dict[str, str] = dict(refused)
         failures = waits = 0
+        view: asyncio.Future[tuple[list[Position], list[BrokerOrder]]] | None = first_view
         while True:
             try:
-                positions, open_orders = await self._broker_view()
+                if view is not None:
+                    asked, view = view, None
+                    positions, open_orders = await asked
+                else:
+                    positions, open_orders = await self._broker_view()
             except BrokerError as exc:
                 errors["*"] = str(exc)
                 if self._clock.monotonic() >= deadline:

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+import engine.flatten
+from engine.broker.port import BrokerOrder
 from engine.domain import OrderRequest, OrderType, Side, TradingState
 from engine.errors import BrokerRejected, BrokerUnavailable
 from engine.events import TradingStateChanged
 from engine.flatten import Flattener, FlattenProgress
+from engine.orders import Order
 from tests.support.app import wait_for
 from tests.unit.engine_stubs import DAY, ExecParts, build_execution, ny, priced_execution, request
 
@@ -341,3 +344,30 @@ async def test_flatten_when_fills_trail_close_all_then_broker_asked_at_once_and_
         assert p.broker.position_checks == 2
     finally:
         await p.close()
+
+
+async def test_flatten_when_close_all_answers_then_broker_asked_while_close_orders_registered(
+    parts: ExecParts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2,000 close orders took 40 ms to register: the first check goes out before them.
+    for i, symbol in enumerate(("NVDA", "AMZN", "META", "GOOG")):
+        parts.price(symbol, 50)
+        await parts.execution.submit(request(f"seed-{i}", symbol, Side.BUY, 1), checked=False)
+    await parts.pump()
+    monkeypatch.setattr(engine.flatten, "TRACK_SLICE", 1)
+    tracked: list[str] = []
+    track = parts.execution.track_broker_order
+
+    def counted(record: BrokerOrder, *, strategy: str) -> Order:
+        tracked.append(record.symbol)
+        return track(record, strategy=strategy)
+
+    monkeypatch.setattr(parts.execution, "track_broker_order", counted)
+    registered_when_asked: list[int] = []
+    parts.broker.on_open_orders = lambda: registered_when_asked.append(len(tracked))
+
+    report = await flattener(parts).flatten("trader")
+
+    assert report.flat
+    assert sorted(tracked) == ["AAPL", "AMZN", "GOOG", "META", "MSFT", "NVDA"]
+    assert registered_when_asked[0] < len(tracked)
