@@ -11,12 +11,14 @@ requests. Then the same with 10% of requests failing (HTTP 500; the seed is pick
 close-all's first attempt and one of the confirming requests are among them, the errors
 served are counted) and the trade-update stream dropped 50 ms in.
 
-Two floors, each measured in the same run on a fresh book of the same size: what the broker
-itself needs, close-all, positions and open-orders requests sent one after the other through
-raw alpaca-py at the same latency; and the same with a raw trade-update listener connected
-(websockets, each frame JSON-decoded and dropped). The fake runs in this process, and it
-encodes the 3 trade updates per symbol a close-all makes only when someone listens: the
-second floor carries that cost too, as our run does. The ratios are ours over each floor.
+Two floors, each measured in the same run on a fresh book of the same size, against the
+same fake: what the broker itself needs, close-all, positions and open-orders requests sent
+one after the other through raw alpaca-py at the same latency; and the same with a raw
+trade-update listener connected (websockets, each frame JSON-decoded and dropped), which
+receives the 3 updates per symbol a close-all makes, as ours must. The fake runs in a process
+of its own (``tests.bench.remote_fake``): Alpaca is remote, and its work of encoding and
+sending updates is not ours. The whole run uses the engine's switch interval
+(``engine.app.THREAD_HANDOFF_S``), floors included. The ratios are ours over each floor.
 The naive baseline is a loop through the same adapter: cancel each open order, close each
 position one by one, poll until flat.
 """
@@ -45,7 +47,7 @@ from alpaca.trading.requests import GetOrdersRequest
 
 import engine.app
 from config import load_settings
-from engine.app import EngineApp, build_app
+from engine.app import THREAD_HANDOFF_S, EngineApp, build_app
 from engine.broker.alpaca import AlpacaBroker, build_alpaca
 from engine.clock import NEW_YORK
 from tests.bench.remote_fake import RemoteFake
@@ -211,6 +213,8 @@ def summary(results: list[Result]) -> str:
 
 
 async def main_async(sizes: list[int], runs: int, naive_max: int) -> None:
+    # The engine's switch interval from the start, so the floors run under it too.
+    sys.setswitchinterval(THREAD_HANDOFF_S)
     print(f"fake Alpaca at {LATENCY_MS} ms per request; {runs} runs per row (median, max)")
     print("| book | path | median | max | broker requests | 500s served | flat | vs floor |")
     print("|---|---|---|---|---|---|---|---|")
