@@ -11,9 +11,11 @@ import csv
 from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Container, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import fields
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from io import TextIOWrapper
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -144,6 +146,9 @@ class CsvBars:
         self.last_session_start: datetime | None = None
         """Start of the first bar of the file's last New York trading day."""
         self._days: list[tuple[datetime, int]] = []
+        self._offsets: dict[int, int] | None = None
+        """For each line a day's bars start after: the byte it ends at (a pass seeks there
+        instead of reading the days before); None where only reading counts lines right."""
         """Each trading day's first bar time, and the line its previous row ends on: a pass
         from a later day skips the earlier ones' lines without parsing them."""
         self._scan()
@@ -176,7 +181,8 @@ class CsvBars:
         if start is not None:
             at = bisect_right(self._days, start, key=lambda day: day[0])
             skip = self._days[at - 1][1] if at else 0
-        yield from iter_runs_csv(self.path, start, symbols, skip_lines=skip)
+        offset = self._offsets.get(skip) if self._offsets is not None else None
+        yield from iter_runs_csv(self.path, start, symbols, skip_lines=skip, offset=offset)
 
     def history_before(
         self, start: datetime, limit: int
@@ -231,6 +237,7 @@ class CsvBars:
                 recent.append(bar)
             last, last_line = bar, line
         self.counts = counts
+        self._offsets = _line_ends(self.path, [line for _, line in self._days if line])
 
     def _hold(self, bars: list[Bar]) -> None:
         self.held = bars
@@ -322,21 +329,61 @@ def _parse(
         raise BarDataError(path, None, "no bars after the header")
 
 
+def _line_ends(path: Path, lines: list[int]) -> dict[int, int] | None:
+    """The byte offset right after each of ``lines`` (counted from 1 at the file's start,
+    as the scan counts them), from one binary pass; None when the file has a line end other
+    than ``\n`` or ``\r\n`` (a bare ``\r``: only the text reader counts those) or fewer
+    lines."""
+    wanted = sorted(set(lines))
+    ends: dict[int, int] = {}
+    seen = 0  # newlines before this chunk
+    position = 0  # bytes before this chunk
+    carried_cr = False
+    try:
+        with path.open("rb") as handle:
+            while len(ends) < len(wanted):
+                chunk = handle.read(1 << 20)
+                if not chunk:
+                    return None
+                if carried_cr and not chunk.startswith(b"\n"):
+                    return None
+                crs, crlfs = chunk.count(b"\r"), chunk.count(b"\r\n")
+                carried_cr = chunk.endswith(b"\r")
+                if crs != crlfs + carried_cr:
+                    return None
+                newlines = chunk.count(b"\n")
+                at = found = 0  # newlines found in this chunk, and the byte after the last
+                for line in wanted[len(ends) :]:
+                    if line > seen + newlines:
+                        break
+                    while seen + found < line:
+                        at = chunk.index(b"\n", at) + 1
+                        found += 1
+                    ends[line] = position + at
+                seen += newlines
+                position += len(chunk)
+    except OSError:
+        return None
+    return ends
+
+
 def iter_runs_csv(
     path: Path,
     start: datetime | None,
     symbols: Container[str] | None = None,
     *,
     skip_lines: int = 0,
+    offset: int | None = None,
 ) -> Iterator[list[Bar]]:
     """The bars of a file in time order, from ``start`` on, of ``symbols`` (None: all), as
     runs (lists of consecutive bars of one timestamp, at most ``RUN_BARS``); the first
-    ``skip_lines`` lines after the header are skipped unread, with an empty list every
+    ``skip_lines`` lines after the header are skipped unread: by seeking to ``offset`` (the
+    byte they end at) when given, else reading past them with an empty list every
     ``SKIP_BLOCK`` of them. Each row it uses is validated as ``iter_bars_csv`` does (same
     errors, naming file and line); rows of other symbols are skipped unparsed."""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            yield from _runs(path, handle, start, symbols, skip_lines)
+        with path.open(newline="", encoding="utf-8-sig") as handle, ExitStack() as stack:
+            yield from _runs(path, handle, start, symbols, skip_lines, offset, stack)
     except OSError as exc:
         raise BarDataError(path, None, f"cannot read file ({exc.strerror or exc})") from exc
     except UnicodeDecodeError as exc:
@@ -351,10 +398,17 @@ def _runs(  # one loop, on purpose: it runs once per row of every replay
     start: datetime | None,
     symbols: Container[str] | None,
     skip_lines: int,
+    offset: int | None,
+    stack: ExitStack,
 ) -> Iterator[list[Bar]]:
     reader, parse, header_line = _header(path, handle)
     lines_before = 0
-    if skip_lines > header_line:
+    if skip_lines > header_line and offset is not None:
+        binary = stack.enter_context(path.open("rb"))
+        binary.seek(offset)
+        reader = csv.reader(TextIOWrapper(binary, encoding="utf-8", newline=""))
+        lines_before = skip_lines
+    elif skip_lines > header_line:
         left = skip_lines - header_line
         while left > 0:
             step = min(left, SKIP_BLOCK)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -366,18 +366,46 @@ def test_runs_when_symbols_given_then_only_theirs(tmp_path: Path) -> None:
     assert [b.symbol for r in iter_runs_csv(single, None, {"SPY"}) for b in r] == ["SPY"]
 
 
-def test_runs_when_pass_skips_earlier_days_then_empty_runs_while_skipping(
+EARLIER_DAY = [f"2026-11-18T14:{m:02d}:00Z,AAPL,2,3,1,2,5" for m in range(25)]
+LAST_DAY = ["2026-11-19T14:30:00Z,AAPL,2,3,1,2,7", "2026-11-19T14:31:00Z,AAPL,2,3,1,2,8"]
+LAST_DAY_STARTS = datetime(2026, 11, 19, 14, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_runs_when_pass_starts_on_a_later_day_then_it_seeks_past_the_earlier_ones(
+    tmp_path: Path, newline: str
+) -> None:
+    path = tmp_path / "bars.csv"
+    first = datetime(2026, 11, 18, 14, 30, tzinfo=UTC)
+    earlier = [f"{(first + timedelta(minutes=m)).isoformat()},AAPL,2,3,1,2,5" for m in range(390)]
+    path.write_bytes(newline.join(["\ufeff" + HEADER, *earlier, "", *LAST_DAY, ""]).encode())
+    source = CsvBars(path)
+    # Spoil the end of the earlier day (past what reading the header decodes) after the
+    # scan, with bytes that are not even UTF-8, keeping the lengths: reading past those
+    # lines would fail on them.
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"2026-11-18T20", b"\xff\xfe26-11-18T20"))
+
+    runs = list(source.runs(LAST_DAY_STARTS))
+
+    assert [[b.volume for b in r] for r in runs] == [[Decimal(7)], [Decimal(8)]]
+    with pytest.raises(BarDataError, match="not a UTF-8 text file"):
+        list(source.runs(None))
+
+
+def test_runs_when_lines_end_in_a_bare_cr_then_read_past_with_empty_runs_meanwhile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Old Mac line ends: only the text reader counts these lines right, so nothing is sought.
     monkeypatch.setattr(csv_bars, "SKIP_BLOCK", 10)
-    lines = [HEADER] + [f"2026-11-18T14:{m:02d}:00Z,AAPL,2,3,1,2,5" for m in range(25)]
-    lines += ["2026-11-19T14:30:00Z,AAPL,2,3,1,2,7"]
-    source = CsvBars(_write(tmp_path, lines))
+    path = tmp_path / "bars.csv"
+    path.write_text("\r".join([HEADER, *EARLIER_DAY, *LAST_DAY, ""]), newline="")
+    source = CsvBars(path)
 
-    runs = list(source.runs(datetime(2026, 11, 19, 14, 30, tzinfo=UTC)))
+    runs = list(source.runs(LAST_DAY_STARTS))
 
-    assert runs[:3] == [[], [], []]  # 25 lines skipped unread, 10 at a time
-    assert [[b.volume for b in r] for r in runs[3:]] == [[Decimal(7)]]
+    assert runs[:3] == [[], [], []]  # 25 lines read past unparsed, 10 at a time
+    assert [[b.volume for b in r] for r in runs[3:]] == [[Decimal(7)], [Decimal(8)]]
 
 
 def test_runs_then_bars_are_frozen_and_equal_to_bars_built_directly(tmp_path: Path) -> None:

@@ -466,7 +466,7 @@ async def test_run_when_source_skips_earlier_days_then_the_loop_runs_meanwhile(
     lines = ["timestamp,symbol,open,high,low,close,volume"]
     lines += [f"{(DAY1 + timedelta(minutes=m)).isoformat()},AAPL,1,1,1,1,1" for m in range(50)]
     lines += [f"{DAY2.isoformat()},AAPL,1,1,1,1,1"]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\r".join(lines) + "\r", newline="")  # read past, not sought
     feed = ReplayFeed(CsvBars(path, keep=5), speed=0, history_limit=5, slice_s=0.0)
 
     async with Ticker() as ticker:
