@@ -54,22 +54,23 @@ async def write_rows(db: aiosqlite.Connection, sql: str, rows: Sequence[Params])
     SQLite takes; the rows changed. Not ``executemany``: it hands the GIL back and forth once
     per row, and while the event loop is busy (a flatten's thousands of trade updates) each
     hand-back waits out a switch interval (5 ms): 8,000 rows took 8 s that way, 0.09 s in
-    multi-row statements."""
-    if len(rows) == 1 or multi_row_sql(sql, 1) is None:
-        if len(rows) == 1:
-            async with db.execute(sql, rows[0]) as cursor:
-                return cursor.rowcount
+    multi-row statements. Each statement is one trip to SQLite's thread (``execute_fetchall``;
+    a cursor closed from the loop is a second one): the count comes from ``total_changes``,
+    read while the caller holds the journal's lock, so nothing else runs on the connection."""
+    if len(rows) != 1 and multi_row_sql(sql, 1) is None:
         async with db.executemany(sql, rows) as cursor:
             return cursor.rowcount
+    before = db.total_changes
+    if len(rows) == 1:
+        await db.execute_fetchall(sql, rows[0])
+        return db.total_changes - before
     per = max(1, min(_MAX_ROWS, _MAX_PARAMS // max(1, len(rows[0]))))
-    changed = 0
     for start in range(0, len(rows), per):
         chunk = rows[start : start + per]
         statement = multi_row_sql(sql, len(chunk))
         assert statement is not None
-        async with db.execute(statement, [value for row in chunk for value in row]) as cursor:
-            changed += cursor.rowcount
-    return changed
+        await db.execute_fetchall(statement, [value for row in chunk for value in row])
+    return db.total_changes - before
 
 
 class Writer:
@@ -224,16 +225,15 @@ class Writer:
     async def begin(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE; COMMIT when the block ends, ROLLBACK if it raises."""
         db = self.conn
-        async with db.execute("BEGIN IMMEDIATE"):
-            pass
+        # One trip to SQLite's thread each (``async with db.execute`` is two: the cursor's
+        # close is another); behind a busy loop every trip waits for a turn of it.
+        await db.execute_fetchall("BEGIN IMMEDIATE")
         try:
             yield db
-            async with db.execute("COMMIT"):
-                pass
+            await db.execute_fetchall("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error, ValueError):
-                async with db.execute("ROLLBACK"):
-                    pass
+                await db.execute_fetchall("ROLLBACK")
             raise
 
     async def read(

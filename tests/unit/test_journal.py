@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -329,6 +330,26 @@ async def test_durable_row_when_not_a_fill_then_held_rows_go_with_it_and_events_
     await journal.flush()
     assert raw(db_path, "SELECT kind FROM events") == [("before-state",)]
     assert raw(db_path, "SELECT client_order_id FROM orders") == [("cid-1",)]
+
+
+async def test_durable_row_when_written_then_one_trip_to_sqlite_thread_per_statement(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Behind a busy loop (a flatten's burst) every trip to aiosqlite's thread waits for a turn
+    # of the loop: BEGIN, the row and COMMIT are three, not six (a cursor's close is a trip).
+    db = journal._writer.conn
+    trips: list[object] = []
+    real = db._execute
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        trips.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(db, "_execute", counted)
+
+    await journal.record_trading_state(TradingState.HALTED, "bob", "why", "manual", T0)
+
+    assert len(trips) == 3
 
 
 async def test_durable_call_when_caller_cancelled_then_write_still_completes(
