@@ -213,15 +213,20 @@ async def test_burst_when_the_slice_runs_out_then_queued_bars_reach_the_gate_bef
         await app.stop()
 
 
-async def test_burst_when_yielding_between_slices_then_every_order_decided_before_any_is_sent(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("waited_too_long", [False, True])
+async def test_burst_when_yielding_between_slices_then_orders_decided_before_any_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waited_too_long: bool
 ) -> None:
     # Before: the broker calls of a slice's orders started at its end, so every later bar
-    # of the burst waited for them (in the simulator ~0.3 ms of the loop per order).
+    # of the burst waited for them (in the simulator ~0.3 ms of the loop per order). A burst
+    # that never ends (ticks keep coming) must not hold its orders back for ever, though:
+    # past MAX_SEND_DELAY_S they go out mid-burst.
     app = await start_app(sim_settings(tmp_path))
     engine = app.engine
     try:
         monkeypatch.setattr(bar_path, "SLICE_S", 0.0)  # a yield after every symbol
+        if waited_too_long:
+            monkeypatch.setattr(bar_path, "MAX_SEND_DELAY_S", 0.0)
         symbols = list(engine.symbols)[:3]
         assert len(symbols) == 3
         happened = _record_orders(app, symbols, monkeypatch)
@@ -231,31 +236,12 @@ async def test_burst_when_yielding_between_slices_then_every_order_decided_befor
             engine.on_bar(Bar(symbol, ts, price, price, price, price, Decimal(1000)))
         await engine.settle()
 
-        assert happened == [f"{s} seen" for s in symbols] + [f"{s} sent" for s in symbols]
-    finally:
-        await app.stop()
-
-
-async def test_burst_when_long_then_orders_waiting_past_the_limit_are_sent_mid_burst(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A burst that never ends (ticks keep coming) must not hold its orders back for ever.
-    app = await start_app(sim_settings(tmp_path))
-    engine = app.engine
-    try:
-        monkeypatch.setattr(bar_path, "SLICE_S", 0.0)
-        monkeypatch.setattr(bar_path, "MAX_SEND_DELAY_S", 0.0)
-        symbols = list(engine.symbols)[:3]
-        happened = _record_orders(app, symbols, monkeypatch)
-        ts = app.clock.now()
-        price = Decimal("231.00")
-        for symbol in symbols:
-            engine.on_bar(Bar(symbol, ts, price, price, price, price, Decimal(1000)))
-        await engine.settle()
-
-        first, second = symbols[0], symbols[1]
-        assert happened.index(f"{first} sent") < happened.index(f"{second} seen")
-        assert sorted(happened) == sorted([f"{s} {w}" for s in symbols for w in ("seen", "sent")])
+        decided_first = [f"{s} seen" for s in symbols] + [f"{s} sent" for s in symbols]
+        if waited_too_long:
+            assert happened.index(f"{symbols[0]} sent") < happened.index(f"{symbols[1]} seen")
+            assert sorted(happened) == sorted(decided_first)
+        else:
+            assert happened == decided_first
     finally:
         await app.stop()
 
