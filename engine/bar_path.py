@@ -270,14 +270,14 @@ class BarPath:
 
     # ---- the dispatcher --------------------------------------------------------------
 
+    def day_opened(self) -> None:
+        """Start-up has opened the trading day: its first bars need not wait for the
+        dispatcher. Called before the feed starts (its first minute may come before this
+        path's task has run at all, and would all wait for it)."""
+        self._day_ends = self._opened_day_ends()
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        try:
-            # Start-up has opened the day: its first bars need not wait for the dispatcher.
-            await self._roll_day()
-            self._day_ends = self._opened_day_ends()
-        except Exception:
-            log.exception("opening the trading day failed; the first batch tries again")
         while True:
             await self.queue.wait()
             self._activity.begin()

@@ -168,6 +168,7 @@ class TradingEngine:
     async def start(self) -> None:
         self.started_mono = self.clock.monotonic()
         await startup.restore(self)
+        self.bars.day_opened()
         self._start_loops()
         self.spawn(self.control.finish_interrupted_flatten())
         self.ready.set()

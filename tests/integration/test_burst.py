@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import bar_path
-from engine.app import EngineApp
+from engine.app import EngineApp, build_app
 from engine.broker.port import BrokerOrder
 from engine.domain import Bar, OrderRequest, OrderStatus, Side, Tick
 from engine.strategy import Signal
@@ -271,3 +271,28 @@ def _record_orders(
 
     monkeypatch.setattr(app.broker, "submit_order", recording)
     return happened
+
+
+async def test_start_when_the_first_minute_comes_before_the_dispatcher_ran_then_handled_inline(
+    tmp_path: Path,
+) -> None:
+    # Before: the bar path learnt that start-up had opened the day only once its own task
+    # ran, after the feed's (started first): the replay's whole first minute waited for the
+    # dispatcher, and its orders were the slowest of the session (bar to submit p99).
+    app = await build_app(sim_settings(tmp_path, strategy={"symbols": ["AAPL"]}))
+    engine = app.engine
+    try:
+        await app.start()  # no await after this: no task of the engine has run yet
+        strategy = engine.strategies.instance("AAPL")
+        assert strategy is not None
+        seen: list[datetime] = []
+        strategy.on_bar = lambda bar, position: seen.append(bar.ts)  # type: ignore[method-assign]
+        ts = app.clock.now()
+        one = Decimal(1)
+
+        engine.on_bar(Bar("AAPL", ts, one, one, one, one, Decimal(10)))
+
+        assert seen == [ts]
+        assert not engine.bars.queue.pending
+    finally:
+        await app.stop()
