@@ -65,7 +65,8 @@ def routes(assets: Assets) -> dict[str, Handler]:
 
 def login(assets: Assets) -> web.Response:
     """The 401 answer to a browser asking for the page without the token: a form that keeps
-    the token in a same-site cookie and reloads. It shows no data."""
+    the token in a same-site cookie, checks it against ``/api/status`` and reloads. It shows
+    no data."""
     nonce = secrets.token_urlsafe(16)
     response = web.Response(
         text=assets.login.replace(_NONCE, nonce),
@@ -75,6 +76,7 @@ def login(assets: Assets) -> web.Response:
     )
     response.headers["Content-Security-Policy"] = (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-        "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
     )
     return response
