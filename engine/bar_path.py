@@ -28,8 +28,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from engine.clock import Clock, TradingDays
-from engine.domain import Bar, OrderRequest, Tick, TradingState
-from engine.events import FillReceived, Severity
+from engine.domain import Bar, Fill, OrderRequest, Tick, TradingState
+from engine.events import Severity
 from engine.execution import ExecutionManager, SubmitResult
 from engine.feed.base import MarketDataFeed, PriceListener
 from engine.health import LatencyStats
@@ -170,11 +170,12 @@ class BarPath:
                 resumed.append(name)
         return resumed
 
-    def on_fill(self, event: FillReceived) -> None:
-        """Tell the strategy that placed the order about its fill (a bus subscriber)."""
-        order = self._orders.get(event.fill.client_order_id)
+    def on_fill(self, fill: Fill) -> None:
+        """Tell the strategy that placed the order about its fill, as the fill path applies
+        it (``FillPath.on_applied``); a strategy's error pauses that strategy only."""
+        order = self._orders.get(fill.client_order_id)
         if order is not None and order.strategy:
-            self.host.on_fill(event.fill, order.strategy)
+            self.host.on_fill(fill, order.strategy)
 
     async def _history(self, feed: MarketDataFeed, symbols: Sequence[str]) -> dict[str, list[Bar]]:
         now = self._clock.now()

@@ -25,7 +25,7 @@ from engine.clock import Clock, trading_day
 from engine.control import EngineControl, HaltResult
 from engine.daily import DayTracker
 from engine.domain import Account, Bar, Tick, TradingState
-from engine.events import EngineError, Event, FillReceived, Notice, Severity, event_payload
+from engine.events import EngineError, Event, Notice, Severity, event_payload
 from engine.execution import ExecutionManager
 from engine.feed.base import MarketDataFeed, PriceListener
 from engine.flatten import FlattenReport, ProgressCallback
@@ -42,6 +42,8 @@ from engine.watchdog import WatchdogLimits
 log = logging.getLogger(__name__)
 
 BAR_LENGTH = timedelta(minutes=1)
+REPLAY_UNACKED_FILLS = 500
+"""Fills a replay at full speed may run ahead of their journal commits (it waits above)."""
 
 
 class TradingEngine:
@@ -161,7 +163,7 @@ class TradingEngine:
             report=self._error,
             sinks=extra_sinks or (),
         )
-        self._unsubscribe_fills = bus.subscribe(FillReceived, self.bars.on_fill)
+        self.execution.on_applied = self.bars.on_fill
 
     # ---- lifecycle (the start-up restore steps are in engine.startup) -------------------
 
@@ -227,7 +229,6 @@ class TradingEngine:
                 await startup.mark_clean_stop(self.journal)
         finally:
             self._unsubscribe()
-            self._unsubscribe_fills()
             self.buying_power.close()
             await self.journal.close()
         log.info("engine stopped")
@@ -243,18 +244,25 @@ class TradingEngine:
     def receiving(self, more: bool) -> None:
         self.bars.receiving(more)
 
-    async def settle(self) -> None:
-        """Replay pacing (see ``MarketDataSink.settle``): return once the bar path, the
-        orders it sent and the trade-update consumer are idle and no update is waiting."""
+    async def settle(self, *, journaled: bool = True) -> None:
+        """Return once the bar path, the orders it sent and the trade-update consumer are
+        idle and no update is waiting: every fill so far is in the book and its strategy has
+        heard of it. With ``journaled`` (the default) also once every fill is on disk and
+        acknowledged. Replay pacing (``MarketDataSink.settle``) passes ``journaled=False``
+        between minutes, so the journal commits while the next minute is worked on, unless
+        more than ``REPLAY_UNACKED_FILLS`` fills wait for it."""
         while True:
             # Let tasks woken by the last delivery start before judging whether all is quiet.
             for _ in range(3):
                 await asyncio.sleep(0)
-            if self._activity.busy == 0 and self.bars.idle and not self.execution.unacknowledged:
-                self.bars.maybe_snapshot()  # the minute's marks and fills are all in
-                return
-            await self._activity.wait_idle()
-            await self.execution.drain()  # fills journaled and acknowledged
+            if self._activity.busy == 0 and self.bars.idle:
+                unacked = self.execution.unacknowledged
+                if not unacked or (not journaled and unacked <= REPLAY_UNACKED_FILLS):
+                    self.bars.maybe_snapshot()  # the minute's marks and fills are all in
+                    return
+                await self.execution.drain()  # fills journaled and acknowledged
+            else:
+                await self._activity.wait_idle()
 
     async def resume_strategies(self) -> list[str]:
         """Start every strategy paused after an error again (``!resume``); their names."""

@@ -7,6 +7,9 @@ refused update, start-up reconciliation): the execution ids on our orders, the f
 flight and the journal de-duplicate it.
 
 A fill is acknowledged (``FillReceived``, the order's update) only once the journal holds it.
+The strategy that placed the order is told earlier, as the fill is applied to the book
+(``on_applied``): what a strategy decides next then never depends on how fast the journal
+commits, so a replay trades the same whatever the disk.
 Stream fills of an order whose every journaled execution we know are applied to the book at
 once and committed in the background, so a burst (a flatten's closes) shares a few group
 commits instead of waiting for one commit each; ``drain()`` waits for their
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from engine.broker.port import Broker, TradeUpdate
@@ -71,6 +74,9 @@ class FillPath(OrderTracker):
         self.fills_held = 0
         """Fills applied while the journal could not write them (the journal holds them)."""
         self.recovery = Recovery(self)
+        self.on_applied: Callable[[Fill], None] | None = None
+        """Told of each fill as it is applied to the book, before its commit is acknowledged
+        (the strategies' ``on_fill``: ``BarPath.on_fill``); it must not raise."""
         self._committing: set[str] = set()
         """Execution ids whose journal commit is in flight (applied or about to be)."""
         self._unacked = 0
@@ -276,6 +282,8 @@ class FillPath(OrderTracker):
             self._error(str(exc), Severity.WARNING)
         realized = self.portfolio.apply_fill(fill)
         self.fills_applied += 1
+        if self.on_applied is not None:
+            self.on_applied(fill)
         position = self.portfolio.qty(fill.symbol)
         received = FillReceived(ts=fill.ts, fill=fill, position_qty=position, realized_pnl=realized)
         return order, [received, self.order_event(order)]

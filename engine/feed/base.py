@@ -30,12 +30,16 @@ class PriceListener(Protocol):
 class MarketDataSink(PriceListener, Protocol):
     """What a feed delivers to: the engine."""
 
-    async def settle(self) -> None:
-        """Wait until everything the data delivered so far set in motion has been handled.
+    async def settle(self, *, journaled: bool = True) -> None:
+        """Wait until everything the data delivered so far set in motion has been handled:
+        orders answered, fills in the book and heard by their strategies; with ``journaled``
+        also on disk and acknowledged.
 
-        A replay running as fast as possible awaits this between timestamps, so it never
-        outruns the engine (fills land in the minute that caused them); live feeds and
-        paced replays never call it.
+        A replay running as fast as possible awaits this between timestamps with
+        ``journaled=False``, so it never outruns the engine (fills land in the minute that
+        caused them) nor waits for the disk, and once more with ``journaled=True`` after the
+        last one, so whoever sees it finished sees its fills journaled. Live feeds and paced
+        replays never call it.
         """
         ...
 

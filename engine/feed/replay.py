@@ -8,7 +8,8 @@ come from a ``BarSource``: a list in memory, or a CSV streamed on each pass.
 The feed's own work never holds the loop for long: reading the next minute and handing a
 minute over both stop every ``FEED_SLICE_S`` to let the loop run (a 500-symbol minute is
 handed over in parts, the sink told with ``receiving``), in the same order as in one call;
-at full speed the next minute still waits until the engine has settled the last one.
+at full speed the next minute still waits until the engine has settled the last one (its
+fills in the book; their journal commits may still run, but not past the end).
 """
 
 from __future__ import annotations
@@ -184,7 +185,7 @@ class ReplayFeed:
                 following = await self._next(groups, turns)
                 await self._sleep(self._wait_between(group, following))
                 if self._speed == 0:
-                    await sink.settle()
+                    await sink.settle(journaled=following is None)
                 turns.restart()
                 group = following
             self.health.finished = True

@@ -45,11 +45,15 @@ class RecordingSink:
         self._feed = feed
         self.first = asyncio.Event()
         self.settled_after: list[int] = []
+        self.journaled_after: list[int] = []
+        """``settle`` calls asking for the journal too."""
         self.receiving_calls: list[tuple[bool, int]] = []
         """``receiving(more)`` calls, each with the bars seen by then."""
 
-    async def settle(self) -> None:
+    async def settle(self, *, journaled: bool = True) -> None:
         self.settled_after.append(len(self.bars))
+        if journaled:
+            self.journaled_after.append(len(self.bars))
 
     def receiving(self, more: bool) -> None:
         self.receiving_calls.append((more, len(self.bars)))
@@ -198,6 +202,8 @@ async def test_run_when_speed_zero_then_sink_settles_after_every_group() -> None
 
     # two symbols per timestamp: the engine settles after each pair
     assert sink.settled_after == [2, 4, 6]
+    # only the last waits for the journal too: the replay ends with its fills on disk
+    assert sink.journaled_after == [6]
 
 
 async def test_run_when_paced_then_sink_is_never_asked_to_settle() -> None:

@@ -48,7 +48,7 @@ class _Pusher:
     def on_tick(self, tick: Tick) -> None:
         self._fake.push_trade(tick)
 
-    async def settle(self) -> None:
+    async def settle(self, *, journaled: bool = True) -> None:
         await asyncio.sleep(0)
 
     def receiving(self, more: bool) -> None:
