@@ -187,7 +187,8 @@ class Portfolio:
 
     def mark(self, symbol: str, price: Decimal) -> None:
         """Record the last traded price of ``symbol`` (with or without a position)."""
-        _require_positive(price, f"{symbol} price")
+        if not price.is_finite() or price <= ZERO:  # (the message is built only then)
+            _require_positive(price, f"{symbol} price")
         self._set_last(symbol, price, None)
 
     def last_price(self, symbol: str) -> Decimal | None:

@@ -63,7 +63,8 @@ class SimAccount:
         self.last_equity = starting_cash
         self.equity_close = calendar.previous_session(now).close
         self._next_roll = datetime.min.replace(tzinfo=UTC)
-        self.daytrades: list[date] = []
+        self.daytrades: dict[date, int] = {}
+        """Day trades by the session they were made in (the last five sessions' only)."""
         self.opened: dict[str, date] = {}
         self._unsaved_quotes: set[str] = set()
         """Symbols whose quote changed since the last save."""
@@ -115,7 +116,7 @@ class SimAccount:
             avg = old_avg
         day = trading_day(now)
         if reduces and order.filled_qty == ZERO and self.opened.get(order.symbol) == day:
-            self.daytrades.append(day)
+            self.daytrades[day] = self.daytrades.get(day, 0) + 1
         if not reduces or flips:
             self.opened[order.symbol] = day
         if new_qty == ZERO:
@@ -214,7 +215,7 @@ class SimAccount:
 
     def daytrade_count(self, now: datetime) -> int:
         start = self._daytrade_window_start(now)
-        return sum(1 for day in self.daytrades if day >= start)
+        return sum(n for day, n in self.daytrades.items() if day >= start)
 
     def roll_equity(self, now: datetime) -> bool:
         """At the first call after a session close, that equity becomes ``last_equity``.
@@ -227,7 +228,7 @@ class SimAccount:
             self.last_equity = self.equity()
             self.equity_close = previous.close
             start = self._daytrade_window_start(now)
-            self.daytrades = [day for day in self.daytrades if day >= start]
+            self.daytrades = {day: n for day, n in self.daytrades.items() if day >= start}
             changed = True
         self._next_roll = self._calendar.next_session(previous.close).close
         return changed
@@ -280,7 +281,7 @@ class SimAccount:
             ],
             "closed": closed,
             "quotes_at": {ts.isoformat(): prices for ts, prices in by_time.items()},
-            "daytrades": {d.isoformat(): n for d, n in Counter(self.daytrades).items()},
+            "daytrades": {d.isoformat(): n for d, n in self.daytrades.items()},
             "opened": {s: day.isoformat() for s, day in opened.items()},
         }
 
@@ -308,10 +309,10 @@ class SimAccount:
             }
         daytrades = state["daytrades"]
         if isinstance(daytrades, dict):
-            days = [date.fromisoformat(d) for d, n in daytrades.items() for _ in range(int(n))]
+            counts = {date.fromisoformat(d): int(n) for d, n in daytrades.items()}
         else:
-            days = [date.fromisoformat(d) for d in daytrades]
-        self.daytrades = sorted(days)
+            counts = dict(Counter(date.fromisoformat(d) for d in daytrades))
+        self.daytrades = dict(sorted(counts.items()))
         self.opened = {s: date.fromisoformat(d) for s, d in state["opened"].items()}
         self._total()
         self.saved()

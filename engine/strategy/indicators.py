@@ -25,7 +25,7 @@ class RollingMean:
             raise ValueError("length must be at least 1")
         self.length = length
         self.sum = ZERO
-        self._window: deque[Decimal] = deque()
+        self._window: deque[Decimal] = deque(maxlen=length)
 
     @property
     def ready(self) -> bool:
@@ -37,10 +37,12 @@ class RollingMean:
         return self.sum / len(self._window) if self._window else ZERO
 
     def add(self, value: Decimal) -> None:
-        self._window.append(value)
-        self.sum += value
-        if len(self._window) > self.length:
-            self.sum -= self._window.popleft()
+        window = self._window
+        if len(window) == self.length:
+            self.sum += value - window[0]  # append drops window[0]
+        else:
+            self.sum += value
+        window.append(value)
 
 
 class RSI:
