@@ -337,10 +337,20 @@ class Portfolio:
         state = self._positions.get(symbol)
         if state is None:
             return
-        if before is None:
-            before = state.market_value
+        if before is not None:
+            state.last_price = price
+            self._revalued(before, state.market_value)
+            return
+        # A mark alone (once per bar of a held symbol): the value moves by qty x the price
+        # change, the same sums ``_revalued`` makes from the two values (prices are > 0).
+        old = state.avg_price if state.last_price is None else state.last_price
         state.last_price = price
-        self._revalued(before, state.market_value)
+        qty = state.qty
+        if qty == ZERO or old == price:
+            return
+        change = EXACT.multiply(qty, EXACT.subtract(price, old))
+        self._net = EXACT.add(self._net, change)
+        self._gross = EXACT.add(self._gross, change if qty > ZERO else EXACT.minus(change))
 
     def _revalued(self, before: Decimal, after: Decimal) -> None:
         """One position's market value moved from ``before`` to ``after``."""

@@ -79,11 +79,17 @@ class SimAccount:
     def set_quote(self, symbol: str, price: Decimal, ts: datetime) -> None:
         """A trade price seen at ``ts`` (saved with the next save)."""
         held = self.positions.get(symbol)
+        quotes = self.quotes
         if held is not None:  # its value moves by qty x the price change (marks are > 0)
-            change = EXACT.multiply(held.qty, EXACT.subtract(price, self.mark(symbol)))
-            self._net = EXACT.add(self._net, change)
-            self._gross = EXACT.add(self._gross, change if held.qty > ZERO else EXACT.minus(change))
-        self.quotes[symbol] = Quote(price, ts)
+            quote = quotes.get(symbol)
+            old = held.avg_entry_price if quote is None else quote.price  # (``mark``)
+            if old != price:
+                change = EXACT.multiply(held.qty, EXACT.subtract(price, old))
+                self._net = EXACT.add(self._net, change)
+                self._gross = EXACT.add(
+                    self._gross, change if held.qty > ZERO else EXACT.minus(change)
+                )
+        quotes[symbol] = Quote(price, ts)
         self._unsaved_quotes.add(symbol)
 
     # -- executions -------------------------------------------------------------------------

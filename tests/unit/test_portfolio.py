@@ -462,11 +462,15 @@ def test_equity_and_exposure_when_read_with_many_positions_then_no_position_is_r
         return value(state)
 
     monkeypatch.setattr(PositionState, "market_value", property(counted))
+    equity, gross = book.equity, book.gross_exposure
     for _ in range(10):
         _ = (book.equity, book.gross_exposure, book.net_exposure, book.day_pnl)
-    book.mark("S7", D("99.5"))  # a mark revalues its own position only
+    book.mark("S7", D("99.5"))  # long 3 @ 17.25: moves the totals by its own change only
+    book.mark("S8", D("20"))  # short 3 @ 18.25
 
-    assert reads == 2
+    assert reads == 0
+    assert book.equity - equity == 3 * (D("99.5") - D("17.25")) - 3 * (D("20") - D("18.25"))
+    assert book.gross_exposure - gross == 3 * (D("99.5") - D("17.25")) + 3 * (D("20") - D("18.25"))
 
 
 def test_apply_fill_when_notional_has_fractions_of_a_cent_then_cash_moves_as_settled() -> None:
