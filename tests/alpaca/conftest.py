@@ -174,7 +174,7 @@ class Sink:
     def on_tick(self, tick: Tick) -> None:
         self.ticks.append(tick)
 
-    async def settle(self) -> None:
+    async def settle(self, *, journaled: bool = True) -> None:
         return None
 
     def receiving(self, more: bool) -> None:
