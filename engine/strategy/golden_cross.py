@@ -1,15 +1,16 @@
 """Golden cross: buy when the fast simple moving average of closes crosses above the slow
-one, sell when it crosses below. Two running sums per symbol, O(1) per bar."""
+one, sell when it crosses below. Two running sums over one window of closes per symbol,
+O(1) per bar."""
 
 from __future__ import annotations
 
+from collections import deque
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.domain import Bar, Side
+from engine.domain import ZERO, Bar, Side
 from engine.strategy.base import ParamsError, Signal, Strategy
-from engine.strategy.indicators import RollingMean
 
 
 class GoldenCrossParams(BaseModel):
@@ -33,8 +34,11 @@ class GoldenCross(Strategy[GoldenCrossParams]):
 
     def __init__(self, params: GoldenCrossParams, symbol: str) -> None:
         super().__init__(params, symbol)
-        self._fast = RollingMean(params.fast)
-        self._slow = RollingMean(params.slow)
+        self._n_fast, self._n_slow = params.fast, params.slow
+        self._closes: deque[Decimal] = deque(maxlen=params.slow)
+        """The last ``slow`` closes: the slow average's window, the fast one's is its tail."""
+        self._fast_sum = ZERO
+        self._slow_sum = ZERO
         self._side_before: int | None = None
         """Sign of fast - slow on the previous bar; None until both averages are full."""
 
@@ -44,14 +48,19 @@ class GoldenCross(Strategy[GoldenCrossParams]):
         return self.params.slow + 1
 
     def on_bar(self, bar: Bar, position: Decimal) -> Signal | None:
-        self._fast.add(bar.close)
-        self._slow.add(bar.close)
-        if not self._slow.ready:
+        close, closes, fast, slow = bar.close, self._closes, self._n_fast, self._n_slow
+        seen = len(closes)
+        # Each sum gains the close and loses the one that leaves its window (append drops
+        # closes[0] once the window is full).
+        self._slow_sum += close - closes[0] if seen == slow else close
+        self._fast_sum += close - closes[-fast] if seen >= fast else close
+        closes.append(close)
+        if seen + 1 < slow:
             return None
         # fast/n_fast vs slow/n_slow, compared exactly: equal averages are "touching", and
         # touching is not a cross.
-        fast_scaled = self._fast.sum * self.params.slow
-        slow_scaled = self._slow.sum * self.params.fast
+        fast_scaled = self._fast_sum * slow
+        slow_scaled = self._slow_sum * fast
         side_now = (fast_scaled > slow_scaled) - (fast_scaled < slow_scaled)
         side_before, self._side_before = self._side_before, side_now
         if side_before is None:
@@ -62,6 +71,6 @@ class GoldenCross(Strategy[GoldenCrossParams]):
             side, verb = Side.SELL, "below"
         else:
             return None
-        fast, slow = self.params.fast, self.params.slow
-        reason = f"SMA{fast} {self._fast.value:.2f} crossed {verb} SMA{slow} {self._slow.value:.2f}"
+        fast_mean, slow_mean = self._fast_sum / fast, self._slow_sum / slow
+        reason = f"SMA{fast} {fast_mean:.2f} crossed {verb} SMA{slow} {slow_mean:.2f}"
         return Signal(side, reason)
