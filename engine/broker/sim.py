@@ -127,6 +127,10 @@ class SimBroker:
         self._sleep = sleep
         self._updates: asyncio.Queue[TradeUpdate | _Stop] = asyncio.Queue()
         self._closed = False
+        self._placed: list[asyncio.Future[None]] = []
+        """Callers of ``submit_order`` waiting for the save their orders share."""
+        self._held: list[TradeUpdate] | None = None
+        """While that save runs: the updates it reports, queued after its callers resume."""
         exchange.set_listener(self._on_update)
 
     @classmethod
@@ -176,6 +180,9 @@ class SimBroker:
             self._updates.put_nowait(_STOP)
 
     async def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        """Placed at once; answered once saved. The orders placed in one turn of the loop (a
+        minute's burst, each in its own task) share one save of the state file, made at the
+        start of the next turn, instead of one each."""
         await self._delay()
         record = self._exchange.submit(
             request.symbol,
@@ -185,7 +192,14 @@ class SimBroker:
             request.time_in_force,
             request.limit_price,
             request.client_order_id,
+            hold=True,
         )
+        loop = asyncio.get_running_loop()
+        saved = loop.create_future()
+        if not self._placed:
+            loop.call_soon(self._save_placed)
+        self._placed.append(saved)
+        await saved
         return to_broker_order(record)
 
     async def cancel_all_orders(self) -> int:
@@ -253,7 +267,32 @@ class SimBroker:
     # -- internals --------------------------------------------------------------------------
 
     def _on_update(self, record: TradeUpdateRecord) -> None:
-        self._updates.put_nowait(to_trade_update(record))
+        update = to_trade_update(record)
+        if self._held is not None:
+            self._held.append(update)
+        else:
+            self._updates.put_nowait(update)
+
+    def _save_placed(self) -> None:
+        """Save the orders placed since the last save (unless a call since did), then answer
+        their callers and queue their updates, in that order, as when each was saved on its
+        own: a reply comes before the stream's updates of its order."""
+        placed, self._placed = self._placed, []
+        held = self._held = []
+        try:
+            self._exchange.commit()
+        except Exception as exc:  # the state file cannot be written: every caller hears it
+            for saved in placed:
+                if not saved.done():
+                    saved.set_exception(exc)
+            return
+        finally:
+            self._held = None
+        for saved in placed:
+            if not saved.done():
+                saved.set_result(None)
+        for update in held:
+            self._updates.put_nowait(update)
 
     async def _delay(self) -> None:
         if self._latency_s > 0:

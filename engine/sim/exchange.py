@@ -140,6 +140,11 @@ class SimExchange:
             self._save()
         self._ledger.release()
 
+    def commit(self) -> None:
+        """Save what changed since the last save, then send the trade updates it made (what
+        ``submit(hold=True)`` left for it; nothing when nothing is pending)."""
+        self._commit()
+
     def set_listener(self, callback: Listener | None) -> None:
         """Receive every trade update, after the state that produced it is saved."""
         self._listener = callback
@@ -155,11 +160,15 @@ class SimExchange:
         time_in_force: TimeInForce | str = TimeInForce.DAY,
         limit_price: Decimal | str | None = None,
         client_order_id: str | None = None,
+        *,
+        hold: bool = False,
     ) -> OrderRecord:
         """Place an order. Raises ``BrokerRejected`` for a malformed order (Alpaca's 422) and
         ``DuplicateClientOrderId`` for a reused id; an order the account cannot afford is
-        recorded as ``rejected`` and returned."""
-        with self._step() as now:
+        recorded as ``rejected`` and returned. With ``hold`` the order and what it did are
+        saved and reported by the next ``commit()`` (or the next call that commits), so that
+        several orders share one save; the caller must not answer for it before then."""
+        with self._step(commit=not hold) as now:
             order = new_order(
                 symbol,
                 side,
@@ -353,13 +362,15 @@ class SimExchange:
     # -- time -------------------------------------------------------------------------------
 
     @contextmanager
-    def _step(self, ts: datetime | None = None) -> Iterator[datetime]:
-        """One public call: bring time forward, run the body, save, then notify."""
+    def _step(self, ts: datetime | None = None, *, commit: bool = True) -> Iterator[datetime]:
+        """One public call: bring time forward, run the body, save, then notify (unless the
+        caller commits later: ``submit(hold=True)``)."""
         now = self._advance(ts)
         try:
             yield now
         finally:
-            self._commit()
+            if commit:
+                self._commit()
 
     def _advance(self, ts: datetime | None) -> datetime:
         now = self._clock.now()

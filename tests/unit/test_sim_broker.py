@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -293,3 +294,100 @@ def test_create_when_settings_given_then_exchange_uses_them(tmp_path: Path) -> N
     assert order.filled_avg_price == D("100.10")
     assert broker.exchange.account().cash == D("3999.00")
     assert (tmp_path / "state.json").exists()
+
+
+def persisted_exchange(clock: TestClock, path: Path) -> SimExchange:
+    return SimExchange(
+        path,
+        starting_cash=D(100_000),
+        slippage=SlippageModel(D(0)),
+        commission=CommissionModel(per_share=D("0.01"), minimum=D(1)),
+        calendar=MarketCalendar(),
+        clock=clock,
+    )
+
+
+def saved_client_ids(path: Path) -> set[str]:
+    return {
+        o["client_order_id"]
+        for line in path.read_text().splitlines()
+        for o in json.loads(line)["orders"]
+    }
+
+
+async def test_submit_order_when_a_burst_in_one_turn_then_one_save_and_each_reply_after_it(
+    clock: TestClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "sim.jsonl"
+    broker = SimBroker(persisted_exchange(clock, path))
+    broker.on_tick(Tick("AAPL", OPEN_TS, D("100.00"), D(50)))
+    broker.exchange.flush()
+    lines_before = len(path.read_text().splitlines())
+    on_disk_at_reply: dict[str, bool] = {}
+
+    async def place(cid: str) -> None:
+        await broker.submit_order(request(cid))
+        on_disk_at_reply[cid] = cid in saved_client_ids(path)
+
+    await asyncio.gather(*(place(f"c-{i}") for i in range(4)))
+
+    assert len(path.read_text().splitlines()) == lines_before + 1  # one save, not four
+    assert on_disk_at_reply == {f"c-{i}": True for i in range(4)}
+    updates = await next_updates(broker, 8)
+    assert [u.event for u in updates] == ["new", "fill"] * 4
+
+
+async def test_submit_order_when_replies_then_each_before_its_trade_updates(
+    broker: SimBroker,
+) -> None:
+    broker.on_tick(Tick("AAPL", OPEN_TS, D("100.00"), D(50)))
+    seen: list[str] = []
+
+    async def place(cid: str) -> None:
+        await broker.submit_order(request(cid))
+        seen.append(f"reply {cid}")
+
+    async def listen() -> None:
+        async for item in broker.trade_updates():
+            assert isinstance(item, TradeUpdate)
+            seen.append(f"{item.event} {item.order.client_order_id}")
+            if len(seen) == 6:
+                return
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0)  # the listener waits on the stream, as the engine's consumer does
+    await asyncio.gather(place("c-1"), place("c-2"))
+    await asyncio.wait_for(listener, timeout=2.0)
+
+    assert seen[:2] == ["reply c-1", "reply c-2"]
+    assert sorted(seen[2:]) == ["fill c-1", "fill c-2", "new c-1", "new c-2"]
+
+
+async def test_submit_order_when_the_shared_save_fails_then_every_caller_raises_nothing_reported(
+    clock: TestClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "sim.jsonl"
+    broker = SimBroker(persisted_exchange(clock, path))
+    broker.on_tick(Tick("AAPL", OPEN_TS, D("100.00"), D(50)))
+    broker.exchange.flush()
+    store = broker.exchange._ledger._store
+    assert store is not None
+    real_append = store.append
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "append", disk_full)
+
+    results = await asyncio.gather(
+        broker.submit_order(request("c-1")), broker.submit_order(request("c-2")),
+        return_exceptions=True,
+    )  # fmt: skip
+
+    assert [type(r) for r in results] == [OSError, OSError]
+    assert broker._updates.empty()
+    assert saved_client_ids(path) == set()
+    monkeypatch.setattr(store, "append", real_append)
+    await broker.get_positions()  # the next call saves what is pending, then reports it
+    assert saved_client_ids(path) == {"c-1", "c-2"}
+    assert [u.event for u in await next_updates(broker, 4)] == ["new", "fill"] * 2
