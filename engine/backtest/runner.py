@@ -47,7 +47,7 @@ from engine.clock import ReplayClock, TradingDays
 from engine.domain import ZERO, Bar, Fill, TradingState, usd
 from engine.portfolio import Portfolio
 from engine.risk.context import build_risk_context
-from engine.risk.gate import PDT_MIN_EQUITY, RiskGate, loss_limit_breached
+from engine.risk.gate import PDT_MIN_EQUITY, LossHaltLatch, RiskGate, loss_limit_breached
 from engine.sim.exchange import SimExchange
 from engine.sim.models import CommissionModel, OrderRecord, SlippageModel, TradeUpdateRecord
 from engine.strategy.host import OrderIntent, StrategyHost
@@ -124,7 +124,7 @@ class BacktestRunner:
         self._exchange: SimExchange | None = None
         self._days = TradingDays()
         self._day: date | None = None
-        self._loss_halt_day: date | None = None
+        self._loss_halts = LossHaltLatch()
         self._orders_today = 0
         self._known_ids: set[str] = set()
         self._intents: dict[str, OrderIntent] = {}
@@ -241,7 +241,12 @@ class BacktestRunner:
         if portfolio.gross_exposure != ZERO:
             result.minutes_in_market += 1
         pnl = portfolio.day_pnl
-        if self._loss_halt_day != self._day and loss_limit_breached(pnl, self.config.risk):
+        day = self._day
+        if (
+            day is not None
+            and loss_limit_breached(pnl, self.config.risk)
+            and self._loss_halts.claim(day)
+        ):
             self._loss_halt(now, pnl or ZERO)
         result.curve.append((now, portfolio.equity))
         self._cash_at_close = portfolio.cash
@@ -250,7 +255,6 @@ class BacktestRunner:
         """The engine's loss-limit halt: HALTED, every order cancelled, every position
         closed (at this close, with slippage)."""
         assert self._exchange is not None
-        self._loss_halt_day = self._day
         self.state = TradingState.HALTED
         limit = self.config.risk.daily_loss_limit
         self.result.halts.append(

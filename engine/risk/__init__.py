@@ -2,6 +2,7 @@
 
 from engine.risk.gate import (
     PDT_MIN_EQUITY,
+    LossHaltLatch,
     RejectReason,
     RiskContext,
     RiskDecision,
@@ -15,6 +16,7 @@ from engine.risk.state import Cause, StatePersistence, StateRecord, TradingState
 __all__ = [
     "PDT_MIN_EQUITY",
     "Cause",
+    "LossHaltLatch",
     "RejectReason",
     "RiskContext",
     "RiskDecision",

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Container
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
@@ -131,6 +132,29 @@ def order_only_reduces(request: OrderRequest, ctx: RiskContext) -> bool:
 def loss_limit_breached(day_pnl: Decimal | None, limits: RiskSettings) -> bool:
     """True when the day's P&L is at or below minus the daily loss limit (unknown P&L: False)."""
     return day_pnl is not None and day_pnl <= -limits.daily_loss_limit
+
+
+class LossHaltLatch:
+    """The loss limit halts at most once per trading day (a trader who lifted today's
+    loss-limit halt is not halted again today). The engine's trading state
+    (``TradingStateController.claim_loss_halt``, restored across restarts) and the backtest
+    keep one each."""
+
+    def __init__(self, day: date | None = None) -> None:
+        self.day = day
+        """The trading day the loss limit last halted on."""
+
+    def claim(self, today: date) -> bool:
+        """True once per trading day: the loss limit may halt now, and not again today."""
+        # ">=": a day stamped ahead of our clock (skew across a restart) still counts.
+        if self.day is not None and self.day >= today:
+            return False
+        self.day = today
+        return True
+
+    def halted_on(self, day: date) -> None:
+        """A loss-limit halt was recorded on ``day`` (not through ``claim``)."""
+        self.day = day if self.day is None else max(self.day, day)
 
 
 class RiskGate:

@@ -25,6 +25,7 @@ from engine.clock import Clock, trading_day
 from engine.domain import TradingState, ensure_utc
 from engine.errors import JournalWriteError, TradingStateError
 from engine.events import TradingStateChanged
+from engine.risk.gate import LossHaltLatch
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class TradingStateController:
         self._store = store
         self._lock = asyncio.Lock()
         self._unpersisted: list[StateRecord] = []
-        self._loss_halt_day: date | None = None
+        self._loss_halts = LossHaltLatch()
         self._record = initial or StateRecord(
             TradingState.ACTIVE, "system", "startup", Cause.STARTUP, clock.now()
         )
@@ -114,17 +115,12 @@ class TradingStateController:
         in force and the trading day the loss limit last halted on."""
         if record is not None:
             self._record = record
-        self._loss_halt_day = loss_halt_day
+        self._loss_halts = LossHaltLatch(loss_halt_day)
 
     def claim_loss_halt(self) -> bool:
         """True once per trading day: the loss limit may halt now, and not again today (a
         trader who lifted today's loss-limit halt with an override is not halted again)."""
-        today = trading_day(self._clock.now())
-        # ">=": a day stamped ahead of our clock (skew across a restart) still counts.
-        if self._loss_halt_day is not None and self._loss_halt_day >= today:
-            return False
-        self._loss_halt_day = today
-        return True
+        return self._loss_halts.claim(trading_day(self._clock.now()))
 
     @property
     def state(self) -> TradingState:
@@ -199,8 +195,7 @@ class TradingStateController:
                 self._unpersisted.append(record)
             self._record = record
             if new is TradingState.HALTED and cause is Cause.LOSS_LIMIT:
-                day = record.trading_day
-                self._loss_halt_day = max(self._loss_halt_day or day, day)
+                self._loss_halts.halted_on(record.trading_day)
             self._bus.publish(
                 TradingStateChanged(
                     ts=now, old=current.state, new=new, actor=actor, reason=reason, cause=cause

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from config.settings import RiskSettings
 from engine.domain import OrderRequest, OrderType, Side, TradingState
 from engine.risk import (
+    LossHaltLatch,
     RejectReason,
     RiskContext,
     RiskDecision,
@@ -629,3 +631,22 @@ def test_loss_limit_breached_cases(pnl: str | None, expected: bool) -> None:
     value = D(pnl) if pnl is not None else None
 
     assert loss_limit_breached(value, make_limits()) is expected
+
+
+def test_loss_halt_latch_when_claimed_then_once_per_trading_day() -> None:
+    latch = LossHaltLatch()
+    monday, tuesday = date(2026, 3, 9), date(2026, 3, 10)
+
+    assert [latch.claim(monday), latch.claim(monday), latch.claim(tuesday)] == [True, False, True]
+    assert latch.day == tuesday
+
+
+def test_loss_halt_latch_when_a_halt_was_recorded_or_a_later_day_is_known_then_refused() -> None:
+    monday, tuesday = date(2026, 3, 9), date(2026, 3, 10)
+    recorded = LossHaltLatch()
+    recorded.halted_on(monday)
+    recorded.halted_on(date(2026, 3, 6))  # an older record does not move the day back
+
+    assert recorded.claim(monday) is False
+    assert LossHaltLatch(tuesday).claim(monday) is False  # clock skew across a restart
+    assert recorded.claim(tuesday) is True
