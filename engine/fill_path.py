@@ -301,12 +301,12 @@ class FillPath(OrderTracker):
         )
 
     def _note_day_trade(self, fill: Fill) -> None:
-        position = self.portfolio.position(fill.symbol)
-        if position is None or position.qty == ZERO or position.opened_at is None:
+        opened_at = self.portfolio.opened_at(fill.symbol)
+        if opened_at is None:
             return
-        closes = (position.qty > ZERO) != (fill.side.sign > 0)
+        closes = (self.portfolio.qty(fill.symbol) > ZERO) != (fill.side.sign > 0)
         day = trading_day(fill.ts)
-        if closes and trading_day(position.opened_at) == day:
+        if closes and trading_day(opened_at) == day:
             count = self.days.record_day_trade(day, fill.client_order_id)
             self.journal.set_counter_later(day, "day_trades", str(count))
 

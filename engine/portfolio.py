@@ -205,6 +205,11 @@ class Portfolio:
         state = self._positions.get(symbol)
         return ZERO if state is None else state.qty
 
+    def opened_at(self, symbol: str) -> datetime | None:
+        """When the symbol's open position was opened; None when flat or unseen."""
+        state = self._positions.get(symbol)
+        return None if state is None or state.qty == ZERO else state.opened_at
+
     def positions(self) -> list[PositionState]:
         """Copies of the open positions, largest absolute market value first."""
         open_ = [replace(s) for s in self._positions.values() if not s.is_flat]

@@ -34,12 +34,8 @@ def build_risk_context(
     """The snapshot for one order in ``symbol`` at ``now``: position, exposure, equity and
     day P&L from ``portfolio``; the position counts as opened today when it was opened on
     ``now``'s New York trading date."""
-    position = portfolio.position(symbol)
-    opened_today = bool(
-        position is not None
-        and position.opened_at is not None
-        and trading_day(position.opened_at) == trading_day(now)
-    )
+    opened_at = portfolio.opened_at(symbol)
+    opened_today = opened_at is not None and trading_day(opened_at) == trading_day(now)
     return RiskContext(
         state=state,
         market_open=market_open,

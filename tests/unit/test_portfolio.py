@@ -60,6 +60,19 @@ def test_apply_fill_when_flat_and_buying_then_opens_long_at_fill_price() -> None
     assert book.qty("AAPL") == D(10)
 
 
+def test_opened_at_when_unseen_open_added_to_and_closed_then_the_open_positions_start() -> None:
+    book = Portfolio(cash=D(10_000))
+    t1 = T0 + timedelta(minutes=5)
+    assert book.opened_at("AAPL") is None
+
+    book.apply_fill(fill(BUY, "10", "100"))
+    book.apply_fill(fill(BUY, "5", "101", ts=t1))
+    assert book.opened_at("AAPL") == T0
+
+    book.apply_fill(fill(SELL, "15", "102", ts=t1))
+    assert book.opened_at("AAPL") is None
+
+
 def test_apply_fill_when_adding_to_long_at_another_price_then_re_averages() -> None:
     book = Portfolio()
     book.apply_fill(fill(BUY, "10", "100"))
