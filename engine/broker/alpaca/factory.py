@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from alpaca.data.historical.stock import StockHistoricalDataClient
@@ -13,8 +14,9 @@ from engine.broker.alpaca.rest import harden_rest_client
 from engine.broker.alpaca.trade_stream import TradeUpdateStream
 from engine.broker.resilience import CircuitBreaker, RequestBudget
 from engine.clock import Clock
-from engine.feed.alpaca_data import AlpacaDataFeed
-from engine.feed.alpaca_history import AlpacaHistory
+
+if TYPE_CHECKING:
+    from engine.feed.alpaca_data import AlpacaDataFeed
 
 PAPER_TRADE_STREAM = "wss://paper-api.alpaca.markets/stream"
 LIVE_TRADE_STREAM = "wss://api.alpaca.markets/stream"
@@ -25,6 +27,11 @@ def build_alpaca(settings: Settings, clock: Clock) -> tuple[AlpacaBroker, Alpaca
     """The broker (REST + trade-update stream) and the market-data feed for ``paper`` or
     ``live`` mode. Nothing connects until ``broker.connect()`` / ``feed.run()``. Set
     ``broker.stream.on_connection`` and ``feed.on_connection`` to hear about drops."""
+    # The feeds use this package's REST helpers, and importing any module of the package runs
+    # its __init__, which imports this one: imported here, either side may be imported first.
+    from engine.feed.alpaca_data import AlpacaDataFeed
+    from engine.feed.alpaca_history import AlpacaHistory
+
     if settings.mode not in ("paper", "live"):
         raise ValueError(f"build_alpaca needs paper or live mode, not {settings.mode!r}")
     alpaca = settings.alpaca
