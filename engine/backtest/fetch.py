@@ -8,7 +8,8 @@ engine's broker keeps to); a failure Alpaca says is temporary is retried with ba
 (``RetryPolicy``), a 429 also pauses the budget for as long as Alpaca asks.
 
 alpaca-py blocks, so each request runs on one worker thread with a socket timeout and an
-``asyncio`` time limit. Each page is stored as soon as it arrives, whole or not at all
+``asyncio`` time limit (``engine.feed.alpaca_history.MinuteBarsClient``, which the warm-up
+history asks through too). Each page is stored as soon as it arrives, whole or not at all
 (``HistoryCache.store``); the spans still to fetch come from the cache
 (``HistoryCache.missing``), so a download that was interrupted (killed, a network failure,
 Ctrl-C) resumes where it stopped: a stored page is never asked for again, and nothing is
@@ -17,27 +18,19 @@ left out.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from alpaca.common.enums import Sort
-from alpaca.data.enums import DataFeed
 from alpaca.data.historical.stock import StockHistoricalDataClient
-from alpaca.data.requests import StockBarsRequest
-from alpaca.data.timeframe import TimeFrame
 
 from engine.backtest.history import HistoryCache, Span
-from engine.broker.alpaca.rest import guarded
 from engine.broker.resilience import RequestBudget, RetryPolicy, retry_call
 from engine.domain import Bar
-from engine.errors import BrokerError, BrokerTimeout, RateLimited
-from engine.feed.alpaca_history import bar_from_json
+from engine.errors import BrokerError, RateLimited
+from engine.feed.alpaca_history import MinuteBarsClient, bar_from_json
 
 log = logging.getLogger(__name__)
 
@@ -60,48 +53,22 @@ class FetchReport:
 
 
 class BarsClient:
-    """One page at a time from alpaca-py, on a dedicated thread, within ``timeout_s``."""
+    """Pages of one symbol's minute bars, oldest first, each checked (``parse_page``)."""
 
     def __init__(
         self, factory: Callable[[], StockHistoricalDataClient], *, feed: str, timeout_s: float
     ) -> None:
-        self._factory = factory
-        self._client: StockHistoricalDataClient | None = None
-        self._feed = DataFeed(feed)
-        self._timeout_s = timeout_s
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fetch-bars")
+        self._client = MinuteBarsClient(
+            factory, feed=feed, timeout_s=timeout_s, thread_name="fetch-bars"
+        )
 
     async def page(self, symbol: str, start: datetime, end: datetime, limit: int) -> list[Bar]:
         """Bars of ``symbol`` with ``start <= ts <= end``, oldest first, at most ``limit``."""
-        request = StockBarsRequest(
-            symbol_or_symbols=symbol,
-            timeframe=TimeFrame.Minute,
-            start=start,
-            end=end,
-            limit=limit,
-            feed=self._feed,
-            sort=Sort.ASC,
-        )
-        loop = asyncio.get_running_loop()
-        call = functools.partial(self._fetch, request)
-        try:
-            raw = await asyncio.wait_for(loop.run_in_executor(self._pool, call), self._timeout_s)
-        except TimeoutError:
-            raise BrokerTimeout(
-                f"Alpaca market data did not answer within {self._timeout_s:g} s"
-            ) from None
+        raw = await self._client.request(symbol, start, end, limit, sort=Sort.ASC)
         return parse_page(symbol, raw, start, end)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._client is not None:
-            self._client._session.close()
-
-    def _fetch(self, request: StockBarsRequest) -> Any:
-        if self._client is None:
-            self._client = self._factory()
-        client = self._client
-        return guarded("historical bars", self._timeout_s, lambda: client.get_stock_bars(request))
+        self._client.close()
 
 
 def parse_page(symbol: str, raw: object, start: datetime, end: datetime) -> list[Bar]:

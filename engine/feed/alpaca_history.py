@@ -54,6 +54,61 @@ def bar_from_json(symbol: str, raw: object) -> Bar:
     return bar
 
 
+class MinuteBarsClient:
+    """alpaca-py's ``StockHistoricalDataClient`` asked for minute bars: one request at a time
+    on a dedicated thread (which also keeps the client single-threaded), within
+    ``timeout_s`` (a socket timeout, and an ``asyncio`` hard limit past which
+    ``BrokerTimeout`` is raised). The warm-up history and ``run_bot.py fetch-bars`` both ask
+    through it."""
+
+    def __init__(
+        self,
+        factory: Callable[[], StockHistoricalDataClient],
+        *,
+        feed: str,
+        timeout_s: float,
+        thread_name: str,
+    ) -> None:
+        self._factory = factory
+        self._client: StockHistoricalDataClient | None = None
+        self._feed = DataFeed(feed)
+        self._timeout_s = timeout_s
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+
+    async def request(
+        self, symbol: str, start: datetime, end: datetime, limit: int, *, sort: Sort
+    ) -> Any:
+        """One request's raw reply (``raw_data``: bar objects by symbol), not checked."""
+        request = StockBarsRequest(
+            symbol_or_symbols=symbol,
+            timeframe=TimeFrame.Minute,
+            start=start,
+            end=end,
+            limit=limit,
+            feed=self._feed,
+            sort=sort,
+        )
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self._fetch, request)
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._pool, call), self._timeout_s)
+        except TimeoutError:
+            raise BrokerTimeout(
+                f"Alpaca market data did not answer within {self._timeout_s:g} s"
+            ) from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._client is not None:
+            self._client._session.close()
+
+    def _fetch(self, request: StockBarsRequest) -> Any:
+        if self._client is None:
+            self._client = self._factory()
+        client = self._client
+        return guarded("historical bars", self._timeout_s, lambda: client.get_stock_bars(request))
+
+
 class AlpacaHistory:
     """Minute bars before a time, oldest first, for the strategy's warm-up."""
 
@@ -65,37 +120,22 @@ class AlpacaHistory:
         timeout_s: float,
         lookback_days: int = 7,
     ) -> None:
-        self._factory = client_factory
-        self._client: StockHistoricalDataClient | None = None
-        self._feed = DataFeed(feed)
-        self._timeout_s = timeout_s
+        self._client = MinuteBarsClient(
+            client_factory, feed=feed, timeout_s=timeout_s, thread_name="alpaca-history"
+        )
         self._lookback = timedelta(days=lookback_days)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alpaca-history")
 
     async def bars(self, symbol: str, end: datetime, limit: int) -> list[Bar]:
         """Complete minute bars (``ts + 1 min <= end``), at most ``limit``, oldest first."""
         if limit <= 0:
             return []
         end = ensure_utc(end, field="end")
-        request = StockBarsRequest(
-            symbol_or_symbols=symbol.upper(),
-            timeframe=TimeFrame.Minute,
-            start=end - self._lookback,
-            end=end,
-            # One more: the newest bar may still be forming and is dropped below.
-            limit=limit + 1,
-            feed=self._feed,
-            sort=Sort.DESC,
+        symbol = symbol.upper()
+        # One more: the newest bar may still be forming and is dropped below.
+        raw = await self._client.request(
+            symbol, end - self._lookback, end, limit + 1, sort=Sort.DESC
         )
-        loop = asyncio.get_running_loop()
-        call = functools.partial(self._fetch, request)
-        try:
-            raw = await asyncio.wait_for(loop.run_in_executor(self._pool, call), self._timeout_s)
-        except TimeoutError:
-            raise BrokerTimeout(
-                f"Alpaca market data did not answer within {self._timeout_s:g} s"
-            ) from None
-        rows = raw.get(symbol.upper(), []) if isinstance(raw, Mapping) else []
+        rows = raw.get(symbol, []) if isinstance(raw, Mapping) else []
         bars = []
         for row in rows if isinstance(rows, list) else []:
             try:
@@ -109,12 +149,4 @@ class AlpacaHistory:
         return bars[-limit:]
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._client is not None:
-            self._client._session.close()
-
-    def _fetch(self, request: StockBarsRequest) -> Any:
-        if self._client is None:
-            self._client = self._factory()
-        client = self._client
-        return guarded("historical bars", self._timeout_s, lambda: client.get_stock_bars(request))
+        self._client.close()
