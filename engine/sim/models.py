@@ -14,7 +14,7 @@ from enum import StrEnum
 from types import UnionType
 from typing import Any, NamedTuple, TypeVar, get_args, get_type_hints
 
-from engine.domain import CENT, ZERO, OrderType, Side, TimeInForce, money, parse_utc
+from engine.domain import CENT, ZERO, OrderType, Side, TimeInForce, TimeText, money, parse_utc
 
 ONE = Decimal(1)
 SUB_PENNY = Decimal("0.0001")
@@ -215,13 +215,16 @@ def _field_types(cls: type) -> dict[str, type]:
     return resolved
 
 
+_time_text = TimeText(datetime.isoformat)
+
+
 def _encode(value: object) -> object:
     if value is None or type(value) is str:  # most fields: no isinstance chain
         return value
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
-        return value.isoformat()
+        return _time_text(value)
     if isinstance(value, StrEnum):
         return value.value
     return value

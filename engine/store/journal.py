@@ -78,9 +78,6 @@ class Journal:
         self._batch_size = batch_size
         self.path = path
         self._clock = clock
-        self._now_at: datetime | None = None
-        self._now_text = ""
-        """``_now``'s last answer, and the clock reading it was for."""
         self._writer = Writer(path, self._behind, self._now)
         self._fills = FillCommitter(self._writer, self._behind)
         self._closed = False
@@ -377,11 +374,7 @@ class Journal:
     # ----- machinery ------------------------------------------------------------------------
 
     def _now(self) -> str:
-        now = self._clock.now()
-        if now is not self._now_at:  # a replay's clock stands still within a minute
-            self._now_text = ts_to_text(now, field="clock.now()")
-            self._now_at = now
-        return self._now_text
+        return ts_to_text(self._clock.now(), field="clock.now()")
 
     def _check_open(self) -> None:
         if self._closed or self._writer.db is None:

@@ -25,8 +25,8 @@ from engine.domain import (
     OrderType,
     Side,
     TimeInForce,
+    TimeText,
     TradingState,
-    ensure_utc,
 )
 from engine.orders import Order
 
@@ -113,11 +113,8 @@ def opt_text_to_dec(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
-def ts_to_text(value: datetime, *, field: str = "timestamp") -> str:
-    # Always six fractional digits: equal widths make text order the same as time order.
-    if value.tzinfo is UTC:  # already UTC (nearly every call): no conversion to make
-        return value.isoformat(timespec="microseconds")
-    return ensure_utc(value, field=field).isoformat(timespec="microseconds")
+# Always six fractional digits: equal widths make text order the same as time order.
+ts_to_text = TimeText(lambda utc: utc.isoformat(timespec="microseconds"))
 
 
 def opt_ts_to_text(value: datetime | None, *, field: str = "timestamp") -> str | None:
