@@ -7,7 +7,7 @@ the outside world (floats, strings, naive datetimes) happen once, at the edge, t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
@@ -18,6 +18,42 @@ EXACT = Context(prec=80)
 """For running totals of market values: wide enough that adding and removing them never
 rounds (28-digit values whose magnitudes differ by up to 50 orders)."""
 CENT = Decimal("0.01")
+
+
+class Exposure:
+    """A book's positions valued as two running totals, exact in ``EXACT``: ``net`` (signed
+    market values) and ``gross`` (their absolute values). Moved by each change instead of
+    summed over every position on each read; our portfolio and the simulated account keep
+    one each."""
+
+    __slots__ = ("gross", "net")
+
+    def __init__(self) -> None:
+        self.net = ZERO
+        self.gross = ZERO
+
+    def revalued(self, before: Decimal, after: Decimal) -> None:
+        """One position's signed value moved from ``before`` to ``after``."""
+        if before == after:
+            return
+        self.net = EXACT.add(self.net, EXACT.subtract(after, before))
+        self.gross = EXACT.add(self.gross, EXACT.subtract(after.copy_abs(), before.copy_abs()))
+
+    def marked(self, qty: Decimal, old: Decimal, new: Decimal) -> None:
+        """A position of ``qty`` marked from price ``old`` to ``new`` (prices are > 0, so
+        its sign stays): its value moves by ``qty`` x the change, the sums ``revalued``
+        makes from the two values in fewer steps (once per bar of a held symbol)."""
+        if qty == ZERO or old == new:
+            return
+        change = EXACT.multiply(qty, EXACT.subtract(new, old))
+        self.net = EXACT.add(self.net, change)
+        self.gross = EXACT.add(self.gross, change if qty > ZERO else EXACT.minus(change))
+
+    def reset(self, values: Iterable[Decimal]) -> None:
+        """The totals from scratch, from every position's signed value."""
+        values = list(values)
+        self.net = EXACT.add(ZERO, sum(values, ZERO))
+        self.gross = EXACT.add(ZERO, sum((v.copy_abs() for v in values), ZERO))
 
 
 def to_decimal(value: object, *, field: str = "value") -> Decimal:

@@ -20,7 +20,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from engine.clock import trading_day
-from engine.domain import EXACT, ZERO, Fill, Side, ensure_utc, settlement
+from engine.domain import ZERO, Exposure, Fill, Side, ensure_utc, settlement
 
 
 @dataclass(slots=True)
@@ -116,8 +116,7 @@ class Portfolio:
         self.day_start_equity: Decimal | None = None
         self._positions: dict[str, PositionState] = {}
         self._last: dict[str, Decimal] = {}
-        self._net = ZERO
-        self._gross = ZERO
+        self._exposure = Exposure()
         self._fills_cash = ZERO
         # Per symbol, only for fills of ``self.day``; a key here means the symbol traded today.
         self._day_realized: dict[str, Decimal] = {}
@@ -244,7 +243,7 @@ class Portfolio:
             elif not same_direction:
                 state.opened_at = None
             state.qty, state.avg_price = qty, avg_price
-        self._revalued(before, state.market_value)
+        self._exposure.revalued(before, state.market_value)
 
     def set_cash(self, cash: Decimal) -> None:
         if not cash.is_finite():
@@ -277,12 +276,12 @@ class Portfolio:
     @property
     def gross_exposure(self) -> Decimal:
         """Sum of ``|market value|`` over the positions (a running total)."""
-        return self._gross
+        return self._exposure.gross
 
     @property
     def net_exposure(self) -> Decimal:
         """Sum of market values over the positions (a running total)."""
-        return self._net
+        return self._exposure.net
 
     @property
     def day_pnl(self) -> Decimal | None:
@@ -344,22 +343,8 @@ class Portfolio:
             return
         if before is not None:
             state.last_price = price
-            self._revalued(before, state.market_value)
+            self._exposure.revalued(before, state.market_value)
             return
-        # A mark alone (once per bar of a held symbol): the value moves by qty x the price
-        # change, the same sums ``_revalued`` makes from the two values (prices are > 0).
         old = state.avg_price if state.last_price is None else state.last_price
         state.last_price = price
-        qty = state.qty
-        if qty == ZERO or old == price:
-            return
-        change = EXACT.multiply(qty, EXACT.subtract(price, old))
-        self._net = EXACT.add(self._net, change)
-        self._gross = EXACT.add(self._gross, change if qty > ZERO else EXACT.minus(change))
-
-    def _revalued(self, before: Decimal, after: Decimal) -> None:
-        """One position's market value moved from ``before`` to ``after``."""
-        if before == after:
-            return
-        self._net = EXACT.add(self._net, EXACT.subtract(after, before))
-        self._gross = EXACT.add(self._gross, EXACT.subtract(after.copy_abs(), before.copy_abs()))
+        self._exposure.marked(state.qty, old, price)  # a mark alone: once per bar held

@@ -31,6 +31,7 @@ from engine.domain import (
     EXACT,
     ZERO,
     Account,
+    Exposure,
     Position,
     Side,
     money,
@@ -70,25 +71,18 @@ class SimAccount:
         """Symbols whose quote changed since the last save."""
         self._unsaved_symbols: set[str] = set()
         """Symbols whose position or opening day changed since the last save."""
-        self._net = ZERO
-        self._gross = ZERO
-        """Sums of the positions' signed and absolute values at ``mark``: running totals,
-        moved by each quote and each execution, so equity and buying power (asked on every
-        order) do not walk every position."""
+        self._exposure = Exposure()
+        """The positions' values at ``mark``, moved by each quote and each execution, so
+        equity and buying power (asked on every order) do not walk every position."""
 
     def set_quote(self, symbol: str, price: Decimal, ts: datetime) -> None:
         """A trade price seen at ``ts`` (saved with the next save)."""
         held = self.positions.get(symbol)
         quotes = self.quotes
-        if held is not None:  # its value moves by qty x the price change (marks are > 0)
+        if held is not None:
             quote = quotes.get(symbol)
             old = held.avg_entry_price if quote is None else quote.price  # (``mark``)
-            if old != price:
-                change = EXACT.multiply(held.qty, EXACT.subtract(price, old))
-                self._net = EXACT.add(self._net, change)
-                self._gross = EXACT.add(
-                    self._gross, change if held.qty > ZERO else EXACT.minus(change)
-                )
+            self._exposure.marked(held.qty, old, price)
         quotes[symbol] = Quote(price, ts)
         self._unsaved_quotes.add(symbol)
 
@@ -127,10 +121,10 @@ class SimAccount:
             self.opened[order.symbol] = day
         if new_qty == ZERO:
             del self.positions[order.symbol]
-            self._revalued(before, ZERO)
+            self._exposure.revalued(before, ZERO)
         else:
             position = self.positions[order.symbol] = Position(order.symbol, new_qty, avg)
-            self._revalued(before, self._value(position))
+            self._exposure.revalued(before, self._value(position))
         return new_qty
 
     # -- valuation --------------------------------------------------------------------------
@@ -152,21 +146,15 @@ class SimAccount:
         return quote if session is not None and quote.ts >= session.open else None
 
     def equity(self) -> Decimal:
-        return self.cash + self._net
+        return self.cash + self._exposure.net
 
     def _value(self, position: Position) -> Decimal:
         """The position's signed value at ``mark``."""
         return EXACT.multiply(position.qty, self.mark(position.symbol))
 
-    def _revalued(self, before: Decimal, after: Decimal) -> None:
-        self._net = EXACT.add(self._net, EXACT.subtract(after, before))
-        self._gross = EXACT.add(self._gross, EXACT.subtract(after.copy_abs(), before.copy_abs()))
-
     def _total(self) -> None:
         """The running totals from scratch (after loading a saved state)."""
-        values = [self._value(p) for p in self.positions.values()]
-        self._net = EXACT.add(ZERO, sum(values, ZERO))
-        self._gross = EXACT.add(ZERO, sum((v.copy_abs() for v in values), ZERO))
+        self._exposure.reset(self._value(p) for p in self.positions.values())
 
     def opening_qty(self, symbol: str, side: Side, qty: Decimal) -> Decimal:
         """The part of an order that would open or add exposure rather than reduce it."""
@@ -177,7 +165,7 @@ class SimAccount:
         return order.limit_price if order.limit_price is not None else self.last_price(order.symbol)
 
     def buying_power(self, open_orders: Iterable[OrderRecord]) -> Decimal:
-        gross = self._gross
+        gross = self._exposure.gross
         reserved = ZERO
         for order in open_orders:
             price = self.order_price(order)

@@ -950,9 +950,9 @@ def test_account_totals_when_prices_and_fills_move_then_running_sums_match_a_wal
             exchange.submit(symbol, side, D(rng.randint(1, 40)))
         equity, gross = walked()
         assert account.equity() == equity
-        assert account._gross == gross
+        assert account._exposure.gross == gross
 
     exchange.flush()  # the last minute's prices too
     restarted = make(path, cash="1000000")._account
     assert restarted.equity() == account.equity()
-    assert restarted._gross == account._gross
+    assert restarted._exposure.gross == account._exposure.gross
