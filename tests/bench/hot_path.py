@@ -12,7 +12,10 @@ event-loop lag p99 and the peak RSS of the process. Side by side, in one run:
   ``tests.support.frame_golden_cross``), 100 symbols;
 - 500 symbols: the per-update cost must not grow with the number of symbols;
 - 10 days of history in the file instead of 1: neither the per-update cost nor the memory
-  may grow with it.
+  may grow with it;
+- with ``--python PATH``: the first scenario once more on another CPython 3.11 (e.g. a
+  PGO+LTO build like the container's ``python:3.11-slim``), importing this checkout and
+  this interpreter's installed packages.
 
 Each run is its own process (fresh temp data dir, its own peak RSS).
 """
@@ -23,11 +26,13 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import random
 import resource
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time as clock
 from dataclasses import dataclass
@@ -49,6 +54,8 @@ class Scenario:
     symbols: int
     history_days: int
     strategy: str = "golden_cross"
+    python: str = ""
+    """The interpreter that runs it; empty: this one."""
 
 
 SCENARIOS = (
@@ -167,19 +174,43 @@ def ratio(a: dict[str, float], b: dict[str, float], key: str) -> str:
 
 def run_in_child(scenario: Scenario, csv_path: Path) -> dict[str, float]:
     spec = json.dumps([scenario.__dict__, str(csv_path)])
+    env = None
+    if scenario.python:
+        # This checkout first, then this interpreter's packages (same minor version: same ABI).
+        paths = [str(Path(__file__).resolve().parents[2]), sysconfig.get_paths()["purelib"]]
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(paths)}
     out = subprocess.run(
-        [sys.executable, "-m", "tests.bench.hot_path", "--child", spec],
+        [scenario.python or sys.executable, "-m", "tests.bench.hot_path", "--child", spec],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def other_python(path: str) -> Scenario:
+    """The first scenario on ``path``, which must be a CPython of this minor version."""
+    probe = "import platform, sys; print(sys.implementation.cache_tag, platform.python_version())"
+    try:
+        tag, version = subprocess.run(
+            [path, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError, ValueError) as exc:
+        raise SystemExit(f"--python {path}: cannot run it ({exc})") from None
+    if tag != sys.implementation.cache_tag:
+        raise SystemExit(f"--python {path}: {tag}, this one is {sys.implementation.cache_tag}")
+    first = SCENARIOS[0]
+    return Scenario(f"{first.name}, Python {version} at {path}", first.symbols, 1, python=path)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="only the first two scenarios")
+    parser.add_argument(
+        "--python", help="also run the first scenario on this CPython (same minor version)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -188,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     scenarios = SCENARIOS[:2] if args.quick else SCENARIOS
+    if args.python:
+        scenarios = (*scenarios, other_python(args.python))
     medians: dict[str, dict[str, float]] = {}
     print(
         "| scenario | updates/s (each run) | µs/update (CPU µs) | orders | bar to submit p50 / p99 "
@@ -226,8 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     frame = medians[names[1]]
     print(f"incremental vs frame per bar: {ratio(base, frame, 'updates_per_s')} the updates/s")
     print(f"updates per CPU second, incremental: {1e6 / base['cpu_us_per_update']:,.0f}")
-    if len(names) > 2:
-        wide, long = medians[names[2]], medians[names[3]]
+    if args.python:
+        other = medians[names[-1]]
+        print(f"{args.python} vs this interpreter: {ratio(other, base, 'updates_per_s')}")
+    if not args.quick:
+        wide, long = medians[SCENARIOS[2].name], medians[SCENARIOS[3].name]
         print(f"500 vs 100 symbols: {ratio(wide, base, 'us_per_update')} the cost per update")
         print(
             f"10 days vs 1 day of history: {ratio(long, base, 'us_per_update')} the cost per "
