@@ -144,7 +144,7 @@ def _record(value: Any) -> dict[str, object]:
 
 
 def _enum_value(value: Enum) -> object:
-    return value.value
+    return value._value_  # (``value`` is a Python-level property: two calls a read)
 
 
 def _skip(value: object) -> object:

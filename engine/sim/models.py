@@ -226,7 +226,7 @@ def _encode(value: object) -> object:
     if isinstance(value, datetime):
         return _time_text(value)
     if isinstance(value, StrEnum):
-        return value.value
+        return value._value_
     return value
 
 

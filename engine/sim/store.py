@@ -170,7 +170,11 @@ def _line(
         "orders": orders,
         "executions": executions,
     }
-    return json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+    return _LINE_JSON(entry).encode() + b"\n"
+
+
+_LINE_JSON = json.JSONEncoder(separators=(",", ":")).encode
+"""``json.dumps`` with these arguments, built once (``dumps`` builds an encoder per call)."""
 
 
 class _Account:

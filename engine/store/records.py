@@ -117,10 +117,6 @@ def opt_text_to_dec(text: str | None) -> Decimal | None:
 ts_to_text = TimeText(lambda utc: utc.isoformat(timespec="microseconds"))
 
 
-def opt_ts_to_text(value: datetime | None, *, field: str = "timestamp") -> str | None:
-    return None if value is None else ts_to_text(value, field=field)
-
-
 def text_to_ts(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
 
@@ -137,7 +133,7 @@ def _json_default(value: object) -> object:
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Enum):
-        return value.value
+        return value._value_
     if isinstance(value, set | frozenset):
         return sorted(value, key=str)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -145,8 +141,12 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot store {type(value).__name__} in a journal payload")
 
 
+_PAYLOAD_JSON = json.JSONEncoder(default=_json_default, separators=(",", ":")).encode
+"""``json.dumps`` with these arguments, built once (``dumps`` builds an encoder per call)."""
+
+
 def payload_to_json(payload: Mapping[str, object]) -> str:
-    return json.dumps(dict(payload), default=_json_default, separators=(",", ":"))
+    return _PAYLOAD_JSON(payload if type(payload) is dict else dict(payload))
 
 
 def json_to_payload(text: str) -> dict[str, Any]:
@@ -163,24 +163,33 @@ Row = tuple[object, ...]
 
 def order_to_row(order: Order, recorded_at: str) -> Row:
     cid = order.client_order_id
+    limit, avg, updated = order.limit_price, order.avg_fill_price, order.updated_at
     return (
         cid,
         order.symbol,
-        order.side.value,
-        dec_to_text(order.qty, field=f"{cid}.qty"),
-        order.order_type.value,
-        opt_dec_to_text(order.limit_price, field=f"{cid}.limit_price"),
-        order.time_in_force.value,
+        order.side._value_,
+        _field_text(order.qty, cid, "qty"),
+        order.order_type._value_,
+        None if limit is None else _field_text(limit, cid, "limit_price"),
+        order.time_in_force._value_,
         order.strategy,
-        order.status.value,
+        order.status._value_,
         order.broker_order_id,
-        dec_to_text(order.filled_qty, field=f"{cid}.filled_qty"),
-        opt_dec_to_text(order.avg_fill_price, field=f"{cid}.avg_fill_price"),
+        _field_text(order.filled_qty, cid, "filled_qty"),
+        None if avg is None else _field_text(avg, cid, "avg_fill_price"),
         order.reason,
         ts_to_text(order.created_at, field=f"{cid}.created_at"),
-        opt_ts_to_text(order.updated_at, field=f"{cid}.updated_at"),
+        None if updated is None else ts_to_text(updated, field=f"{cid}.updated_at"),
         recorded_at,
     )
+
+
+def _field_text(value: Decimal, owner: str, name: str) -> str:
+    """``dec_to_text`` for one field of a row, the field named (``owner.name``) only when
+    the value is refused: a row's fields are written on every save of an order or fill."""
+    if type(value) is Decimal and value.is_finite():
+        return str(value)
+    return dec_to_text(value, field=f"{owner}.{name}")
 
 
 def order_from_row(row: sqlite3.Row, fills: Sequence[sqlite3.Row] = ()) -> Order:
@@ -227,16 +236,17 @@ def order_from_row(row: sqlite3.Row, fills: Sequence[sqlite3.Row] = ()) -> Order
 
 def fill_to_row(fill: Fill, recorded_at: str) -> Row:
     eid = fill.execution_id
+    owner = f"fill {eid}"
     return (
         eid,
         fill.client_order_id,
         fill.broker_order_id,
         fill.symbol,
-        fill.side.value,
-        dec_to_text(fill.qty, field=f"fill {eid} qty"),
-        dec_to_text(fill.price, field=f"fill {eid} price"),
-        dec_to_text(fill.commission, field=f"fill {eid} commission"),
-        ts_to_text(fill.ts, field=f"fill {eid} ts"),
+        fill.side._value_,
+        _field_text(fill.qty, owner, "qty"),
+        _field_text(fill.price, owner, "price"),
+        _field_text(fill.commission, owner, "commission"),
+        ts_to_text(fill.ts, field=f"{owner}.ts"),
         recorded_at,
     )
 
