@@ -106,6 +106,11 @@ class TimeText:
             self._known[value] = text
         return text
 
+    def once(self, value: datetime, *, field: str = "timestamp") -> str:
+        """The same text, not remembered: for times that do not repeat (a wall clock's
+        readings), which would only push out the ones that do."""
+        return self._render(ensure_utc(value, field=field))
+
 
 TIME_TEXTS = 4096
 

@@ -374,7 +374,8 @@ class Journal:
     # ----- machinery ------------------------------------------------------------------------
 
     def _now(self) -> str:
-        return ts_to_text(self._clock.now(), field="clock.now()")
+        # Knowledge time: the wall clock's readings never repeat, so none is remembered.
+        return ts_to_text.once(self._clock.now(), field="clock.now()")
 
     def _check_open(self) -> None:
         if self._closed or self._writer.db is None:

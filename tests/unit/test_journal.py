@@ -24,7 +24,7 @@ from engine.errors import JournalWriteError
 from engine.orders import Order
 from engine.store import schema
 from engine.store.journal import Journal
-from engine.store.records import EquitySnapshot
+from engine.store.records import EquitySnapshot, ts_to_text
 from tests.support.journal_faults import allow_writes, refuse_writes
 
 T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
@@ -115,6 +115,20 @@ async def test_open_when_new_file_then_creates_dir_schema_and_wal(
     tables = {row[0] for row in raw(db_path, "SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"events", "orders", "fills", "trading_state", "audit", "meta"} <= tables
     assert {"daily_counters", "equity_snapshots", "schema_version", "quarantine"} <= tables
+
+
+async def test_recorded_at_when_written_then_the_clock_reading_and_not_kept_as_a_known_time(
+    journal: Journal, db_path: Path, clock: TestClock
+) -> None:
+    clock.advance(0.000007)  # a wall clock's reading: it never comes again
+    known = dict(ts_to_text._known)
+
+    await journal.set_meta("k", "v")
+
+    assert raw(db_path, "SELECT recorded_at FROM meta WHERE key = 'k'") == [
+        (ts_to_text.once(clock.now()),)
+    ]
+    assert ts_to_text._known == known  # nothing pushed out of the times that do repeat
 
 
 async def test_open_when_reopened_then_data_preserved(db_path: Path, clock: TestClock) -> None:

@@ -50,6 +50,18 @@ def test_time_text_when_more_times_than_it_keeps_then_it_starts_again(
     assert len(text._known) == 1
 
 
+def test_time_text_once_when_a_time_does_not_repeat_then_the_same_text_and_nothing_kept() -> None:
+    text = TimeText(lambda utc: utc.isoformat(timespec="microseconds"))
+    text(T0)
+
+    assert text.once(T0.astimezone(NEW_YORK) + timedelta(microseconds=1)) == (
+        "2026-03-10T15:00:00.000001+00:00"
+    )
+    assert list(text._known) == [T0]  # a wall clock's readings push nothing out
+    with pytest.raises(ValueError, match=r"clock\.now\(\): naive datetime"):
+        text.once(T0.replace(tzinfo=None), field="clock.now()")
+
+
 def test_ts_to_text_when_any_zone_then_utc_with_six_fraction_digits_and_back() -> None:
     local = T0.astimezone(NEW_YORK)
 
