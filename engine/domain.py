@@ -45,9 +45,10 @@ class Exposure:
         makes from the two values in fewer steps (once per bar of a held symbol)."""
         if qty == ZERO or old == new:
             return
-        change = EXACT.multiply(qty, EXACT.subtract(new, old))
-        self.net = EXACT.add(self.net, change)
-        self.gross = EXACT.add(self.gross, change if qty > ZERO else EXACT.minus(change))
+        # |qty x new| - |qty x old| = |qty| x (new - old): each sum in one exact multiply-add.
+        move = EXACT.subtract(new, old)
+        self.net = EXACT.fma(qty, move, self.net)
+        self.gross = EXACT.fma(qty.copy_abs(), move, self.gross)
 
     def reset(self, values: Iterable[Decimal]) -> None:
         """The totals from scratch, from every position's signed value."""
