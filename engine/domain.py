@@ -21,40 +21,57 @@ CENT = Decimal("0.01")
 
 
 class Exposure:
-    """A book's positions valued as two running totals, exact in ``EXACT``: ``net`` (signed
-    market values) and ``gross`` (their absolute values). Moved by each change instead of
-    summed over every position on each read; our portfolio and the simulated account keep
-    one each."""
+    """A book's positions valued as running totals, exact in ``EXACT``: ``net`` (signed
+    market values) and ``gross`` (their absolute values), read from the sums of the long
+    and of the short values. Moved by each change instead of summed over every position on
+    each read; our portfolio and the simulated account keep one each."""
 
-    __slots__ = ("gross", "net")
+    __slots__ = ("long", "short")
 
     def __init__(self) -> None:
-        self.net = ZERO
-        self.gross = ZERO
+        self.long = ZERO
+        """The long positions' values (>= 0)."""
+        self.short = ZERO
+        """The short positions' values (<= 0)."""
+
+    @property
+    def net(self) -> Decimal:
+        return EXACT.add(self.long, self.short)
+
+    @property
+    def gross(self) -> Decimal:
+        return EXACT.subtract(self.long, self.short)
 
     def revalued(self, before: Decimal, after: Decimal) -> None:
-        """One position's signed value moved from ``before`` to ``after``."""
+        """One position's signed value moved from ``before`` to ``after`` (across zero when
+        a fill flips it)."""
         if before == after:
             return
-        self.net = EXACT.add(self.net, EXACT.subtract(after, before))
-        self.gross = EXACT.add(self.gross, EXACT.subtract(after.copy_abs(), before.copy_abs()))
+        if before > ZERO:
+            self.long = EXACT.subtract(self.long, before)
+        elif before < ZERO:
+            self.short = EXACT.subtract(self.short, before)
+        if after > ZERO:
+            self.long = EXACT.add(self.long, after)
+        elif after < ZERO:
+            self.short = EXACT.add(self.short, after)
 
     def marked(self, qty: Decimal, old: Decimal, new: Decimal) -> None:
         """A position of ``qty`` marked from price ``old`` to ``new`` (prices are > 0, so
-        its sign stays): its value moves by ``qty`` x the change, the sums ``revalued``
-        makes from the two values in fewer steps (once per bar of a held symbol)."""
+        its side stays): its value moves by ``qty`` x the change, one exact multiply-add on
+        its side's sum (once per bar of a held symbol)."""
         if qty == ZERO or old == new:
             return
-        # |qty x new| - |qty x old| = |qty| x (new - old): each sum in one exact multiply-add.
-        move = EXACT.subtract(new, old)
-        self.net = EXACT.fma(qty, move, self.net)
-        self.gross = EXACT.fma(qty.copy_abs(), move, self.gross)
+        if qty > ZERO:
+            self.long = EXACT.fma(qty, EXACT.subtract(new, old), self.long)
+        else:
+            self.short = EXACT.fma(qty, EXACT.subtract(new, old), self.short)
 
     def reset(self, values: Iterable[Decimal]) -> None:
         """The totals from scratch, from every position's signed value."""
-        values = list(values)
-        self.net = EXACT.add(ZERO, sum(values, ZERO))
-        self.gross = EXACT.add(ZERO, sum((v.copy_abs() for v in values), ZERO))
+        self.long = self.short = ZERO
+        for value in values:
+            self.revalued(ZERO, value)
 
 
 def to_decimal(value: object, *, field: str = "value") -> Decimal:
