@@ -22,6 +22,8 @@ E = TypeVar("E", bound=StrEnum)
 
 
 def _enum(kind: type[E], value: object, name: str) -> E:
+    if type(value) is kind:  # what the engine sends: no look-up by value
+        return value
     try:
         return kind(str(value))
     except ValueError:

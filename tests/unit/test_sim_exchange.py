@@ -196,6 +196,23 @@ def test_submit_when_fractional_gtc_then_refused(make: MakeExchange) -> None:
         exchange.submit("AAPL", Side.BUY, D("0.5"), OrderType.MARKET, TimeInForce.GTC)
 
 
+def test_submit_when_enums_come_as_text_then_read_by_value_and_unknown_ones_refused(
+    make: MakeExchange,
+) -> None:
+    exchange = make()
+
+    order = exchange.submit("AAPL", "buy", D(1), "limit", "gtc", D(10))
+    with pytest.raises(BrokerRejected, match="invalid side: 'sideways'"):
+        exchange.submit("AAPL", "sideways", D(1))
+
+    assert (order.side, order.type, order.time_in_force) == (
+        Side.BUY,
+        OrderType.LIMIT,
+        TimeInForce.GTC,
+    )
+    assert [o.id for o in exchange.open_orders()] == [order.id]
+
+
 @pytest.mark.parametrize(
     ("qty", "order_type", "limit", "message"),
     [
