@@ -13,6 +13,9 @@ event-loop lag p99 and the peak RSS of the process. Side by side, in one run:
 - 500 symbols: the per-update cost must not grow with the number of symbols;
 - 10 days of history in the file instead of 1: neither the per-update cost nor the memory
   may grow with it;
+- with ``--cpu N`` every run is confined to that one CPU, its threads included (the
+  figures of "one core"); without it the journal's and the simulator's threads may use
+  the other;
 - with ``--python PATH``: the first scenario once more on another CPython 3.11 (e.g. a
   PGO+LTO build like the container's ``python:3.11-slim``), importing this checkout and
   this interpreter's installed packages.
@@ -172,8 +175,8 @@ def ratio(a: dict[str, float], b: dict[str, float], key: str) -> str:
     return f"{a[key] / b[key]:.2f}x"
 
 
-def run_in_child(scenario: Scenario, csv_path: Path) -> dict[str, float]:
-    spec = json.dumps([scenario.__dict__, str(csv_path)])
+def run_in_child(scenario: Scenario, csv_path: Path, cpu: int | None) -> dict[str, float]:
+    spec = json.dumps([scenario.__dict__, str(csv_path), cpu])
     env = None
     if scenario.python:
         # This checkout first, then this interpreter's packages (same minor version: same ABI).
@@ -211,10 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--python", help="also run the first scenario on this CPython (same minor version)"
     )
+    parser.add_argument(
+        "--cpu", type=int, help="run each child on this one CPU only, its threads included"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        fields, path = json.loads(args.child)
+        fields, path, cpu = json.loads(args.child)
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
         print(json.dumps(asyncio.run(one_run(Scenario(**fields), Path(path)))))
         return 0
 
@@ -238,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[Scenario, list[dict[str, float]]] = {sc: [] for sc in scenarios}
         for _ in range(args.runs):
             for sc in scenarios:
-                runs[sc].append(run_in_child(sc, files[sc]))
+                runs[sc].append(run_in_child(sc, files[sc], args.cpu))
     for sc in scenarios:
         if any(r["state"] for r in runs[sc]):
             print(f"warning: {sc.name}: the engine left ACTIVE during a run", flush=True)
@@ -255,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     names = [sc.name for sc in scenarios]
     base = medians[names[0]]
-    print(f"\nmedians of {args.runs} runs each, every run its own process")
+    pinned = "" if args.cpu is None else f", on CPU {args.cpu} only"
+    print(f"\nmedians of {args.runs} runs each, every run its own process{pinned}")
     frame = medians[names[1]]
     print(f"incremental vs frame per bar: {ratio(base, frame, 'updates_per_s')} the updates/s")
     print(f"updates per CPU second, incremental: {1e6 / base['cpu_us_per_update']:,.0f}")
