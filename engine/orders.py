@@ -57,11 +57,18 @@ def make_client_order_id(strategy: str, symbol: str, signal_time: datetime, tag:
     (Alpaca allows 128).
     """
     ts = signal_time if signal_time.tzinfo is UTC else ensure_utc(signal_time, field="signal_time")
-    key = f"{strategy}|{symbol}|{ts.isoformat()}|{tag}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    # ``{ts:%Y%m%dT%H%M%S}`` spelt out: strftime is most of the cost of an id.
-    stamp = f"{ts.year:04}{ts.month:02}{ts.day:02}T{ts.hour:02}{ts.minute:02}{ts.second:02}"
+    iso, stamp = _id_times(ts)
+    digest = hashlib.sha256(f"{strategy}|{symbol}|{iso}|{tag}".encode()).hexdigest()[:12]
     return f"{_id_prefix(strategy, symbol)}-{stamp}-{digest}"
+
+
+@functools.lru_cache(maxsize=64)
+def _id_times(ts: datetime) -> tuple[str, str]:
+    """The signal time as the hash reads it and as the id shows it (``%Y%m%dT%H%M%S``
+    spelt out: strftime was most of the cost of an id); a minute's orders share their bar's
+    time."""
+    stamp = f"{ts.year:04}{ts.month:02}{ts.day:02}T{ts.hour:02}{ts.minute:02}{ts.second:02}"
+    return ts.isoformat(), stamp
 
 
 @functools.lru_cache(maxsize=4096)
