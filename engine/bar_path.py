@@ -225,7 +225,7 @@ class BarPath:
             asyncio.get_running_loop().call_soon(self._after_inline)
         self.queue.updates += 1
         try:
-            self._mark(symbol, bar, None)
+            self._portfolio.mark(symbol, bar.close)  # (``_mark`` with no tick)
             # (no order open or on its way: checked above)
             may_trade = not self._stopped_now()
             intent = self.host.on_bar(bar, self._portfolio.qty(symbol), may_trade=may_trade)
