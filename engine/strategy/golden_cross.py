@@ -48,22 +48,32 @@ class GoldenCross(Strategy[GoldenCrossParams]):
         return self.params.slow + 1
 
     def on_bar(self, bar: Bar, position: Decimal) -> Signal | None:
-        close, closes, fast, slow = bar.close, self._closes, self._n_fast, self._n_slow
+        close = bar.close
+        closes = self._closes
+        fast = self._n_fast
+        slow = self._n_slow
         seen = len(closes)
         # Each sum gains the close and loses the one that leaves its window (append drops
-        # closes[0] once the window is full).
-        self._slow_sum += close - closes[0] if seen == slow else close
-        self._fast_sum += close - closes[-fast] if seen >= fast else close
-        closes.append(close)
-        if seen + 1 < slow:
-            return None
+        # closes[0] once the window is full: every bar after the first ``slow``).
+        if seen == slow:
+            slow_sum = self._slow_sum = self._slow_sum + (close - closes[0])
+            fast_sum = self._fast_sum = self._fast_sum + (close - closes[-fast])
+            closes.append(close)
+        else:
+            slow_sum = self._slow_sum = self._slow_sum + close
+            fast_sum = self._fast_sum = self._fast_sum + (
+                close - closes[-fast] if seen >= fast else close
+            )
+            closes.append(close)
+            if seen + 1 < slow:
+                return None
         # fast/n_fast vs slow/n_slow, compared exactly: equal averages are "touching", and
         # touching is not a cross.
-        fast_scaled = self._fast_sum * slow
-        slow_scaled = self._slow_sum * fast
-        side_now = (fast_scaled > slow_scaled) - (fast_scaled < slow_scaled)
+        fast_scaled = fast_sum * slow
+        slow_scaled = slow_sum * fast
+        side_now = 1 if fast_scaled > slow_scaled else (0 if fast_scaled == slow_scaled else -1)
         side_before, self._side_before = self._side_before, side_now
-        if side_before is None:
+        if side_before is None or side_now == side_before:
             return None
         if side_now > 0 >= side_before:
             side, verb = Side.BUY, "above"
@@ -71,6 +81,6 @@ class GoldenCross(Strategy[GoldenCrossParams]):
             side, verb = Side.SELL, "below"
         else:
             return None
-        fast_mean, slow_mean = self._fast_sum / fast, self._slow_sum / slow
+        fast_mean, slow_mean = fast_sum / fast, slow_sum / slow
         reason = f"SMA{fast} {fast_mean:.2f} crossed {verb} SMA{slow} {slow_mean:.2f}"
         return Signal(side, reason)
