@@ -240,7 +240,7 @@ class SimAccount:
         changed = self._unsaved_symbols
         return self._json(
             {s: self.positions[s] for s in changed if s in self.positions},
-            {s: self.quotes[s] for s in self._unsaved_quotes},
+            self._unsaved_quotes,
             {s: self.opened[s] for s in changed if s in self.opened},
             closed=sorted(s for s in changed if s not in self.positions),
         )
@@ -253,17 +253,22 @@ class SimAccount:
     def _json(
         self,
         positions: dict[str, Position],
-        quotes: dict[str, Quote],
+        quoted: Iterable[str],
         opened: dict[str, date],
         *,
         closed: list[str],
     ) -> dict[str, Any]:
+        """``quoted``: the symbols whose quotes it writes."""
+        quotes = self.quotes
         by_time: dict[datetime, dict[str, str]] = {}  # a minute's quotes share their time
-        for symbol, quote in quotes.items():
-            same_time = by_time.get(quote.ts)
-            if same_time is None:
-                same_time = by_time[quote.ts] = {}
-            same_time[symbol] = str(quote.price)
+        last_ts: datetime | None = None
+        same_time: dict[str, str] = {}
+        for symbol in quoted:
+            price, ts = quotes[symbol]
+            if ts is not last_ts:  # (mostly the one time object of the minute's bars)
+                last_ts = ts
+                same_time = by_time.setdefault(ts, {})
+            same_time[symbol] = str(price)
         return {
             "starting_cash": str(self.starting_cash),
             "cash": str(self.cash),

@@ -15,6 +15,7 @@ from engine.calendar import MarketCalendar
 from engine.clock import NEW_YORK, TestClock
 from engine.domain import Bar, OrderType, Side, TimeInForce
 from engine.errors import BrokerRejected, DuplicateClientOrderId, OrderNotFound
+from engine.sim.account import SimAccount
 from engine.sim.exchange import SimExchange
 from engine.sim.models import CommissionModel, SlippageModel, TradeUpdateRecord
 
@@ -973,3 +974,18 @@ def test_account_totals_when_prices_and_fills_move_then_running_sums_match_a_wal
     restarted = make(path, cash="1000000")._account
     assert restarted.equity() == account.equity()
     assert restarted._exposure.gross == account._exposure.gross
+
+
+def test_account_delta_when_quotes_of_two_times_interleave_then_grouped_by_time() -> None:
+    account = SimAccount(D(1000), MarketCalendar(), OPEN_TS)
+    later = OPEN_TS + timedelta(minutes=1)
+    account.set_quote("A", D("1.5"), OPEN_TS)
+    account.set_quote("B", D("2.5"), later)
+    account.set_quote("C", D("3.5"), OPEN_TS + timedelta(0))  # an equal time, another object
+
+    quotes_at = account.delta_json()["quotes_at"]
+
+    assert quotes_at == {
+        OPEN_TS.isoformat(): {"A": "1.5", "C": "3.5"},
+        later.isoformat(): {"B": "2.5"},
+    }
