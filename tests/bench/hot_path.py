@@ -14,8 +14,7 @@ event-loop lag p99 and the peak RSS of the process. Side by side, in one run:
 - 10 days of history in the file instead of 1: neither the per-update cost nor the memory
   may grow with it;
 - with ``--cpu N`` every run is confined to that one CPU, its threads included (the
-  figures of "one core"); without it the journal's and the simulator's threads may use
-  the other;
+  figures of "one core"); without it the journal's SQLite thread may run on another;
 - with ``--python PATH``: the first scenario once more on another CPython 3.11 (e.g. a
   PGO+LTO build like the container's ``python:3.11-slim``), importing this checkout and
   this interpreter's installed packages.
