@@ -92,17 +92,19 @@ class EventRecord:
     recorded_at: datetime
 
 
-def dec_to_text(value: Decimal, *, field: str = "value") -> str:
+def dec_to_text(value: Decimal, owner: str, name: str) -> str:
+    """A row's Decimal field as text; a value it refuses is named ``owner.name`` (built only
+    then: rows are written on every save of an order or fill)."""
     # A float here would be stored with its binary noise: refuse it rather than convert.
     if not isinstance(value, Decimal):
-        raise TypeError(f"{field}: expected Decimal, got {type(value).__name__}")
+        raise TypeError(f"{owner}.{name}: expected Decimal, got {type(value).__name__}")
     if not value.is_finite():
-        raise ValueError(f"{field}: {value} is not a finite number")
+        raise ValueError(f"{owner}.{name}: {value} is not a finite number")
     return str(value)
 
 
-def opt_dec_to_text(value: Decimal | None, *, field: str = "value") -> str | None:
-    return None if value is None else dec_to_text(value, field=field)
+def opt_dec_to_text(value: Decimal | None, owner: str, name: str) -> str | None:
+    return None if value is None else dec_to_text(value, owner, name)
 
 
 def text_to_dec(text: str) -> Decimal:
@@ -163,33 +165,25 @@ Row = tuple[object, ...]
 
 def order_to_row(order: Order, recorded_at: str) -> Row:
     cid = order.client_order_id
-    limit, avg, updated = order.limit_price, order.avg_fill_price, order.updated_at
+    updated = order.updated_at
     return (
         cid,
         order.symbol,
         order.side._value_,
-        _field_text(order.qty, cid, "qty"),
+        dec_to_text(order.qty, cid, "qty"),
         order.order_type._value_,
-        None if limit is None else _field_text(limit, cid, "limit_price"),
+        opt_dec_to_text(order.limit_price, cid, "limit_price"),
         order.time_in_force._value_,
         order.strategy,
         order.status._value_,
         order.broker_order_id,
-        _field_text(order.filled_qty, cid, "filled_qty"),
-        None if avg is None else _field_text(avg, cid, "avg_fill_price"),
+        dec_to_text(order.filled_qty, cid, "filled_qty"),
+        opt_dec_to_text(order.avg_fill_price, cid, "avg_fill_price"),
         order.reason,
         ts_to_text(order.created_at, field=f"{cid}.created_at"),
         None if updated is None else ts_to_text(updated, field=f"{cid}.updated_at"),
         recorded_at,
     )
-
-
-def _field_text(value: Decimal, owner: str, name: str) -> str:
-    """``dec_to_text`` for one field of a row, the field named (``owner.name``) only when
-    the value is refused: a row's fields are written on every save of an order or fill."""
-    if type(value) is Decimal and value.is_finite():
-        return str(value)
-    return dec_to_text(value, field=f"{owner}.{name}")
 
 
 def order_from_row(row: sqlite3.Row, fills: Sequence[sqlite3.Row] = ()) -> Order:
@@ -243,9 +237,9 @@ def fill_to_row(fill: Fill, recorded_at: str) -> Row:
         fill.broker_order_id,
         fill.symbol,
         fill.side._value_,
-        _field_text(fill.qty, owner, "qty"),
-        _field_text(fill.price, owner, "price"),
-        _field_text(fill.commission, owner, "commission"),
+        dec_to_text(fill.qty, owner, "qty"),
+        dec_to_text(fill.price, owner, "price"),
+        dec_to_text(fill.commission, owner, "commission"),
         ts_to_text(fill.ts, field=f"{owner}.ts"),
         recorded_at,
     )
@@ -268,11 +262,11 @@ def fill_from_row(row: sqlite3.Row) -> Fill:
 def snapshot_to_row(snap: EquitySnapshot, recorded_at: str) -> Row:
     return (
         ts_to_text(snap.ts, field="snapshot.ts"),
-        dec_to_text(snap.equity, field="snapshot.equity"),
-        dec_to_text(snap.cash, field="snapshot.cash"),
-        opt_dec_to_text(snap.day_pnl, field="snapshot.day_pnl"),
-        dec_to_text(snap.gross_exposure, field="snapshot.gross_exposure"),
-        dec_to_text(snap.net_exposure, field="snapshot.net_exposure"),
+        dec_to_text(snap.equity, "snapshot", "equity"),
+        dec_to_text(snap.cash, "snapshot", "cash"),
+        opt_dec_to_text(snap.day_pnl, "snapshot", "day_pnl"),
+        dec_to_text(snap.gross_exposure, "snapshot", "gross_exposure"),
+        dec_to_text(snap.net_exposure, "snapshot", "net_exposure"),
         recorded_at,
     )
 
