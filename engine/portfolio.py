@@ -36,10 +36,14 @@ class PositionState:
     opened_at: datetime | None = None
 
     @property
+    def mark_price(self) -> Decimal:
+        """The price it is valued at: the last one, or its cost until a price is known."""
+        return self.avg_price if self.last_price is None else self.last_price
+
+    @property
     def market_value(self) -> Decimal:
-        """``qty * last_price``; valued at cost (``qty * avg_price``) until a price is known."""
-        price = self.avg_price if self.last_price is None else self.last_price
-        return self.qty * price
+        """``qty * mark_price``."""
+        return self.qty * self.mark_price
 
     @property
     def unrealized_pnl(self) -> Decimal:
@@ -345,6 +349,6 @@ class Portfolio:
             state.last_price = price
             self._exposure.revalued(before, state.market_value)
             return
-        old = state.avg_price if state.last_price is None else state.last_price
+        old = state.mark_price
         state.last_price = price
         self._exposure.marked(state.qty, old, price)  # a mark alone: once per bar held

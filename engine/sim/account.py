@@ -78,12 +78,9 @@ class SimAccount:
     def set_quote(self, symbol: str, price: Decimal, ts: datetime) -> None:
         """A trade price seen at ``ts`` (saved with the next save)."""
         held = self.positions.get(symbol)
-        quotes = self.quotes
         if held is not None:
-            quote = quotes.get(symbol)
-            old = held.avg_entry_price if quote is None else quote.price  # (``mark``)
-            self._exposure.marked(held.qty, old, price)
-        quotes[symbol] = Quote(price, ts)
+            self._exposure.marked(held.qty, self.mark(symbol), price)
+        self.quotes[symbol] = Quote(price, ts)
         self._unsaved_quotes.add(symbol)
 
     # -- executions -------------------------------------------------------------------------
