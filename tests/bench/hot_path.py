@@ -218,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.cpu is not None and not args.child and args.cpu not in os.sched_getaffinity(0):
+        parser.error(
+            f"--cpu {args.cpu}: not one of this process's CPUs {sorted(os.sched_getaffinity(0))}"
+        )
     if args.child:
         fields, path, cpu = json.loads(args.child)
         if cpu is not None:
